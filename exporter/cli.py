@@ -1,0 +1,135 @@
+"""The command line, with the flag names of the Prometheus exporters written in Go."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import signal
+import sys
+
+import structlog
+
+from . import __version__, logs
+from .config import ConfigError, load_config, resolve_credentials
+from .service import DEFAULT_LISTEN_ADDRESS, Exporter, parse_listen_address
+
+log = structlog.get_logger("exporter.cli")
+
+DEMO_LISTEN_ADDRESS = "127.0.0.1:8437"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="itnio-exporter",
+        description="Prometheus exporter for ITNIO TECH automatic-redial (recall) flows.",
+    )
+    parser.add_argument("--config.file", dest="config_file", metavar="FILE", help="YAML configuration file")
+    parser.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate --config.file (and the API secret it names), print the problems and exit",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        metavar="HOST:PORT",
+        default=None,
+        help=f"address to serve metrics on (default {DEFAULT_LISTEN_ADDRESS}; "
+        f"{DEMO_LISTEN_ADDRESS} with --demo)",
+    )
+    parser.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        metavar="PATH",
+        default="/metrics",
+        help="path under which to expose metrics (default %(default)s)",
+    )
+    parser.add_argument("--log.level", dest="log_level", choices=logs.LEVELS, default="info")
+    parser.add_argument("--log.format", dest="log_format", choices=logs.FORMATS, default="logfmt")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against a built-in simulator of the ITNIO API: no config or credentials needed",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"itnio-exporter, version {__version__} (python {platform.python_version()})",
+    )
+    return parser
+
+
+def _fail(problems: list[str]) -> int:
+    for line in problems:
+        print(line, file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    problems = []
+    if args.demo and (args.config_file or args.config_check):
+        problems.append("--demo: runs without --config.file and --config.check")
+    if not args.demo and not args.config_file:
+        problems.append("--config.file: required (or run --demo to try the exporter without credentials)")
+    if not args.telemetry_path.startswith("/"):
+        problems.append(f"--web.telemetry-path: {args.telemetry_path!r} must start with /")
+    listen = args.listen_address or (DEMO_LISTEN_ADDRESS if args.demo else DEFAULT_LISTEN_ADDRESS)
+    try:
+        parse_listen_address(listen)
+    except ValueError as exc:
+        problems.append(f"--web.listen-address: {exc}")
+    if problems:
+        return _fail(problems)
+
+    logs.configure(args.log_level, args.log_format)
+    if args.demo:
+        return asyncio.run(_serve_demo(listen, args.telemetry_path))
+    try:
+        config = load_config(args.config_file)
+        credentials = resolve_credentials(config.api)
+    except ConfigError as exc:
+        return _fail(exc.problems)
+    if args.config_check:
+        print(f"{args.config_file}: OK ({len(config.flows)} flows)")
+        return 0
+    return asyncio.run(_serve(Exporter(config, credentials, listen_address=listen, telemetry_path=args.telemetry_path)))
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _serve(exporter: Exporter) -> int:
+    try:
+        await exporter.start()
+    except OSError as exc:
+        log.error("cannot_listen", address=f"{exporter.host or ''}:{exporter.port}", error=exc.strerror or str(exc))
+        await exporter.stop()
+        return 1
+    await _wait_for_signal()
+    log.info("stopping")
+    await exporter.stop()
+    return 0
+
+
+async def _serve_demo(listen: str, telemetry_path: str) -> int:
+    from .demo import start_demo_simulator
+
+    sim, config, credentials = await start_demo_simulator()
+    exporter = Exporter(config, credentials, listen_address=listen, telemetry_path=telemetry_path)
+    log.info("demo", simulator=sim.base_url, metrics=f"http://{listen}{telemetry_path}")
+    try:
+        return await _serve(exporter)
+    finally:
+        await sim.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

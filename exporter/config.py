@@ -1,0 +1,305 @@
+"""The configuration file: schema, defaults, validation and secret resolution.
+
+Everything the daemon reads from YAML goes through :func:`load_config`, which
+either returns a fully resolved :class:`Config` or raises :class:`ConfigError`
+carrying one human line per problem, each naming the field (``flows[2].key_id: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_BASE_URL = "https://api.itniotech.com"
+ENV_API_KEY = "ITNIO_API_KEY"
+ENV_API_SECRET = "ITNIO_API_SECRET"
+
+_DURATION_RE = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
+_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Prometheus duration (``500ms``, ``30s``, ``1h30m``) into seconds."""
+    match = _DURATION_RE.match(text)
+    if not text or match is None:
+        raise ValueError(f"{text!r} is not a duration like 500ms, 30s, 5m or 1h")
+    return float(sum(int(part) * unit for part, unit in zip(match.groups(), _DURATION_UNITS) if part))
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest Prometheus form of a duration, for messages."""
+    if seconds < 1 or seconds != int(seconds):
+        return f"{round(seconds * 1000)}ms"
+    out, rest = "", int(seconds)
+    for unit, name in ((3600, "h"), (60, "m"), (1, "s")):
+        if rest >= unit:
+            out += f"{rest // unit}{name}"
+            rest %= unit
+    return out
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_duration(value.strip())
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a duration string like 30s")
+    raise ValueError(f"{value!r} has no unit: write it like {value}s")
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ApiConfig(_Model):
+    base_url: StrictStr = DEFAULT_BASE_URL
+    api_key: StrictStr | None = None
+    api_secret: SecretStr | None = Field(default=None, repr=False)
+    api_secret_file: Path | None = None
+    timeout: Duration = 10.0
+    max_concurrency: StrictInt = Field(default=4, ge=1, le=1024)
+    max_response_bytes: StrictInt = Field(default=8 * 1024 * 1024, ge=1024)
+
+    @field_validator("api_secret_file", mode="before")
+    @classmethod
+    def _path(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value:
+                raise ValueError("must not be empty")
+            return Path(value)
+        raise ValueError("must be a file path")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s")
+        return value
+
+
+class PollConfig(_Model):
+    interval: Duration = 60.0
+    stale_after: Duration | None = None
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value < 0.1:
+            raise ValueError("must be at least 100ms")
+        return value
+
+    @property
+    def stale_after_seconds(self) -> float:
+        return self.stale_after if self.stale_after is not None else 3 * self.interval
+
+
+class FlowConfig(_Model):
+    key_id: StrictInt = Field(ge=1)
+    name: StrictStr = ""
+
+
+class Config(_Model):
+    api: ApiConfig = ApiConfig()
+    poll: PollConfig = PollConfig()
+    flows: list[FlowConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        problems = []
+        seen: dict[int, int] = {}
+        for index, flow in enumerate(self.flows):
+            if flow.key_id in seen:
+                problems.append(
+                    f"flows[{index}].key_id: duplicate key_id {flow.key_id} (also flows[{seen[flow.key_id]}])"
+                )
+            seen.setdefault(flow.key_id, index)
+        if not self.flows:
+            problems.append("flows: at least one flow to watch is needed")
+        if self.api.timeout > self.poll.interval:
+            problems.append(
+                f"api.timeout: {format_duration(self.api.timeout)} must not exceed "
+                f"poll.interval ({format_duration(self.poll.interval)})"
+            )
+        stale = self.poll.stale_after
+        if stale is not None and stale < self.poll.interval:
+            problems.append(
+                f"poll.stale_after: {format_duration(stale)} must not be shorter than "
+                f"poll.interval ({format_duration(self.poll.interval)})"
+            )
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+
+class Credentials:
+    """The API key and secret. The secret never appears in a repr, str or log."""
+
+    __slots__ = ("api_key", "_secret", "source")
+
+    def __init__(self, api_key: str, secret: str, source: str):
+        self.api_key = api_key
+        self._secret = secret
+        self.source = source
+
+    def secret(self) -> str:
+        return self._secret
+
+    def __repr__(self) -> str:
+        return f"Credentials(api_key={self.api_key!r}, secret='***', source={self.source!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Credentials)
+            and other.api_key == self.api_key
+            and other._secret == self._secret
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.api_key, self._secret))
+
+
+def read_secret_file(path: Path) -> str:
+    """The secret in ``path``, without surrounding white space (editors add a newline)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"api.api_secret_file: cannot read {path}: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"api.api_secret_file: {path} is not UTF-8 text"]) from None
+    secret = text.strip()
+    if not secret:
+        raise ConfigError([f"api.api_secret_file: {path} is empty"])
+    return secret
+
+
+def resolve_credentials(api: ApiConfig, environ: dict[str, str] | None = None) -> Credentials:
+    """Key from config or $ITNIO_API_KEY; secret from file, then config, then $ITNIO_API_SECRET."""
+    env = os.environ if environ is None else environ
+    problems = []
+    key = api.api_key if api.api_key is not None else env.get(ENV_API_KEY, "")
+    if not key:
+        problems.append(f"api.api_key: missing (set it in the config or in ${ENV_API_KEY})")
+    secret, source = "", ""
+    if api.api_secret_file is not None:
+        try:
+            secret, source = read_secret_file(api.api_secret_file), "api_secret_file"
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    elif api.api_secret is not None:
+        secret, source = api.api_secret.get_secret_value(), "api_secret"
+        if not secret:
+            problems.append("api.api_secret: must not be empty")
+    elif env.get(ENV_API_SECRET):
+        secret, source = env[ENV_API_SECRET], ENV_API_SECRET
+    else:
+        problems.append(
+            f"api.api_secret: missing (set api.api_secret_file, api.api_secret or ${ENV_API_SECRET})"
+        )
+    if problems:
+        raise ConfigError(problems)
+    return Credentials(key, secret, source)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part and not str(part).startswith(("function-", "constrained-")):
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    message = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    value = error.get("input")
+    if kind not in ("model_type",) and isinstance(value, (str, int, float, bool)) and repr(value) not in message:
+        message += f" (got {value!r})"
+    return message
+
+
+def validate_config(raw: Any) -> Config:
+    """Validate a parsed YAML document; raise ConfigError with a line per problem."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): the config must be a YAML mapping"])
+    try:
+        return Config.model_validate(raw)
+    except ConfigError:
+        raise
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            ctx_error = (error.get("ctx") or {}).get("error")
+            if isinstance(ctx_error, ConfigError):
+                problems.extend(ctx_error.problems)
+            else:
+                problems.append(f"{_field_path(error['loc'])}: {_message(error)}")
+        raise ConfigError(problems) from None
+
+
+def parse_yaml(text: str, name: str = "config") -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{name}{where}: invalid YAML: {problem}"]) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, parse and validate a config file. Raises ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    return validate_config(parse_yaml(text, str(path)))

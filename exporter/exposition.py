@@ -1,0 +1,247 @@
+"""Turning a Snapshot into the bytes of /metrics, once per snapshot.
+
+The flow and node series change only when a poll cycle ends, so they are rendered
+once per snapshot, in both formats and pre-compressed, and every scrape reuses the
+bytes. Only the small request-level registry (:mod:`exporter.telemetry`) is rendered
+per scrape and appended. A scrape therefore costs about the bytes it sends.
+
+gzip: the cached part is deflated once and ended with a sync flush; each scrape
+deflates only its own tail and appends it, with the combined CRC, so the answer is
+one ordinary gzip member that every client can read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
+
+from .model import STATES, UNKNOWN_STATE, ErrorKind, state_name
+from .snapshot import Snapshot
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+BG = " Collected by a background poll of the ITNIO API, not at scrape time."
+ALL_STATES = STATES + (UNKNOWN_STATE,)
+ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
+_OM_EOF = b"# EOF\n"
+# Rendering a snapshot this large (in series) is moved off the event loop.
+OFFLOAD_SERIES = 2000
+
+
+def snapshot_families(snapshot: Snapshot) -> list[Metric]:
+    """The metric families of one snapshot (flows, nodes and the cycle itself)."""
+    up = GaugeMetricFamily(
+        "itnio_recall_flow_up", "1 if the last poll of this recall flow succeeded, else 0." + BG, labels=["key_id"]
+    )
+    last_success = GaugeMetricFamily(
+        "itnio_recall_flow_last_success_timestamp_seconds",
+        "Unix time of the last successful poll of this recall flow." + BG,
+        labels=["key_id"],
+    )
+    polls = CounterMetricFamily(
+        "itnio_recall_flow_polls", "Polls of this recall flow, successful or not." + BG, labels=["key_id"]
+    )
+    poll_errors = CounterMetricFamily(
+        "itnio_recall_flow_poll_errors",
+        "Failed polls of this recall flow, by error kind (api, http, timeout, network, decode)." + BG,
+        labels=["key_id", "kind"],
+    )
+    info = InfoMetricFamily(
+        "itnio_recall_flow",
+        "Recall flow metadata: the name from the config and the recall type (all or failed)." + BG,
+        labels=["key_id"],
+    )
+    status = GaugeMetricFamily(
+        "itnio_recall_flow_status",
+        "Recall flow state as the API reports it: 0 pending, 1 in progress, 2 completed, 3 cancelled, "
+        "4 execution exception." + BG,
+        labels=["key_id"],
+    )
+    state = GaugeMetricFamily(
+        "itnio_recall_flow_state",
+        "1 for the current state of the recall flow, 0 for the others." + BG,
+        labels=["key_id", "state"],
+    )
+    interval = GaugeMetricFamily(
+        "itnio_recall_flow_recall_interval_seconds",
+        "Time between recall rounds of the flow (recallInterval)." + BG,
+        labels=["key_id"],
+    )
+    attempts = GaugeMetricFamily(
+        "itnio_recall_flow_recall_attempts",
+        "Number of recall attempts configured for the flow (recallNum)." + BG,
+        labels=["key_id"],
+    )
+    nodes = GaugeMetricFamily(
+        "itnio_recall_flow_nodes",
+        "Number of nodes (recall rounds) of the flow in each state." + BG,
+        labels=["key_id", "state"],
+    )
+    node_status = GaugeMetricFamily(
+        "itnio_recall_node_status",
+        "State of one node (recall round) of a flow: 0 pending, 1 in progress, 2 completed, 3 cancelled, "
+        "4 execution exception." + BG,
+        labels=["key_id", "node_key_id", "task_id", "script_id"],
+    )
+    for flow in snapshot.flows:
+        key = str(flow.key_id)
+        up.add_metric([key], 1.0 if flow.up else 0.0)
+        if flow.last_success is not None:
+            last_success.add_metric([key], flow.last_success)
+        polls.add_metric([key], flow.polls)
+        counts = dict(flow.errors)
+        for kind in ERROR_KINDS:
+            poll_errors.add_metric([key, kind], counts.get(kind, 0))
+        detail = flow.visible_detail
+        info.add_metric([key], {"name": flow.name, "recall_type": detail.recall_type_name if detail else ""})
+        if detail is None:
+            continue
+        status.add_metric([key], detail.status)
+        current = state_name(detail.status)
+        for name in ALL_STATES:
+            state.add_metric([key, name], 1.0 if name == current else 0.0)
+        interval.add_metric([key], detail.recall_interval_minutes * 60)
+        attempts.add_metric([key], detail.recall_num)
+        per_state = dict.fromkeys(ALL_STATES, 0)
+        for node in detail.nodes:
+            per_state[state_name(node.status)] += 1
+            node_status.add_metric(
+                [key, str(node.key_id), _opt(node.task_id), _opt(node.script_id)], node.status
+            )
+        for name, count in per_state.items():
+            nodes.add_metric([key, name], count)
+
+    cycle = [
+        GaugeMetricFamily(
+            "itnio_exporter_poll_duration_seconds",
+            "Duration of the last complete poll cycle over all flows.",
+            value=snapshot.cycle_duration,
+        ),
+        CounterMetricFamily(
+            "itnio_exporter_poll_cycles", "Poll cycles completed since the exporter started.", value=snapshot.cycles
+        ),
+        GaugeMetricFamily(
+            "itnio_exporter_flows", "Number of recall flows the exporter watches.", value=len(snapshot.flows)
+        ),
+    ]
+    if snapshot.cycles:
+        cycle.append(
+            GaugeMetricFamily(
+                "itnio_exporter_last_poll_timestamp_seconds",
+                "Unix time at which the last complete poll cycle started.",
+                value=snapshot.cycle_started,
+            )
+        )
+    return [up, last_success, polls, poll_errors, info, status, state, interval, attempts, nodes, node_status, *cycle]
+
+
+def _opt(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+class _Families:
+    """A collector that yields a fixed list of families, for prometheus_client's renderers."""
+
+    def __init__(self, families: Iterable[Metric]):
+        self._families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+def _render(families: list[Metric], openmetrics: bool) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))  # type: ignore[arg-type]
+    if openmetrics:
+        return generate_latest_openmetrics(registry).removesuffix(_OM_EOF)
+    return generate_latest(registry)
+
+
+class GzipPrefix:
+    """A gzip stream for ``data`` left open, so that any tail can finish it cheaply."""
+
+    __slots__ = ("head", "crc", "size")
+
+    def __init__(self, data: bytes, level: int = 6):
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        header = b"\x1f\x8b\x08\x00" + struct.pack("<I", 0) + b"\x00\xff"
+        self.head = header + compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        self.crc = zlib.crc32(data)
+        self.size = len(data)
+
+    def finish(self, tail: bytes) -> bytes:
+        compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+        body = compressor.compress(tail) + compressor.flush(zlib.Z_FINISH)
+        trailer = struct.pack("<II", zlib.crc32(tail, self.crc), (self.size + len(tail)) & 0xFFFFFFFF)
+        return self.head + body + trailer
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedSnapshot:
+    """The cached bytes of one snapshot in every form /metrics may need."""
+
+    text: bytes
+    openmetrics: bytes
+    text_gzip: GzipPrefix
+    openmetrics_gzip: GzipPrefix
+    series: int
+    rendered_at: float
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> RenderedSnapshot:
+        families = snapshot_families(snapshot)
+        text = _render(families, openmetrics=False)
+        openmetrics = _render(families, openmetrics=True)
+        return cls(
+            text=text,
+            openmetrics=openmetrics,
+            text_gzip=GzipPrefix(text),
+            openmetrics_gzip=GzipPrefix(openmetrics),
+            series=sum(len(f.samples) for f in families),
+            rendered_at=time.time(),
+        )
+
+
+def series_count(snapshot: Snapshot) -> int:
+    """A cheap upper estimate of the series a snapshot renders to."""
+    total = 12 * len(snapshot.flows)
+    for flow in snapshot.flows:
+        if flow.detail is not None:
+            total += len(flow.detail.nodes)
+    return total
+
+
+class Exposition:
+    """Holds the latest rendered snapshot and assembles /metrics answers from it."""
+
+    def __init__(self, live_registry: CollectorRegistry, snapshot: Snapshot | None = None):
+        self.live_registry = live_registry
+        self.snapshot = snapshot or Snapshot()
+        self.rendered = RenderedSnapshot.of(self.snapshot)
+
+    async def publish(self, snapshot: Snapshot) -> None:
+        """Render a new snapshot (in a worker thread when large) and make it the current one."""
+        if series_count(snapshot) > OFFLOAD_SERIES:
+            rendered = await asyncio.get_running_loop().run_in_executor(None, RenderedSnapshot.of, snapshot)
+        else:
+            rendered = RenderedSnapshot.of(snapshot)
+        self.snapshot, self.rendered = snapshot, rendered
+
+    def body(self, *, openmetrics: bool, gzip: bool) -> bytes:
+        """The full /metrics body: cached snapshot bytes plus the live request metrics."""
+        if openmetrics:
+            tail = generate_latest_openmetrics(self.live_registry)
+            cached, prefix = self.rendered.openmetrics, self.rendered.openmetrics_gzip
+        else:
+            tail = generate_latest(self.live_registry)
+            cached, prefix = self.rendered.text, self.rendered.text_gzip
+        return prefix.finish(tail) if gzip else cached + tail

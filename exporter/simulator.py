@@ -1,0 +1,389 @@
+"""A fake ITNIO voice API for the tests, the demo and the benchmarks.
+
+It checks ``Api-Key``, ``Timestamp`` and ``Sign`` as the vendor documents (wrong
+key or sign -> -1, timestamp outside the window -> -16, bad body -> -22, unknown
+keyId -> -24), answers with every documented envelope variant, and can add latency
+and inject faults (timeouts, 5xx, dropped connections, invalid JSON, vendor codes)
+at set rates or for chosen flows. Every answer is recorded in :attr:`Simulator.answers`
+as ``(kind, code)``, with the exporter's error kinds, so tests compare the
+exporter's counters against the truth.
+
+Run it alone with ``itnio-exporter-simulator`` or ``python -m exporter.simulator``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import random
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .signing import sign
+
+QUERY_DETAIL_PATH = "/voice/recallFlow/queryDetail"
+ENVELOPES = ("code-int", "code-str", "status-str", "status-int")
+FAULT_KINDS = ("timeout", "http", "network", "decode", "api")
+DEMO_API_KEY = "demo-key"
+DEMO_API_SECRET = "demo-secret"
+
+
+@dataclass
+class SimNode:
+    key_id: int
+    task_id: int | None
+    script_id: int | None
+    status: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"keyId": self.key_id, "taskId": self.task_id, "nodeStatus": self.status, "scriptId": self.script_id}
+
+
+@dataclass
+class SimFlow:
+    """A flow whose state the test (or the CLI) sets directly."""
+
+    key_id: int
+    status: int = 1
+    recall_interval: int = 5
+    recall_num: int = 3
+    recall_type: int = 1
+    nodes: list[SimNode] = field(default_factory=list)
+
+    def data(self, elapsed: float) -> dict[str, Any]:
+        return {
+            "keyId": self.key_id,
+            "recallInterval": self.recall_interval,
+            "recallNum": self.recall_num,
+            "recallType": self.recall_type,
+            "status": self.status,
+            "nodeList": [node.as_json() for node in self.nodes],
+            # The vendor's example carries a paging wrapper here too.
+            "total": len(self.nodes),
+            "size": 1,
+            "current": 1,
+            "searchCount": True,
+            "pages": 1,
+        }
+
+
+@dataclass
+class ScriptedFlow:
+    """A flow that moves through its states with time, round by round, and starts over.
+
+    It waits ``start_delay`` seconds (pending), then runs ``rounds`` nodes of
+    ``round_seconds`` each; ``outcome`` is ``completed``, or ``cancelled`` /
+    ``exception`` at round ``fail_round``. Every ``period`` seconds it starts over with
+    new node ids, so nodes also disappear. ``offset`` shifts where it is at t=0.
+    """
+
+    key_id: int
+    rounds: int = 4
+    round_seconds: float = 6.0
+    start_delay: float = 4.0
+    outcome: str = "completed"
+    fail_round: int = 1
+    period: float = 60.0
+    offset: float = 0.0
+    recall_type: int = 1
+    recall_interval: int = 1
+
+    def data(self, elapsed: float) -> dict[str, Any]:
+        position = elapsed + self.offset
+        loop, t = divmod(position, self.period)
+        current = int((t - self.start_delay) // self.round_seconds) if t >= self.start_delay else -1
+        statuses = []
+        flow_status = 0 if current < 0 else 1
+        for index in range(self.rounds):
+            if self.outcome != "completed" and current >= self.fail_round:
+                if index < self.fail_round:
+                    statuses.append(2)
+                elif index == self.fail_round:
+                    statuses.append(3 if self.outcome == "cancelled" else 4)
+                else:
+                    statuses.append(3)
+                flow_status = 3 if self.outcome == "cancelled" else 4
+            elif index < current:
+                statuses.append(2)
+            elif index == current:
+                statuses.append(1)
+            else:
+                statuses.append(0)
+        if self.outcome == "completed" and current >= self.rounds:
+            flow_status = 2
+        base = self.key_id * 10000 + int(loop % 100) * 10
+        return {
+            "keyId": self.key_id,
+            "recallInterval": self.recall_interval,
+            "recallNum": self.rounds,
+            "recallType": self.recall_type,
+            "status": flow_status,
+            "nodeList": [
+                {"keyId": base + i, "taskId": 5000000 + base + i, "nodeStatus": s, "scriptId": 100 + self.key_id % 7}
+                for i, s in enumerate(statuses)
+            ],
+        }
+
+
+def demo_flows() -> list[tuple[ScriptedFlow, str]]:
+    """The demo's flows, staggered so that every state is on show from the first poll."""
+    return [
+        (ScriptedFlow(1001, rounds=4, start_delay=4, period=60), "collections-eu"),
+        (ScriptedFlow(1002, rounds=5, start_delay=4, period=75, offset=20), "renewals-us"),
+        (ScriptedFlow(1003, rounds=4, start_delay=2, outcome="cancelled", fail_round=2, period=90, offset=30),
+         "winback-apac"),
+        (ScriptedFlow(1004, rounds=3, start_delay=2, outcome="exception", fail_round=1, period=90, offset=40),
+         "surveys-latam"),
+        (ScriptedFlow(1005, rounds=3, start_delay=20, period=70), "reminders-uk"),
+        (ScriptedFlow(1006, rounds=3, start_delay=0, period=120, offset=100), "payments-mx"),
+    ]
+
+
+def static_flows(count: int, nodes: int, first_key: int = 1) -> list[SimFlow]:
+    """``count`` flows with ``nodes`` nodes each, in a spread of states."""
+    flows = []
+    for i in range(count):
+        key = first_key + i
+        flows.append(
+            SimFlow(
+                key_id=key,
+                status=i % 5,
+                recall_num=nodes,
+                nodes=[SimNode(key * 1000 + j, 7000000 + key * 1000 + j, 100 + j % 3, (i + j) % 5) for j in range(nodes)],
+            )
+        )
+    return flows
+
+
+def envelope(variant: str, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    if variant == "code-int":
+        body: dict[str, Any] = {"code": code, "msg": message}
+    elif variant == "code-str":
+        body = {"code": str(code), "msg": message}
+    elif variant == "status-str":
+        body = {"status": str(code), "reason": message}
+    else:
+        body = {"status": code, "reason": message}
+    if data is not None:
+        body["data"] = data
+    return body
+
+
+@dataclass
+class Fault:
+    """One injected fault: ``kind`` in FAULT_KINDS; ``code`` is the vendor code (api) or HTTP status."""
+
+    kind: str
+    code: int | None = None
+
+    def record(self) -> tuple[str, str]:
+        if self.kind in ("http", "api"):
+            return self.kind, str(self.code)
+        return self.kind, ""
+
+
+class Simulator:
+    def __init__(
+        self,
+        *,
+        api_key: str = DEMO_API_KEY,
+        api_secret: str = DEMO_API_SECRET,
+        flows: list[Any] | None = None,
+        latency: float = 0.0,
+        fault_rates: dict[str, float] | None = None,
+        api_fault_code: int = -18,
+        http_fault_status: int = 503,
+        hang_seconds: float = 30.0,
+        envelope_variant: str = "mixed",
+        timestamp_window: float = 1800.0,
+        seed: int | None = 0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.flows: dict[int, Any] = {flow.key_id: flow for flow in (flows or [])}
+        self.latency = latency
+        self.fault_rates = dict(fault_rates or {})
+        self.api_fault_code = api_fault_code
+        self.http_fault_status = http_fault_status
+        self.hang_seconds = hang_seconds
+        self.envelope_variant = envelope_variant
+        self.timestamp_window = timestamp_window
+        self.clock = clock
+        self.random = random.Random(seed)
+        self.flow_faults: dict[int, Fault] = {}  # key_id -> fault to inject on every request for it
+        self.flow_latency: dict[int, float] = {}  # key_id -> extra latency
+        self.answers: Counter[tuple[str, str]] = Counter()  # (kind, code) of every answer, "ok" for success
+        self.requests_per_flow: Counter[int] = Counter()
+        self.started = time.monotonic()
+        self._served = 0
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- set-up -------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post(QUERY_DETAIL_PATH, self._query_detail)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        self._runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- serving ------------------------------------------------------------------------------
+    def _variant(self) -> str:
+        if self.envelope_variant != "mixed":
+            return self.envelope_variant
+        self._served += 1
+        return ENVELOPES[self._served % len(ENVELOPES)]
+
+    def _answer(self, kind: str, code: int, message: str, data: Any = None, key_id: int | None = None) -> web.Response:
+        self.answers[("ok", "") if code == 0 else (kind, str(code))] += 1
+        return web.json_response(envelope(self._variant(), code, message, data))
+
+    def _check_auth(self, request: web.Request) -> tuple[int, str] | None:
+        key = request.headers.get("Api-Key", "")
+        stamp = request.headers.get("Timestamp", "")
+        given = request.headers.get("Sign", "").lower()
+        if not key or not stamp or not given:
+            return -1, "Authentication error"
+        if not hmac.compare_digest(key, self.api_key):
+            return -1, "Authentication error"
+        if not hmac.compare_digest(given, sign(self.api_key, self.api_secret, stamp)):
+            return -1, "Authentication error"
+        try:
+            stamp_value = int(stamp)
+        except ValueError:
+            return -16, "Timestamp expired"
+        if abs(self.clock() - stamp_value) > self.timestamp_window:
+            return -16, "Timestamp expired"
+        return None
+
+    def _pick_fault(self, key_id: int | None) -> Fault | None:
+        if key_id is not None and key_id in self.flow_faults:
+            return self.flow_faults[key_id]
+        for kind in FAULT_KINDS:
+            rate = self.fault_rates.get(kind, 0.0)
+            if rate and self.random.random() < rate:
+                code = self.api_fault_code if kind == "api" else self.http_fault_status if kind == "http" else None
+                return Fault(kind, code)
+        return None
+
+    async def _query_detail(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        key_id = body.get("keyId") if isinstance(body, dict) else None
+        if isinstance(key_id, bool) or not isinstance(key_id, int):
+            key_id = None
+        delay = self.latency + self.flow_latency.get(key_id, 0.0) if key_id is not None else self.latency
+        fault = self._pick_fault(key_id)
+        if fault is not None and fault.kind == "timeout":
+            self.answers[fault.record()] += 1
+            await asyncio.sleep(self.hang_seconds)
+            return web.Response(status=504)
+        if delay:
+            await asyncio.sleep(delay)
+        if fault is not None:
+            self.answers[fault.record()] += 1
+            if fault.kind == "http":
+                return web.Response(status=fault.code or 503, text="upstream unavailable")
+            if fault.kind == "network":
+                assert request.transport is not None
+                request.transport.abort()
+                raise asyncio.CancelledError  # nothing more is written on a dropped connection
+            if fault.kind == "decode":
+                if self.random.random() < 0.5:
+                    return web.Response(body=b'{"code":0,"msg":"success","data":{"keyId":', content_type="application/json")
+                return web.json_response(envelope(self._variant(), 0, "success", [1, 2, 3]))
+            return web.json_response(envelope(self._variant(), fault.code or -18, "Port program unusual"))
+        problem = self._check_auth(request)
+        if problem is not None:
+            return self._answer("api", problem[0], problem[1])
+        if key_id is None:
+            return self._answer("api", -22, "Parameter exception")
+        flow = self.flows.get(key_id)
+        if flow is None:
+            return self._answer("api", -24, "Data not existing")
+        self.requests_per_flow[key_id] += 1
+        return self._answer("ok", 0, "success", flow.data(time.monotonic() - self.started))
+
+    def errors(self) -> Counter[tuple[str, str]]:
+        """The answers that were failures, as the exporter should count them."""
+        return Counter({k: v for k, v in self.answers.items() if k[0] != "ok"})
+
+
+def _parse_faults(specs: list[str]) -> dict[str, float]:
+    rates = {}
+    for spec in specs:
+        kind, _, rate = spec.partition("=")
+        if kind not in FAULT_KINDS:
+            raise argparse.ArgumentTypeError(f"--fault: unknown kind {kind!r} (one of {', '.join(FAULT_KINDS)})")
+        rates[kind] = float(rate)
+    return rates
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="itnio-exporter-simulator", description="A fake ITNIO voice API on loopback, for tests and demos."
+    )
+    parser.add_argument("--listen", default="127.0.0.1:8418", help="HOST:PORT to listen on (default %(default)s)")
+    parser.add_argument("--api-key", default=DEMO_API_KEY)
+    parser.add_argument("--api-secret", default=DEMO_API_SECRET)
+    parser.add_argument("--flows", type=int, default=0, help="serve N static flows with keyIds 1..N (default: the demo flows)")
+    parser.add_argument("--nodes", type=int, default=10, help="nodes per static flow")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--fault", action="append", default=[], metavar="KIND=RATE",
+                        help=f"inject a fault at a rate in 0..1; KIND is one of {', '.join(FAULT_KINDS)}")
+    parser.add_argument("--envelope", choices=("mixed", *ENVELOPES), default="mixed")
+    args = parser.parse_args(argv)
+    try:
+        rates = _parse_faults(args.fault)
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        print(f"itnio-exporter-simulator: {exc}", file=sys.stderr)
+        return 2
+    host, _, port = args.listen.rpartition(":")
+    flows = static_flows(args.flows, args.nodes) if args.flows else [flow for flow, _ in demo_flows()]
+    sim = Simulator(api_key=args.api_key, api_secret=args.api_secret, flows=flows, latency=args.latency,
+                    fault_rates=rates, envelope_variant=args.envelope, seed=None)
+
+    async def serve() -> None:
+        port_number = await sim.start(host.strip("[]") or "127.0.0.1", int(port))
+        print(f"simulator listening on {host or '127.0.0.1'}:{port_number} with {len(sim.flows)} flows", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await sim.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

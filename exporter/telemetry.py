@@ -1,0 +1,73 @@
+"""The exporter's own counters: requests sent to the vendor, their errors and latency.
+
+These change with every request, so they live in a prometheus_client registry of
+their own (never the global one) and are rendered on each scrape; they are a few
+dozen series at most. Per-flow data are rendered once per poll cycle instead
+(see :mod:`exporter.exposition`).
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, disable_created_metrics
+
+from . import __version__
+from .model import ApiError, ErrorKind
+
+# `_created` series double every counter for little use here.
+disable_created_metrics()
+
+QUERY_DETAIL = "recallFlow/queryDetail"
+ENDPOINTS = (QUERY_DETAIL,)
+# Vendor codes listed on the recallFlow page; pre-initialised so that rate() works from the start.
+PREINITIALISED_CODES = ("-1", "-2", "-16", "-18", "-22")
+BG = " Collected by a background poll of the ITNIO API, not at scrape time."
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
+
+
+class Telemetry:
+    """Owns the registry of request-level metrics; the API client reports into it."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "itnio_api_requests",
+            "Requests sent to the ITNIO API, by endpoint." + BG,
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "itnio_api_errors",
+            "Failed ITNIO API requests, by endpoint, kind (api, http, timeout, network, decode) "
+            "and code (vendor code for api, HTTP status for http, empty otherwise)." + BG,
+            ["endpoint", "kind", "code"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "itnio_api_request_duration_seconds",
+            "Duration of ITNIO API requests, by endpoint." + BG,
+            ["endpoint"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        build = Info(
+            "itnio_exporter_build",
+            "Build information of itnio-exporter: 1, with the version and Python version as labels.",
+            registry=self.registry,
+        )
+        build.info({"version": __version__, "python_version": platform.python_version()})
+        for endpoint in ENDPOINTS:
+            self.requests.labels(endpoint)
+            self.duration.labels(endpoint)
+            for code in PREINITIALISED_CODES:
+                self.errors.labels(endpoint, ErrorKind.API.value, code)
+            for kind in (ErrorKind.TIMEOUT, ErrorKind.NETWORK, ErrorKind.DECODE):
+                self.errors.labels(endpoint, kind.value, "")
+
+    def observe(self, endpoint: str, seconds: float, error: ApiError | None) -> None:
+        """Count one request that was sent, with its outcome."""
+        self.requests.labels(endpoint).inc()
+        self.duration.labels(endpoint).observe(seconds)
+        if error is not None:
+            self.errors.labels(endpoint, error.kind.value, error.code).inc()

@@ -1,0 +1,109 @@
+"""Shared fixtures: the simulator and the exporter on loopback, and a scraping helper."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.config import Credentials, validate_config
+from exporter.service import Exporter
+from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Simulator, static_flows
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> str:
+    """The path of a command-line tool; skipped when absent, except under CI=true where it fails."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is required under CI=true but is not installed (.ci/run installs it)")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    simulator = Simulator(flows=static_flows(5, 3))
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+def exporter_config(sim: Simulator, **sections: Any) -> dict[str, Any]:
+    """A config dict for the simulator's flows; ``sections`` override api/poll/flows."""
+    raw: dict[str, Any] = {
+        "api": {"base_url": sim.base_url, "api_key": DEMO_API_KEY, "timeout": "2s", "max_concurrency": 4},
+        "poll": {"interval": "5s"},
+        "flows": [{"key_id": key, "name": f"flow-{key}"} for key in sorted(sim.flows)],
+    }
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(raw.get(name), dict):
+            raw[name] = {**raw[name], **value}
+        else:
+            raw[name] = value
+    return raw
+
+
+ExporterFactory = Callable[..., Awaitable[Exporter]]
+
+
+@pytest.fixture
+async def make_exporter() -> AsyncIterator[ExporterFactory]:
+    """Start an Exporter on a free loopback port. With run_poller=False, tests drive the cycles."""
+    started: list[Exporter] = []
+
+    async def factory(
+        sim: Simulator, *, secret: str = DEMO_API_SECRET, run_poller: bool = True, **sections: Any
+    ) -> Exporter:
+        config = validate_config(exporter_config(sim, **sections))
+        exporter = Exporter(config, Credentials(config.api.api_key or "", secret, "test"), listen_address="127.0.0.1:0")
+        await exporter.start(run_poller=run_poller)
+        started.append(exporter)
+        return exporter
+
+    yield factory
+    for exporter in started:
+        await exporter.stop()
+
+
+async def fetch(port: int, path: str = "/metrics", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET a path with no automatic decompression: (status, headers, raw body)."""
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with session.get(f"http://127.0.0.1:{port}{path}", headers=headers or {}) as response:
+            return response.status, dict(response.headers), await response.read()
+
+
+def parse_samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Samples by sample name, parsed with prometheus_client's own parser."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+async def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    status, _, body = await fetch(port)
+    assert status == 200
+    return parse_samples(body.decode())
+
+
+def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float | None:
+    """The value of the one sample of ``name`` whose labels include ``labels``, or None."""
+    found = [v for sample_labels, v in samples.get(name, []) if all(sample_labels.get(k) == w for k, w in labels.items())]
+    assert len(found) <= 1, f"{name}{labels} matches {len(found)} samples"
+    return found[0] if found else None
