@@ -249,6 +249,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 def _message(error: dict[str, Any]) -> str:
     kind = error["type"]
+    secret_field = any("secret" in str(part) for part in error["loc"])
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "missing":
@@ -257,6 +258,8 @@ def _message(error: dict[str, Any]) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     value = error.get("input")
+    if secret_field:  # never echo what was typed where a secret belongs
+        return message.replace(repr(value), "the value") if value is not None else message
     if kind not in ("model_type",) and isinstance(value, (str, int, float, bool)) and repr(value) not in message:
         message += f" (got {value!r})"
     return message

@@ -26,10 +26,10 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from .model import STATES, UNKNOWN_STATE, ErrorKind, state_name
 from .snapshot import Snapshot
+from .telemetry import BG
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-BG = " Collected by a background poll of the ITNIO API, not at scrape time."
 ALL_STATES = STATES + (UNKNOWN_STATE,)
 ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
 _OM_EOF = b"# EOF\n"
@@ -123,21 +123,21 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
     cycle = [
         GaugeMetricFamily(
             "itnio_exporter_poll_duration_seconds",
-            "Duration of the last complete poll cycle over all flows.",
+            "Duration of the last complete poll cycle over all flows." + BG,
             value=snapshot.cycle_duration,
         ),
         CounterMetricFamily(
-            "itnio_exporter_poll_cycles", "Poll cycles completed since the exporter started.", value=snapshot.cycles
+            "itnio_exporter_poll_cycles", "Poll cycles completed since the exporter started." + BG, value=snapshot.cycles
         ),
         GaugeMetricFamily(
-            "itnio_exporter_flows", "Number of recall flows the exporter watches.", value=len(snapshot.flows)
+            "itnio_exporter_flows", "Number of recall flows the exporter watches." + BG, value=len(snapshot.flows)
         ),
     ]
     if snapshot.cycles:
         cycle.append(
             GaugeMetricFamily(
                 "itnio_exporter_last_poll_timestamp_seconds",
-                "Unix time at which the last complete poll cycle started.",
+                "Unix time at which the last complete poll cycle started." + BG,
                 value=snapshot.cycle_started,
             )
         )

@@ -22,7 +22,7 @@ QUERY_DETAIL = "recallFlow/queryDetail"
 ENDPOINTS = (QUERY_DETAIL,)
 # Vendor codes listed on the recallFlow page; pre-initialised so that rate() works from the start.
 PREINITIALISED_CODES = ("-1", "-2", "-16", "-18", "-22")
-BG = " Collected by a background poll of the ITNIO API, not at scrape time."
+BG = " Data come from a background poll of the ITNIO API, not from the scrape."
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
 
 
@@ -53,7 +53,7 @@ class Telemetry:
         )
         build = Info(
             "itnio_exporter_build",
-            "Build information of itnio-exporter: 1, with the version and Python version as labels.",
+            "Build information of itnio-exporter: 1, with the version and Python version as labels." + BG,
             registry=self.registry,
         )
         build.info({"version": __version__, "python_version": platform.python_version()})

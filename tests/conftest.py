@@ -81,10 +81,27 @@ async def make_exporter() -> AsyncIterator[ExporterFactory]:
 
 
 async def fetch(port: int, path: str = "/metrics", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """GET a path with no automatic decompression: (status, headers, raw body)."""
+    """GET a path with no automatic decompression: (status, headers, raw body).
+
+    Unless ``headers`` say otherwise, no compression is asked for.
+    """
+    headers = {"Accept-Encoding": "identity", **(headers or {})}
     async with aiohttp.ClientSession(auto_decompress=False) as session:
-        async with session.get(f"http://127.0.0.1:{port}{path}", headers=headers or {}) as response:
+        async with session.get(f"http://127.0.0.1:{port}{path}", headers=headers) as response:
             return response.status, dict(response.headers), await response.read()
+
+
+async def serve(handler, path: str = "/voice/recallFlow/queryDetail"):
+    """Serve one POST handler on a free loopback port; returns (runner, port). Clean up with runner.cleanup()."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]
 
 
 def parse_samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -102,8 +119,8 @@ async def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
     return parse_samples(body.decode())
 
 
-def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float | None:
+def value(samples: dict[str, list[tuple[dict[str, str], float]]], metric: str, /, **labels: str) -> float | None:
     """The value of the one sample of ``name`` whose labels include ``labels``, or None."""
-    found = [v for sample_labels, v in samples.get(name, []) if all(sample_labels.get(k) == w for k, w in labels.items())]
-    assert len(found) <= 1, f"{name}{labels} matches {len(found)} samples"
+    found = [v for sample_labels, v in samples.get(metric, []) if all(sample_labels.get(k) == w for k, w in labels.items())]
+    assert len(found) <= 1, f"{metric}{labels} matches {len(found)} samples"
     return found[0] if found else None

@@ -1,0 +1,153 @@
+"""The command line as a user runs it: real processes, real exit codes, real output."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+
+import pytest
+
+from exporter import __version__
+from exporter.model import STATES
+
+from .conftest import free_port, parse_samples
+
+EXE = [sys.executable, "-m", "exporter"]
+
+
+def run(*args, env=None, timeout=30):
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def write(tmp_path, text, name="config.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0 and f"version {__version__}" in result.stdout
+
+
+def test_config_check_accepts_a_good_file(tmp_path):
+    secret = write(tmp_path, "s3cret\n", "secret")
+    path = write(tmp_path, f"""
+        api:
+          api_key: k
+          api_secret_file: {secret}
+        flows:
+          - key_id: 12
+            name: collections-eu
+    """)
+    result = run("--config.check", "--config.file", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout and "s3cret" not in result.stdout + result.stderr
+
+
+def test_config_check_prints_one_line_per_problem_and_exits_1(tmp_path):
+    path = write(tmp_path, """
+        api:
+          api_key: k
+          api_secret_file: /nonexistent/secret
+          timeout: 10
+        poll:
+          interval: often
+        flows:
+          - key_id: 1
+          - key_id: 2
+          - key_id: "three"
+          - key_id: 1
+    """)
+    result = run("--config.check", "--config.file", str(path))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    fields = [line.split(":")[0] for line in lines]
+    assert fields == ["api.timeout", "poll.interval", "flows[2].key_id"], lines
+    # once the shape is right, the cross-field and secret problems are reported
+    path = write(tmp_path, """
+        api: {api_key: k, api_secret_file: /nonexistent/secret}
+        flows: [{key_id: 1}, {key_id: 1}]
+    """)
+    result = run("--config.check", "--config.file", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["flows[1].key_id: duplicate key_id 1 (also flows[0])"]
+    path = write(tmp_path, """
+        api: {api_key: k, api_secret_file: /nonexistent/secret}
+        flows: [{key_id: 1}]
+    """)
+    result = run("--config.check", "--config.file", str(path))
+    assert result.returncode == 1
+    assert result.stderr.startswith("api.api_secret_file: cannot read /nonexistent/secret")
+
+
+def test_missing_secret_is_a_clear_error(tmp_path):
+    path = write(tmp_path, "flows: [{key_id: 1}]\napi: {api_key: k}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ITNIO_")}
+    result = run("--config.file", str(path), env=env)
+    assert result.returncode == 1 and result.stderr.startswith("api.api_secret: missing")
+    result = run("--config.check", "--config.file", str(path), env={**env, "ITNIO_API_SECRET": "x"})
+    assert result.returncode == 0
+
+
+def test_running_with_a_bad_config_starts_nothing(tmp_path):
+    path = write(tmp_path, "flows: {key_id: 1}\n")
+    result = run("--config.file", str(path), "--web.listen-address", f"127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "flows" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((), "--config.file: required"),
+        (("--demo", "--web.listen-address", "nowhere"), "--web.listen-address:"),
+        (("--demo", "--web.telemetry-path", "metrics"), "--web.telemetry-path:"),
+    ],
+)
+def test_bad_flags(args, expected):
+    result = run(*args)
+    assert result.returncode == 1 and result.stderr.startswith(expected)
+
+
+def _get(url, timeout=2):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, response.read().decode()
+
+
+def test_demo_serves_flows_in_every_state_within_seconds_and_stops_on_sigterm():
+    port = free_port()
+    proc = subprocess.Popen(
+        [*EXE, "--demo", "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if _get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "demo not ready within 20 s"
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        _, body = _get(f"http://127.0.0.1:{port}/metrics")
+        samples = parse_samples(body)
+        current = {labels["state"] for labels, v in samples["itnio_recall_flow_state"] if v == 1}
+        assert current == set(STATES)
+        assert all(v == 1 for _, v in samples["itnio_recall_flow_up"])
+        assert len(samples["itnio_recall_node_status"]) > 10
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, err
+    assert '"event": "stopping"' in err and "demo-secret" not in err + out
