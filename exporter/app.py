@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -38,7 +38,16 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
-def make_app(exposition: Exposition, health: Health, telemetry_path: str = "/metrics") -> web.Application:
+Reloader = Callable[[], Awaitable[list[str]]]
+
+
+def make_app(
+    exposition: Exposition,
+    health: Health,
+    telemetry_path: str = "/metrics",
+    *,
+    reload: Reloader | None = None,
+) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
         gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))
@@ -76,7 +85,16 @@ def make_app(exposition: Exposition, health: Health, telemetry_path: str = "/met
 """
         return web.Response(text=page, content_type="text/html")
 
+    async def do_reload(request: web.Request) -> web.Response:
+        assert reload is not None
+        problems = await reload()
+        if problems:
+            return web.Response(status=500, text="failed to reload config:\n" + "\n".join(problems) + "\n")
+        return web.Response(text="OK\n")
+
     app = web.Application()
+    if reload is not None:
+        app.router.add_post("/-/reload", do_reload)
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -95,14 +95,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.config_check:
         print(f"{args.config_file}: OK ({len(config.flows)} flows)")
         return 0
-    return asyncio.run(_serve(Exporter(config, credentials, listen_address=listen, telemetry_path=args.telemetry_path)))
+    exporter = Exporter(
+        config, credentials, listen_address=listen, telemetry_path=args.telemetry_path, config_path=args.config_file
+    )
+    return asyncio.run(_serve(exporter))
 
 
-async def _wait_for_signal() -> None:
+async def _wait_for_signal(exporter: Exporter) -> None:
+    """Until SIGTERM or SIGINT; SIGHUP reloads the config, as Prometheus does."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[list[str]]] = set()
+
+    def on_hup() -> None:
+        task = asyncio.create_task(exporter.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     await stop.wait()
 
 
@@ -113,7 +125,7 @@ async def _serve(exporter: Exporter) -> int:
         log.error("cannot_listen", address=f"{exporter.host or ''}:{exporter.port}", error=exc.strerror or str(exc))
         await exporter.stop()
         return 1
-    await _wait_for_signal()
+    await _wait_for_signal(exporter)
     log.info("stopping")
     await exporter.stop()
     return 0

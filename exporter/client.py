@@ -9,7 +9,10 @@ error kind. The secret and the Sign header are never put in an exception or a lo
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import math
+import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,7 +22,7 @@ import structlog
 
 from . import __version__
 from .config import Credentials
-from .model import ApiError, ErrorKind, FlowDetail, parse_flow_detail
+from .model import ApiError, ErrorKind, FlowDetail, NotSent, parse_flow_detail
 from .signing import signed_headers
 from .telemetry import QUERY_DETAIL, Telemetry
 
@@ -27,6 +30,7 @@ log = structlog.get_logger("exporter.client")
 
 USER_AGENT = f"itnio-exporter/{__version__}"
 T = TypeVar("T")
+MAX_THROTTLE = 300.0  # never pause longer than this, whatever Retry-After says
 
 
 class ItnioClient:
@@ -39,7 +43,9 @@ class ItnioClient:
         max_connections: int,
         max_response_bytes: int,
         telemetry: Telemetry,
+        retries: int = 2,
         clock: Callable[[], float] = time.time,
+        random: Callable[[], float] = random.random,
     ):
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
@@ -47,6 +53,12 @@ class ItnioClient:
         self.max_response_bytes = max_response_bytes
         self.telemetry = telemetry
         self.clock = clock
+        self.retries = retries
+        self.random = random
+        self.backoff_base = min(0.2, timeout / 4)  # full jitter: uniform(0, base * 2**n)
+        self.clock_offset = 0.0  # vendor clock minus ours, learnt from -16 answers
+        self._not_before = 0.0  # time.monotonic() before which nothing is sent (429, -15)
+        self._throttle_step = 0.0
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
@@ -60,11 +72,68 @@ class ItnioClient:
     async def close(self) -> None:
         await self._session.close()
 
-    async def query_detail(self, key_id: int) -> FlowDetail:
-        """One recall flow, decoded. Raises ApiError on any failure."""
-        return await self._post(QUERY_DETAIL, {"keyId": key_id}, parse_flow_detail)
+    async def query_detail(self, key_id: int, deadline: float | None = None) -> FlowDetail:
+        """One recall flow, decoded. Raises ApiError on failure, NotSent if nothing was sent.
 
-    async def _post(self, endpoint: str, payload: dict[str, Any], parse: Callable[[Any], T]) -> T:
+        ``deadline`` (time.monotonic()) bounds all attempts and waits; None means no bound
+        beyond api.timeout per attempt.
+        """
+        return await self._call(QUERY_DETAIL, {"keyId": key_id}, parse_flow_detail, deadline)
+
+    async def _call(
+        self, endpoint: str, payload: dict[str, Any], parse: Callable[[Any], T], deadline: float | None
+    ) -> T:
+        """Send a request, retrying what is worth retrying, never past ``deadline``."""
+        end = math.inf if deadline is None else deadline
+        retries, skew_corrected = 0, False
+        while True:
+            await self._wait_for_throttle(end)
+            budget = min(self.timeout, end - time.monotonic())
+            if budget <= 0:
+                raise NotSent("the cycle's deadline was reached")
+            try:
+                result = await self._attempt(endpoint, payload, parse, budget)
+            except ApiError as error:
+                self._react(error)
+                if error.is_clock_skew() and not skew_corrected and error.server_time is not None:
+                    # Sign with the vendor's idea of the time and try once more.
+                    skew_corrected = True
+                    self.clock_offset = error.server_time - self.clock()
+                    self.telemetry.clock_offset.set(self.clock_offset)
+                    log.warning("clock_skew_corrected", offset_seconds=round(self.clock_offset, 1))
+                    delay = 0.0
+                elif error.is_retryable() and retries < self.retries:
+                    delay = self.backoff_base * 2**retries * self.random()
+                    if error.retry_after is not None:
+                        delay = max(delay, error.retry_after)
+                    retries += 1
+                else:
+                    raise
+                if time.monotonic() + delay >= end:
+                    raise
+                self.telemetry.retries.labels(endpoint).inc()
+                await asyncio.sleep(delay)
+                continue
+            self._throttle_step = 0.0
+            return result
+
+    async def _wait_for_throttle(self, end: float) -> None:
+        pause = self._not_before - time.monotonic()
+        if pause > 0:
+            if time.monotonic() + pause >= end:
+                raise NotSent("throttled by the API (429 or -15) until after the cycle's deadline")
+            await asyncio.sleep(pause)
+
+    def _react(self, error: ApiError) -> None:
+        """Slow down after 429 or -15: no request at all until the pause is over."""
+        if not error.is_throttle():
+            return
+        self._throttle_step = min(MAX_THROTTLE, max(1.0, 2 * self._throttle_step))
+        pause = error.retry_after if error.retry_after is not None else self._throttle_step
+        self._not_before = max(self._not_before, time.monotonic() + min(pause, MAX_THROTTLE))
+        log.warning("throttled", kind=error.kind.value, code=error.code, pause_seconds=round(pause, 3))
+
+    async def _attempt(self, endpoint: str, payload: dict[str, Any], parse: Callable[[Any], T], budget: float) -> T:
         """Send one signed POST and return ``parse`` of its JSON body.
 
         Every failure (transport, HTTP, JSON, envelope or shape) raises ApiError, and the
@@ -72,17 +141,20 @@ class ItnioClient:
         """
         url = f"{self.base_url}/voice/{endpoint}"
         creds = self.credentials
-        headers = signed_headers(creds.api_key, creds.secret(), int(self.clock()))
+        headers = signed_headers(creds.api_key, creds.secret(), int(self.clock() + self.clock_offset))
         started = time.monotonic()
         error: ApiError | None = None
+        server_time = retry_after = None
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(budget):
                 async with self._session.post(
                     url, data=json.dumps(payload), headers=headers, allow_redirects=False
                 ) as response:
-                    raw = await self._read_limited(response)
+                    server_time = _http_date(response.headers.get("Date"))
                     if response.status != 200:
+                        retry_after = _retry_after(response.headers.get("Retry-After"), server_time)
                         raise ApiError(ErrorKind.HTTP, str(response.status), response.reason or "")
+                    raw = await self._read_limited(response)
             try:
                 body = json.loads(raw)
             except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -95,9 +167,10 @@ class ItnioClient:
                 raise ApiError(ErrorKind.DECODE, "", f"unexpected shape: {type(exc).__name__}") from None
         except ApiError as exc:
             error = exc
+            error.server_time, error.retry_after = server_time, retry_after
             raise
         except TimeoutError:
-            error = ApiError(ErrorKind.TIMEOUT, "", f"no answer within {self.timeout}s")
+            error = ApiError(ErrorKind.TIMEOUT, "", f"no answer within {budget:.3g}s")
             raise error from None
         except (aiohttp.ClientError, OSError) as exc:
             error = ApiError(ErrorKind.NETWORK, "", _describe(exc))
@@ -116,6 +189,28 @@ class ItnioClient:
                 raise ApiError(ErrorKind.DECODE, "", f"response exceeds {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _retry_after(value: str | None, server_time: float | None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_THROTTLE)
+    when = _http_date(value)
+    if when is None:
+        return None
+    return max(0.0, min(when - (server_time or time.time()), MAX_THROTTLE))
 
 
 def _describe(exc: BaseException) -> str:

@@ -87,6 +87,7 @@ class ApiConfig(_Model):
     timeout: Duration = 10.0
     max_concurrency: StrictInt = Field(default=4, ge=1, le=1024)
     max_response_bytes: StrictInt = Field(default=8 * 1024 * 1024, ge=1024)
+    retries: StrictInt = Field(default=2, ge=0, le=10)
 
     @field_validator("api_secret_file", mode="before")
     @classmethod
@@ -115,6 +116,8 @@ class ApiConfig(_Model):
 class PollConfig(_Model):
     interval: Duration = 60.0
     stale_after: Duration | None = None
+    max_backoff: Duration = 600.0
+    max_nodes_per_flow: StrictInt = Field(default=200, ge=0)
 
     @field_validator("interval")
     @classmethod
@@ -153,6 +156,11 @@ class Config(_Model):
         if self.api.timeout > self.poll.interval:
             problems.append(
                 f"api.timeout: {format_duration(self.api.timeout)} must not exceed "
+                f"poll.interval ({format_duration(self.poll.interval)})"
+            )
+        if self.poll.max_backoff < self.poll.interval:
+            problems.append(
+                f"poll.max_backoff: {format_duration(self.poll.max_backoff)} must not be shorter than "
                 f"poll.interval ({format_duration(self.poll.interval)})"
             )
         stale = self.poll.stale_after

@@ -92,6 +92,13 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
         "4 execution exception." + BG,
         labels=["key_id", "node_key_id", "task_id", "script_id"],
     )
+    dropped = GaugeMetricFamily(
+        "itnio_recall_flow_nodes_dropped",
+        "Nodes of the flow beyond poll.max_nodes_per_flow, which get no itnio_recall_node_status series "
+        "(itnio_recall_flow_nodes still counts them)." + BG,
+        labels=["key_id"],
+    )
+    max_nodes = snapshot.max_nodes_per_flow
     for flow in snapshot.flows:
         key = str(flow.key_id)
         up.add_metric([key], 1.0 if flow.up else 0.0)
@@ -114,9 +121,11 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
         per_state = dict.fromkeys(ALL_STATES, 0)
         for node in detail.nodes:
             per_state[state_name(node.status)] += 1
+        for node in detail.nodes[:max_nodes]:
             node_status.add_metric(
                 [key, str(node.key_id), _opt(node.task_id), _opt(node.script_id)], node.status
             )
+        dropped.add_metric([key], max(0, len(detail.nodes) - max_nodes))
         for name, count in per_state.items():
             nodes.add_metric([key, name], count)
 
@@ -141,7 +150,10 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
                 value=snapshot.cycle_started,
             )
         )
-    return [up, last_success, polls, poll_errors, info, status, state, interval, attempts, nodes, node_status, *cycle]
+    return [
+        up, last_success, polls, poll_errors, info, status, state, interval, attempts, nodes, node_status, dropped,
+        *cycle,
+    ]
 
 
 def _opt(value: int | None) -> str:
@@ -216,7 +228,7 @@ def series_count(snapshot: Snapshot) -> int:
     total = 12 * len(snapshot.flows)
     for flow in snapshot.flows:
         if flow.detail is not None:
-            total += len(flow.detail.nodes)
+            total += min(len(flow.detail.nodes), snapshot.max_nodes_per_flow)
     return total
 
 

@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
+CODE_TIMESTAMP_EXPIRED = "-16"
+CODE_TOO_FREQUENT = "-15"
+ACCOUNT_CODES = frozenset({"-1", "-2"})
+
+
 class ErrorKind(str, enum.Enum):
     """How a request failed. Every failed request has exactly one kind."""
 
@@ -33,6 +38,34 @@ class ApiError(Exception):
         self.kind = kind
         self.code = code
         self.message = message
+        self.server_time: float | None = None  # the answer's Date header, as unix time
+        self.retry_after: float | None = None  # seconds, from a Retry-After header
+
+    def is_retryable(self) -> bool:
+        """Transport trouble worth another try: timeouts, network errors, 5xx and 429."""
+        if self.kind in (ErrorKind.TIMEOUT, ErrorKind.NETWORK):
+            return True
+        return self.kind is ErrorKind.HTTP and (self.code.startswith("5") or self.code == "429")
+
+    def is_clock_skew(self) -> bool:
+        return self.kind is ErrorKind.API and self.code == CODE_TIMESTAMP_EXPIRED
+
+    def is_throttle(self) -> bool:
+        return (self.kind is ErrorKind.HTTP and self.code == "429") or (
+            self.kind is ErrorKind.API and self.code == CODE_TOO_FREQUENT
+        )
+
+    def is_account_error(self) -> bool:
+        """-1 (authentication) and -2 (restricted IP): the account is broken, not the flow."""
+        return self.kind is ErrorKind.API and self.code in ACCOUNT_CODES
+
+
+class NotSent(Exception):
+    """No request was sent for a flow this cycle (deadline, throttling, a broken account)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 # The flow and node state scale the vendor documents (shared by flows and nodes).

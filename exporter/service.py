@@ -1,9 +1,11 @@
-"""Wiring: config -> client -> poller -> exposition -> HTTP app, started and stopped as one."""
+"""Wiring: config -> client -> poller -> exposition -> HTTP app, started, reloaded and stopped as one."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -11,7 +13,7 @@ from aiohttp import web
 from . import __version__
 from .app import Health, make_app
 from .client import ItnioClient
-from .config import Config, Credentials
+from .config import Config, ConfigError, Credentials, load_config, read_secret_file, resolve_credentials
 from .exposition import Exposition
 from .poller import Poller
 from .telemetry import Telemetry
@@ -30,6 +32,36 @@ def parse_listen_address(address: str) -> tuple[str | None, int]:
     return (host or None), int(port)
 
 
+def load_all(path: str | Path) -> tuple[Config, Credentials]:
+    """Read and check a config file and the secret it names (blocking: run it off the loop)."""
+    config = load_config(path)
+    return config, resolve_credentials(config.api)
+
+
+class SecretFile:
+    """Notices when the API secret file changes (Kubernetes swaps mounted Secrets in place)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def changed(self) -> str | None:
+        """The new secret if the file changed since last seen, else None. Blocking."""
+        stamp = self._stamp()
+        if stamp is None or stamp == self._seen:
+            return None
+        secret = read_secret_file(self.path)  # ConfigError if unreadable or empty
+        self._seen = stamp
+        return secret
+
+
 class Exporter:
     """The running daemon: one poller task and one HTTP server."""
 
@@ -40,48 +72,69 @@ class Exporter:
         *,
         listen_address: str = DEFAULT_LISTEN_ADDRESS,
         telemetry_path: str = "/metrics",
+        config_path: str | Path | None = None,
     ):
         self.config = config
         self.credentials = credentials
+        self.config_path = config_path
         self.host, self.port = parse_listen_address(listen_address)
         self.telemetry_path = telemetry_path
         self.telemetry = Telemetry()
         self.exposition = Exposition(self.telemetry.registry)
         self.client: ItnioClient | None = None
         self.poller: Poller | None = None
+        self._secret_file = self._watch(config)
         self._task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
+        self._reload_lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def alive(self) -> bool:
         if self._task is None or self._task.done() or self.poller is None:
             return False
-        allowed = 2 * self.config.poll.interval + self.config.api.timeout + 5
+        allowed = 2 * max(self.config.poll.interval, self.poller.backoff) + self.config.api.timeout + 5
         return time.monotonic() - self.poller.last_progress < allowed
 
     def ready(self) -> bool:
         return self.exposition.snapshot.ready
 
-    async def start(self, *, run_poller: bool = True) -> None:
-        """Serve HTTP and start polling. ``run_poller=False`` leaves the cycles to the caller (tests)."""
-        api = self.config.api
-        self.client = ItnioClient(
+    def _make_client(self, config: Config, credentials: Credentials) -> ItnioClient:
+        api = config.api
+        return ItnioClient(
             api.base_url,
-            self.credentials,
+            credentials,
             timeout=api.timeout,
             max_connections=api.max_concurrency,
             max_response_bytes=api.max_response_bytes,
+            retries=api.retries,
             telemetry=self.telemetry,
         )
-        self.poller = Poller(self.config, self.client, self.exposition.publish)
+
+    @staticmethod
+    def _watch(config: Config) -> SecretFile | None:
+        path = config.api.api_secret_file
+        return SecretFile(path) if path is not None else None
+
+    async def start(self, *, run_poller: bool = True) -> None:
+        """Serve HTTP and start polling. ``run_poller=False`` leaves the cycles to the caller (tests)."""
+        self.client = self._make_client(self.config, self.credentials)
+        self.poller = Poller(
+            self.config,
+            self.client,
+            self.exposition.publish,
+            before_cycle=self._check_secret_file,
+            on_backoff=self.telemetry.backoff.set,
+        )
         await self.exposition.publish(self.poller.snapshot)
-        app = make_app(self.exposition, Health(self.alive, self.ready), self.telemetry_path)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        app = make_app(self.exposition, Health(self.alive, self.ready), self.telemetry_path, reload=self.reload)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         if sockets:
             self.port = sockets[0].getsockname()[1]
+        self.telemetry.config_loaded()
         if run_poller:
             self._task = asyncio.create_task(self.poller.run(), name="poller")
         log.info(
@@ -91,10 +144,61 @@ class Exporter:
             telemetry_path=self.telemetry_path,
             flows=len(self.config.flows),
             interval=self.config.poll.interval,
-            base_url=api.base_url,
+            base_url=self.config.api.base_url,
         )
 
+    async def _check_secret_file(self) -> None:
+        if self._secret_file is None or self.client is None:
+            return
+        try:
+            secret = await asyncio.get_running_loop().run_in_executor(None, self._secret_file.changed)
+        except ConfigError as exc:
+            log.error("api_secret_file_unusable", problem=exc.problems[0], keeping="the previous secret")
+            return
+        if secret is not None:
+            self.credentials = Credentials(self.credentials.api_key, secret, "api_secret_file")
+            self.client.credentials = self.credentials
+            log.info("api_secret_reloaded", path=str(self._secret_file.path))
+
+    async def reload(self) -> list[str]:
+        """Re-read the config file. Returns the problems (empty on success); a bad file changes nothing."""
+        if self.config_path is None:
+            return ["no --config.file to reload (the demo runs without one)"]
+        async with self._reload_lock:
+            try:
+                config, credentials = await asyncio.get_running_loop().run_in_executor(
+                    None, load_all, self.config_path
+                )
+            except ConfigError as exc:
+                self.telemetry.reload_failed()
+                log.error("reload_failed", problems=exc.problems, keeping="the running config")
+                return exc.problems
+            await self._apply(config, credentials)
+            self.telemetry.config_loaded()
+            log.info("reloaded", flows=len(config.flows))
+            return []
+
+    async def _apply(self, config: Config, credentials: Credentials) -> None:
+        assert self.poller is not None and self.client is not None
+        if config.api != self.config.api and self.client is not None:
+            old, self.client = self.client, self._make_client(config, credentials)
+            self.poller.client = self.client
+            # Requests in flight finish on the old session; close it once they are done.
+            task = asyncio.create_task(_close_later(old, config.api.timeout + self.config.api.timeout))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        else:
+            self.client.credentials = credentials
+        if config.api.api_secret_file != self.config.api.api_secret_file:
+            self._secret_file = self._watch(config)
+        self.config, self.credentials = config, credentials
+        await self.poller.set_flows(config)
+
     async def stop(self) -> None:
+        """Stop accepting, cancel requests in flight, close everything."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
         if self._task is not None:
             self._task.cancel()
             try:
@@ -102,9 +206,15 @@ class Exporter:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        for task in list(self._closing):
+            task.cancel()
         if self.client is not None:
             await self.client.close()
             self.client = None
+
+
+async def _close_later(client: ItnioClient, delay: float) -> None:
+    try:
+        await asyncio.sleep(delay)
+    finally:
+        await client.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email.utils
 import hmac
 import json
 import random
@@ -233,7 +234,12 @@ class Simulator:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post(QUERY_DETAIL_PATH, self._query_detail)
+        app.on_response_prepare.append(self._date_header)
         return app
+
+    async def _date_header(self, request: web.Request, response: web.StreamResponse) -> None:
+        # The Date header follows the simulator's clock, skewed or not, as a real server's would.
+        response.headers["Date"] = email.utils.formatdate(self.clock(), usegmt=True)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         self._runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True)

@@ -32,6 +32,7 @@ class Snapshot:
     cycles: int = 0  # completed cycles
     cycle_started: float = 0.0  # unix time
     cycle_duration: float = 0.0  # seconds
+    max_nodes_per_flow: int = 200  # nodes beyond this get no per-node series
 
     @property
     def ready(self) -> bool:

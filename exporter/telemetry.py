@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import platform
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 
 from . import __version__
 from .model import ApiError, ErrorKind
@@ -51,6 +51,36 @@ class Telemetry:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.retries = Counter(
+            "itnio_api_retries",
+            "Requests to the ITNIO API that were retries of a failed one (timeouts, network errors, 5xx, "
+            "429, and one retry after correcting the clock on -16)." + BG,
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.clock_offset = Gauge(
+            "itnio_exporter_clock_offset_seconds",
+            "Offset added to the local clock when signing, learnt from the API's Date header after a "
+            "timestamp-expired (-16) answer." + BG,
+            registry=self.registry,
+        )
+        self.backoff = Gauge(
+            "itnio_exporter_backoff_seconds",
+            "Current back-off of the whole poller after authentication (-1) or IP restriction (-2) "
+            "errors; 0 at the normal pace." + BG,
+            registry=self.registry,
+        )
+        self.reload_successful = Gauge(
+            "itnio_exporter_config_last_reload_successful",
+            "1 if the last attempt to load the config file succeeded, 0 if it failed (the previous config "
+            "keeps running)." + BG,
+            registry=self.registry,
+        )
+        self.reload_success_time = Gauge(
+            "itnio_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful load of the config file." + BG,
+            registry=self.registry,
+        )
         build = Info(
             "itnio_exporter_build",
             "Build information of itnio-exporter: 1, with the version and Python version as labels." + BG,
@@ -59,11 +89,19 @@ class Telemetry:
         build.info({"version": __version__, "python_version": platform.python_version()})
         for endpoint in ENDPOINTS:
             self.requests.labels(endpoint)
+            self.retries.labels(endpoint)
             self.duration.labels(endpoint)
             for code in PREINITIALISED_CODES:
                 self.errors.labels(endpoint, ErrorKind.API.value, code)
             for kind in (ErrorKind.TIMEOUT, ErrorKind.NETWORK, ErrorKind.DECODE):
                 self.errors.labels(endpoint, kind.value, "")
+
+    def config_loaded(self) -> None:
+        self.reload_successful.set(1)
+        self.reload_success_time.set_to_current_time()
+
+    def reload_failed(self) -> None:
+        self.reload_successful.set(0)
 
     def observe(self, endpoint: str, seconds: float, error: ApiError | None) -> None:
         """Count one request that was sent, with its outcome."""

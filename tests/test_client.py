@@ -2,20 +2,22 @@
 
 import asyncio
 import socket
+import time
 
 import pytest
 from aiohttp import web
 
 from exporter.client import ItnioClient
 from exporter.config import Credentials
-from exporter.model import ApiError, ErrorKind, parse_flow_detail
+from exporter.model import ApiError, ErrorKind, NotSent, parse_flow_detail
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, ENVELOPES, Fault, Simulator, static_flows
 from exporter.telemetry import QUERY_DETAIL, Telemetry
 
 from .conftest import parse_samples, serve, value
 
 
-def make_client(base_url: str, *, secret: str = DEMO_API_SECRET, timeout: float = 2.0, clock=None, **kwargs):
+def make_client(base_url: str, *, secret: str = DEMO_API_SECRET, timeout: float = 2.0, clock=None, retries=0, **kwargs):
+    """A client with no retries unless asked, so that one call is one request."""
     telemetry = Telemetry()
     extra = {"clock": clock} if clock else {}
     client = ItnioClient(
@@ -25,6 +27,7 @@ def make_client(base_url: str, *, secret: str = DEMO_API_SECRET, timeout: float 
         max_connections=4,
         max_response_bytes=kwargs.get("max_response_bytes", 1 << 20),
         telemetry=telemetry,
+        retries=retries,
         **extra,
     )
     return client, telemetry
@@ -181,18 +184,148 @@ async def test_connection_refused_is_a_network_error():
     assert error_count(telemetry, "network") == 1
 
 
-async def test_wrong_secret_is_refused_with_minus_1_and_old_timestamp_with_minus_16():
-    sim = Simulator(flows=static_flows(1, 1), timestamp_window=60)
+async def test_wrong_secret_is_refused_with_minus_1_and_not_retried():
+    sim = Simulator(flows=static_flows(1, 1))
     await sim.start()
     try:
-        error, telemetry = await _fail_once(sim, secret="not-the-secret")
-        assert (error.kind, error.code) == (ErrorKind.API, "-1")
-        assert error_count(telemetry, "api", "-1") == 1
-        error, telemetry = await _fail_once(sim, clock=lambda: 1630468800)
-        assert (error.kind, error.code) == (ErrorKind.API, "-16")
-        assert error_count(telemetry, "api", "-16") == 1
+        error, telemetry = await _fail_once(sim, secret="not-the-secret", retries=2)
     finally:
         await sim.stop()
+    assert (error.kind, error.code) == (ErrorKind.API, "-1")
+    assert error_count(telemetry, "api", "-1") == 1 and request_count(telemetry) == 1
+    assert sim.errors() == {("api", "-1"): 1}
+
+
+async def test_clock_skew_is_corrected_from_the_date_header():
+    # The vendor's clock is 10 minutes ahead and it accepts only +-60 s.
+    sim = Simulator(flows=static_flows(1, 1), timestamp_window=60, clock=lambda: time.time() + 600)
+    await sim.start()
+    client, telemetry = make_client(sim.base_url)
+    try:
+        detail = await client.query_detail(1)  # -16, corrected, signed again: success
+        assert detail.status == 0
+        assert sim.answers == {("api", "-16"): 1, ("ok", ""): 1}
+        assert 595 <= client.clock_offset <= 605
+        await client.query_detail(1)  # the next request is signed right the first time
+        assert sim.answers == {("api", "-16"): 1, ("ok", ""): 2}
+    finally:
+        await client.close()
+        await sim.stop()
+    samples = counters(telemetry)
+    assert error_count(telemetry, "api", "-16") == 1 and request_count(telemetry) == 3
+    assert value(samples, "itnio_api_retries_total", endpoint=QUERY_DETAIL) == 1
+    assert 595 <= value(samples, "itnio_exporter_clock_offset_seconds") <= 605
+
+
+async def test_clock_skew_is_retried_only_once():
+    # A server that always says -16 (its Date header agrees with us): one correction, then give up.
+    sim = Simulator(flows=static_flows(1, 1))
+    sim.flow_faults[1] = Fault("api", -16)
+    await sim.start()
+    try:
+        error, telemetry = await _fail_once(sim, retries=2)
+    finally:
+        await sim.stop()
+    assert error.code == "-16" and sim.errors() == {("api", "-16"): 2}
+    assert request_count(telemetry) == 2
+
+
+async def test_transport_failures_are_retried_with_backoff_then_counted_each():
+    sim = Simulator(flows=static_flows(1, 1))
+    sim.flow_faults[1] = Fault("http", 502)
+    await sim.start()
+    try:
+        error, telemetry = await _fail_once(sim, retries=2)
+        assert error.code == "502"
+        assert sim.errors() == {("http", "502"): 3}
+        assert request_count(telemetry) == 3 and error_count(telemetry, "http", "502") == 3
+        assert value(counters(telemetry), "itnio_api_retries_total", endpoint=QUERY_DETAIL) == 2
+        # business errors are not retried blindly
+        for code in (-18, -22, -2):
+            sim.flow_faults[1] = Fault("api", code)
+            error, telemetry = await _fail_once(sim, retries=2)
+            assert error.code == str(code) and request_count(telemetry) == 1
+    finally:
+        await sim.stop()
+
+
+async def test_a_transient_fault_is_healed_by_a_retry():
+    sim = Simulator(flows=static_flows(1, 1))
+    sim.flow_faults[1] = Fault("network")
+    await sim.start()
+    client, telemetry = make_client(sim.base_url, retries=2)
+    try:
+        async def heal():
+            while not sim.errors():
+                await asyncio.sleep(0.001)
+            del sim.flow_faults[1]
+
+        healer = asyncio.create_task(heal())
+        detail = await client.query_detail(1)
+        await healer
+    finally:
+        await client.close()
+        await sim.stop()
+    assert detail.status == 0
+    assert error_count(telemetry, "network") >= 1
+    assert request_count(telemetry) == error_count(telemetry, "network") + 1
+
+
+async def test_retries_never_pass_the_deadline():
+    sim = Simulator(flows=static_flows(1, 1), hang_seconds=30)
+    sim.flow_faults[1] = Fault("timeout")
+    await sim.start()
+    client, telemetry = make_client(sim.base_url, timeout=0.3, retries=5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(ApiError) as info:
+            await client.query_detail(1, deadline=time.monotonic() + 0.5)
+    finally:
+        await client.close()
+        await sim.stop()
+    assert info.value.kind is ErrorKind.TIMEOUT
+    assert loop.time() - started < 5  # 0.5 s allowed; far from the 6 x 0.3 s that unbounded retries take
+    assert request_count(telemetry) == 2  # the second attempt gets what is left of the 0.5 s
+
+
+async def test_429_honours_retry_after_and_pauses_every_request():
+    hits = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hits.append(time.monotonic())
+        if len(hits) == 1:
+            return web.Response(status=429, headers={"Retry-After": "1"})
+        return web.json_response({"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1,
+                                                      "recallType": 0, "nodeList": []}})
+
+    runner, port = await serve(handler)
+    client, telemetry = make_client(f"http://127.0.0.1:{port}", retries=2)
+    try:
+        await client.query_detail(1)
+        await client.query_detail(2)
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert len(hits) == 3 and hits[1] - hits[0] >= 0.9
+    assert error_count(telemetry, "http", "429") == 1
+
+
+async def test_too_frequent_pauses_and_a_pause_past_the_deadline_sends_nothing():
+    sim = Simulator(flows=static_flows(1, 1))
+    sim.flow_faults[1] = Fault("api", -15)
+    await sim.start()
+    client, telemetry = make_client(sim.base_url, retries=2)
+    try:
+        with pytest.raises(ApiError) as info:
+            await client.query_detail(1)  # -15 is not retried, but it pauses the client
+        assert info.value.code == "-15"
+        with pytest.raises(NotSent):
+            await client.query_detail(1, deadline=time.monotonic() + 0.2)
+    finally:
+        await client.close()
+        await sim.stop()
+    assert sim.errors() == {("api", "-15"): 1} and request_count(telemetry) == 1
 
 
 async def test_unknown_flow_is_the_vendor_code_not_a_crash():

@@ -72,7 +72,9 @@ async def test_exposition_is_clean_and_honest(sim, make_exporter):
     assert value(samples, "itnio_recall_flow_status", key_id="1") == 9
     assert value(samples, "itnio_recall_flow_nodes", key_id="2", state="unknown") == 1
     assert value(samples, "itnio_recall_node_status", key_id="2", node_key_id="2999", task_id="", script_id="") == 7
-    assert value(samples, "itnio_api_errors_total", kind="http", code="502") == 1
+    # three requests failed (the first try and api.retries=2 retries), as the simulator recorded; one poll failed
+    assert value(samples, "itnio_api_errors_total", kind="http", code="502") == 3 == sim.errors()[("http", "502")]
+    assert value(samples, "itnio_api_retries_total") == 2
     assert value(samples, "itnio_recall_flow_poll_errors_total", key_id="3", kind="http") == 1
     assert value(samples, "itnio_recall_flow_up", key_id="3") == 0
     # never succeeded: no data series and no made-up timestamp for flow 3
