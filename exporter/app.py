@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -38,7 +38,12 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
-def make_app(exposition: Exposition, health: Health, telemetry_path: str = "/metrics") -> web.Application:
+def make_app(
+    exposition: Exposition,
+    health: Health,
+    telemetry_path: str = "/metrics",
+    middlewares: Iterable[Callable] = (),
+) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
         gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))
@@ -76,7 +81,7 @@ def make_app(exposition: Exposition, health: Health, telemetry_path: str = "/met
 """
         return web.Response(text=page, content_type="text/html")
 
-    app = web.Application()
+    app = web.Application(middlewares=list(middlewares))
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
