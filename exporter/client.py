@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -40,6 +41,8 @@ class ItnioClient:
         max_response_bytes: int,
         telemetry: Telemetry,
         clock: Callable[[], float] = time.time,
+        ssl_context: ssl.SSLContext | None = None,
+        proxy: str | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
@@ -47,8 +50,11 @@ class ItnioClient:
         self.max_response_bytes = max_response_bytes
         self.telemetry = telemetry
         self.clock = clock
+        self.proxy = proxy  # None: HTTPS_PROXY / NO_PROXY from the environment (trust_env)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300),
+            # ssl=True: verified against the system CAs when no context is given.
+            connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300, ssl=ssl_context or True),
+            trust_env=True,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             # The whole request, body included, is bounded by asyncio.timeout() in _post.
             timeout=aiohttp.ClientTimeout(total=None),
@@ -78,7 +84,8 @@ class ItnioClient:
         try:
             async with asyncio.timeout(self.timeout):
                 async with self._session.post(
-                    url, data=json.dumps(payload), headers=headers, allow_redirects=False
+                    # No redirects: the signing headers must not follow a 3xx to another host.
+                    url, data=json.dumps(payload), headers=headers, allow_redirects=False, proxy=self.proxy
                 ) as response:
                     raw = await self._read_limited(response)
                     if response.status != 200:
