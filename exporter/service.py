@@ -10,11 +10,14 @@ from aiohttp import web
 
 from . import __version__
 from .app import Health, make_app
+from .auth import BasicAuth, serving_options
 from .client import ItnioClient
+from .clienttls import client_transport_options
 from .config import Config, Credentials
 from .exposition import Exposition
 from .poller import Poller
 from .telemetry import Telemetry
+from .webconfig import WebConfig
 
 log = structlog.get_logger("exporter.service")
 
@@ -40,6 +43,8 @@ class Exporter:
         *,
         listen_address: str = DEFAULT_LISTEN_ADDRESS,
         telemetry_path: str = "/metrics",
+        web_config: WebConfig | None = None,
+        health_unauthenticated: bool = False,
     ):
         self.config = config
         self.credentials = credentials
@@ -51,6 +56,9 @@ class Exporter:
         self.poller: Poller | None = None
         self._task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
+        self.web_config = web_config
+        self.health_unauthenticated = health_unauthenticated
+        self.auth: BasicAuth | None = None
 
     def alive(self) -> bool:
         if self._task is None or self._task.done() or self.poller is None:
@@ -71,17 +79,23 @@ class Exporter:
             max_connections=api.max_concurrency,
             max_response_bytes=api.max_response_bytes,
             telemetry=self.telemetry,
+            **client_transport_options(api, self.telemetry),
         )
         self.poller = Poller(self.config, self.client, self.exposition.publish)
         await self.exposition.publish(self.poller.snapshot)
-        app = make_app(self.exposition, Health(self.alive, self.ready), self.telemetry_path)
+        middlewares, ssl_context, self.auth = serving_options(
+            self.web_config, health_unauthenticated=self.health_unauthenticated
+        )
+        app = make_app(self.exposition, Health(self.alive, self.ready), self.telemetry_path, middlewares)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         if sockets:
             self.port = sockets[0].getsockname()[1]
+        if self.web_config is not None:
+            self.web_config.start_watching()
         if run_poller:
             self._task = asyncio.create_task(self.poller.run(), name="poller")
         log.info(
@@ -89,6 +103,8 @@ class Exporter:
             version=__version__,
             listen=f"{self.host or ''}:{self.port}",
             telemetry_path=self.telemetry_path,
+            tls=ssl_context is not None,
+            basic_auth=bool(self.auth and self.auth.enabled),
             flows=len(self.config.flows),
             interval=self.config.poll.interval,
             base_url=api.base_url,
@@ -102,6 +118,8 @@ class Exporter:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self.web_config is not None:
+            await self.web_config.stop_watching()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
