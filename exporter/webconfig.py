@@ -349,8 +349,9 @@ class WebConfig:
     loaded into that same object (``load_cert_chain`` again), which new handshakes use.
     """
 
-    def __init__(self, path: str | Path, model: WebConfigFile | None = None):
+    def __init__(self, path: str | Path, model: WebConfigFile | None = None, *, watch_interval: float = 30.0):
         self.path = Path(path)
+        self.watch_interval = watch_interval
         self.model = model if model is not None else load_web_config(self.path)
         tls = self.model.tls_server_config
         self.tls_enabled = tls.enabled
@@ -432,9 +433,11 @@ class WebConfig:
         log.info("certificate_reloaded", cert_file=tls.cert_file)
         return True
 
-    def start_watching(self, interval: float = 30.0) -> None:
+    def start_watching(self, interval: float | None = None) -> None:
+        """Check the certificate files every ``interval`` (default ``watch_interval``) seconds."""
         if self.ssl_context is None or self._watch_task is not None:
             return
+        interval = interval or self.watch_interval
 
         async def watch() -> None:
             while True:

@@ -11,7 +11,7 @@ import pytest
 import structlog
 import trustme
 from aiohttp import web
-from conftest import exporter_config
+from conftest import exporter_config, fetch, parse_samples, value
 
 from exporter.client import ItnioClient
 from exporter.clienttls import client_transport_options
@@ -111,6 +111,14 @@ async def test_insecure_skip_verify_is_loud(sim: Simulator, tls_sim: tuple[str, 
     assert [e["log_level"] for e in logs if e["event"] == "tls_verification_disabled"] == ["warning"]
     await insecure.query()
     assert insecure.config_info() == {"tls_insecure_skip_verify": "true"}
+
+
+async def test_config_info_is_exported(sim: Simulator, make_exporter: Any) -> None:
+    exporter = await make_exporter(sim, run_poller=False, api={"tls": {"insecure_skip_verify": True}})
+    status, _, body = await fetch(exporter.port, headers={"Accept-Encoding": "identity"})
+    assert status == 200
+    samples = parse_samples(body.decode())
+    assert value(samples, "itnio_exporter_config_info", tls_insecure_skip_verify="true") == 1
 
 
 def test_bad_ca_file_is_a_config_error(sim: Simulator, tmp_path: Path) -> None:

@@ -188,6 +188,26 @@ async def test_renewed_certificate_is_served_without_restart(pki: Pki, start: St
     assert await peer_serial(exporter.port, context) == _serial_of(pki.dir / "server.crt") != second
 
 
+async def test_background_watch_picks_up_renewal(pki: Pki, sim: Simulator) -> None:
+    web_config = WebConfig(write_web_config(pki.dir, TLS), watch_interval=0.05)
+    config = validate_config(exporter_config(sim))
+    exporter = Exporter(config, Credentials("k", "s", "test"), listen_address="127.0.0.1:0", web_config=web_config)
+    await exporter.start(run_poller=False)
+    try:
+        context = pki.client_context()
+        first = await peer_serial(exporter.port, context)
+        pki.write_server_cert()
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if web_config.reloads:
+                break
+        assert web_config.reloads == 1
+        assert await peer_serial(exporter.port, context) not in (first,)
+    finally:
+        await exporter.stop()
+    assert web_config._watch_task is None
+
+
 def _serial_of(path: Path) -> int:
     from cryptography import x509
 
