@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -45,6 +45,7 @@ def make_app(
     exposition: Exposition,
     health: Health,
     telemetry_path: str = "/metrics",
+    middlewares: Iterable[Callable] = (),
     *,
     reload: Reloader | None = None,
 ) -> web.Application:
@@ -92,7 +93,7 @@ def make_app(
             return web.Response(status=500, text="failed to reload config:\n" + "\n".join(problems) + "\n")
         return web.Response(text="OK\n")
 
-    app = web.Application()
+    app = web.Application(middlewares=list(middlewares))
     if reload is not None:
         app.router.add_post("/-/reload", do_reload)
     app.router.add_get(telemetry_path, metrics)

@@ -13,6 +13,7 @@ import structlog
 from . import __version__, logs
 from .config import ConfigError, load_config, resolve_credentials
 from .service import DEFAULT_LISTEN_ADDRESS, Exporter, parse_listen_address
+from .webconfig import WebConfig
 
 log = structlog.get_logger("exporter.cli")
 
@@ -45,6 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         default="/metrics",
         help="path under which to expose metrics (default %(default)s)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="web config (exporter-toolkit format, as node_exporter's) for TLS and basic auth",
+    )
+    parser.add_argument(
+        "--web.health-unauthenticated",
+        dest="health_unauthenticated",
+        action="store_true",
+        help="serve /healthz and /readyz without basic auth (for kubelet probes); TLS still applies",
     )
     parser.add_argument("--log.level", dest="log_level", choices=logs.LEVELS, default="info")
     parser.add_argument("--log.format", dest="log_format", choices=logs.FORMATS, default="logfmt")
@@ -85,18 +98,34 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(problems)
 
     logs.configure(args.log_level, args.log_format)
+    web_config, problems = None, []
+    if args.web_config_file:
+        try:
+            web_config = WebConfig(args.web_config_file)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    web = {"web_config": web_config, "health_unauthenticated": args.health_unauthenticated}
     if args.demo:
-        return asyncio.run(_serve_demo(listen, args.telemetry_path))
+        return _fail(problems) if problems else asyncio.run(_serve_demo(listen, args.telemetry_path, web))
     try:
         config = load_config(args.config_file)
         credentials = resolve_credentials(config.api)
     except ConfigError as exc:
-        return _fail(exc.problems)
+        problems = exc.problems + problems
+    if problems:
+        return _fail(problems)
     if args.config_check:
         print(f"{args.config_file}: OK ({len(config.flows)} flows)")
+        if web_config is not None:
+            print(f"{args.web_config_file}: OK (TLS {'on' if web_config.tls_enabled else 'off'}, {len(web_config.users)} users)")
         return 0
     exporter = Exporter(
-        config, credentials, listen_address=listen, telemetry_path=args.telemetry_path, config_path=args.config_file
+        config,
+        credentials,
+        listen_address=listen,
+        telemetry_path=args.telemetry_path,
+        config_path=args.config_file,
+        **web,
     )
     return asyncio.run(_serve(exporter))
 
@@ -131,12 +160,13 @@ async def _serve(exporter: Exporter) -> int:
     return 0
 
 
-async def _serve_demo(listen: str, telemetry_path: str) -> int:
+async def _serve_demo(listen: str, telemetry_path: str, web: dict | None = None) -> int:
     from .demo import start_demo_simulator
 
     sim, config, credentials = await start_demo_simulator()
-    exporter = Exporter(config, credentials, listen_address=listen, telemetry_path=telemetry_path)
-    log.info("demo", simulator=sim.base_url, metrics=f"http://{listen}{telemetry_path}")
+    exporter = Exporter(config, credentials, listen_address=listen, telemetry_path=telemetry_path, **(web or {}))
+    scheme = "https" if exporter.web_config is not None and exporter.web_config.tls_enabled else "http"
+    log.info("demo", simulator=sim.base_url, metrics=f"{scheme}://{listen}{telemetry_path}")
     try:
         return await _serve(exporter)
     finally:

@@ -13,6 +13,7 @@ import email.utils
 import json
 import math
 import random
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -46,6 +47,8 @@ class ItnioClient:
         retries: int = 2,
         clock: Callable[[], float] = time.time,
         random: Callable[[], float] = random.random,
+        ssl_context: ssl.SSLContext | None = None,
+        proxy: str | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
@@ -59,8 +62,11 @@ class ItnioClient:
         self.clock_offset = 0.0  # vendor clock minus ours, learnt from -16 answers
         self._not_before = 0.0  # time.monotonic() before which nothing is sent (429, -15)
         self._throttle_step = 0.0
+        self.proxy = proxy  # None: HTTPS_PROXY / NO_PROXY from the environment (trust_env)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300),
+            # ssl=True: verified against the system CAs when no context is given.
+            connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300, ssl=ssl_context or True),
+            trust_env=True,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             # The whole request, body included, is bounded by asyncio.timeout() in _post.
             timeout=aiohttp.ClientTimeout(total=None),
@@ -148,7 +154,8 @@ class ItnioClient:
         try:
             async with asyncio.timeout(budget):
                 async with self._session.post(
-                    url, data=json.dumps(payload), headers=headers, allow_redirects=False
+                    # No redirects: the signing headers must not follow a 3xx to another host.
+                    url, data=json.dumps(payload), headers=headers, allow_redirects=False, proxy=self.proxy
                 ) as response:
                     server_time = _http_date(response.headers.get("Date"))
                     if response.status != 200:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -79,6 +81,26 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+class ApiTlsConfig(_Model):
+    """TLS towards the vendor: verified against the system CAs, or only ``ca_file`` when set."""
+
+    ca_file: Path | None = None
+    insecure_skip_verify: StrictBool = False
+
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _ca_file(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not value:
+            raise ValueError("must be a file path")
+        try:
+            ssl.create_default_context(cafile=value)
+        except FileNotFoundError:
+            raise ValueError(f"{value}: no such file") from None
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{value}: not a PEM CA certificate ({getattr(exc, 'reason', None) or type(exc).__name__})") from None
+        return Path(value)
+
+
 class ApiConfig(_Model):
     base_url: StrictStr = DEFAULT_BASE_URL
     api_key: StrictStr | None = None
@@ -88,6 +110,9 @@ class ApiConfig(_Model):
     max_concurrency: StrictInt = Field(default=4, ge=1, le=1024)
     max_response_bytes: StrictInt = Field(default=8 * 1024 * 1024, ge=1024)
     retries: StrictInt = Field(default=2, ge=0, le=10)
+    tls: ApiTlsConfig = ApiTlsConfig()
+    # Explicit proxy; without it HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment apply.
+    proxy_url: StrictStr | None = Field(default=None, repr=False)  # may hold user:password@
 
     @field_validator("api_secret_file", mode="before")
     @classmethod
@@ -110,6 +135,13 @@ class ApiConfig(_Model):
     def _positive(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be longer than 0s")
+        return value
+
+    @field_validator("proxy_url")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError("is not an http:// or https:// proxy URL like http://proxy.example:3128")
         return value
 
 
@@ -268,6 +300,8 @@ def _message(error: dict[str, Any]) -> str:
     value = error.get("input")
     if secret_field:  # never echo what was typed where a secret belongs
         return message.replace(repr(value), "the value") if value is not None else message
+    if isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/\s]*@", value):
+        value = None  # a URL with credentials in it is not echoed
     if kind not in ("model_type",) and isinstance(value, (str, int, float, bool)) and repr(value) not in message:
         message += f" (got {value!r})"
     return message

@@ -12,11 +12,14 @@ from aiohttp import web
 
 from . import __version__
 from .app import Health, make_app
+from .auth import BasicAuth, serving_options
 from .client import ItnioClient
+from .clienttls import client_transport_options
 from .config import Config, ConfigError, Credentials, load_config, read_secret_file, resolve_credentials
 from .exposition import Exposition
 from .poller import Poller
 from .telemetry import Telemetry
+from .webconfig import WebConfig, load_web_config
 
 log = structlog.get_logger("exporter.service")
 
@@ -73,6 +76,8 @@ class Exporter:
         listen_address: str = DEFAULT_LISTEN_ADDRESS,
         telemetry_path: str = "/metrics",
         config_path: str | Path | None = None,
+        web_config: WebConfig | None = None,
+        health_unauthenticated: bool = False,
     ):
         self.config = config
         self.credentials = credentials
@@ -88,6 +93,9 @@ class Exporter:
         self._runner: web.AppRunner | None = None
         self._reload_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
+        self.web_config = web_config
+        self.health_unauthenticated = health_unauthenticated
+        self.auth: BasicAuth | None = None
 
     def alive(self) -> bool:
         if self._task is None or self._task.done() or self.poller is None:
@@ -108,6 +116,7 @@ class Exporter:
             max_response_bytes=api.max_response_bytes,
             retries=api.retries,
             telemetry=self.telemetry,
+            **client_transport_options(api, self.telemetry),
         )
 
     @staticmethod
@@ -126,15 +135,22 @@ class Exporter:
             on_backoff=self.telemetry.backoff.set,
         )
         await self.exposition.publish(self.poller.snapshot)
-        app = make_app(self.exposition, Health(self.alive, self.ready), self.telemetry_path, reload=self.reload)
+        middlewares, ssl_context, self.auth = serving_options(
+            self.web_config, health_unauthenticated=self.health_unauthenticated
+        )
+        app = make_app(
+            self.exposition, Health(self.alive, self.ready), self.telemetry_path, middlewares, reload=self.reload
+        )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         if sockets:
             self.port = sockets[0].getsockname()[1]
         self.telemetry.config_loaded()
+        if self.web_config is not None:
+            self.web_config.start_watching()
         if run_poller:
             self._task = asyncio.create_task(self.poller.run(), name="poller")
         log.info(
@@ -142,6 +158,8 @@ class Exporter:
             version=__version__,
             listen=f"{self.host or ''}:{self.port}",
             telemetry_path=self.telemetry_path,
+            tls=ssl_context is not None,
+            basic_auth=bool(self.auth and self.auth.enabled),
             flows=len(self.config.flows),
             interval=self.config.poll.interval,
             base_url=self.config.api.base_url,
@@ -161,14 +179,17 @@ class Exporter:
             log.info("api_secret_reloaded", path=str(self._secret_file.path))
 
     async def reload(self) -> list[str]:
-        """Re-read the config file. Returns the problems (empty on success); a bad file changes nothing."""
+        """Re-read the config file (and the web config). Returns the problems, empty on success.
+
+        Both files are read and checked before anything changes: a bad one changes nothing.
+        """
         if self.config_path is None:
             return ["no --config.file to reload (the demo runs without one)"]
         async with self._reload_lock:
             try:
-                config, credentials = await asyncio.get_running_loop().run_in_executor(
-                    None, load_all, self.config_path
-                )
+                config, credentials = await asyncio.to_thread(load_all, self.config_path)
+                if self.web_config is not None:
+                    self.web_config.apply(await asyncio.to_thread(load_web_config, self.web_config.path))
             except ConfigError as exc:
                 self.telemetry.reload_failed()
                 log.error("reload_failed", problems=exc.problems, keeping="the running config")
@@ -208,6 +229,8 @@ class Exporter:
             self._task = None
         for task in list(self._closing):
             task.cancel()
+        if self.web_config is not None:
+            await self.web_config.stop_watching()
         if self.client is not None:
             await self.client.close()
             self.client = None

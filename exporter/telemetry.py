@@ -87,6 +87,12 @@ class Telemetry:
             registry=self.registry,
         )
         build.info({"version": __version__, "python_version": platform.python_version()})
+        self.config = Info(
+            "itnio_exporter_config",
+            "Settings of itnio-exporter worth alerting on: 1, with the settings as labels." + BG,
+            registry=self.registry,
+        )
+        self.set_config_info(tls_insecure_skip_verify=False)
         for endpoint in ENDPOINTS:
             self.requests.labels(endpoint)
             self.retries.labels(endpoint)
@@ -102,6 +108,8 @@ class Telemetry:
 
     def reload_failed(self) -> None:
         self.reload_successful.set(0)
+    def set_config_info(self, *, tls_insecure_skip_verify: bool) -> None:
+        self.config.info({"tls_insecure_skip_verify": "true" if tls_insecure_skip_verify else "false"})
 
     def observe(self, endpoint: str, seconds: float, error: ApiError | None) -> None:
         """Count one request that was sent, with its outcome."""

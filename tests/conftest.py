@@ -91,15 +91,21 @@ async def fetch(port: int, path: str = "/metrics", headers: dict[str, str] | Non
             return response.status, dict(response.headers), await response.read()
 
 
-async def serve(handler, path: str = "/voice/recallFlow/queryDetail"):
-    """Serve one POST handler on a free loopback port; returns (runner, port). Clean up with runner.cleanup()."""
+async def serve(handler_or_app, path: str = "/voice/recallFlow/queryDetail", ssl_context=None):
+    """Serve an aiohttp app, or one POST handler at ``path``, on a free loopback port.
+
+    Returns (runner, port); clean up with ``await runner.cleanup()``.
+    """
     from aiohttp import web
 
-    app = web.Application()
-    app.router.add_post(path, handler)
-    runner = web.AppRunner(app)
+    if isinstance(handler_or_app, web.Application):
+        app = handler_or_app
+    else:
+        app = web.Application()
+        app.router.add_post(path, handler_or_app)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     return runner, site._server.sockets[0].getsockname()[1]
 
