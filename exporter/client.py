@@ -9,13 +9,14 @@ error kind. The secret and the Sign header are never put in an exception or a lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import math
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import aiohttp
@@ -62,6 +63,7 @@ class ItnioClient:
         self.clock_offset = 0.0  # vendor clock minus ours, learnt from -16 answers
         self._not_before = 0.0  # time.monotonic() before which nothing is sent (429, -15)
         self._throttle_step = 0.0
+        self._slots = asyncio.Semaphore(max_connections)
         self.proxy = proxy  # None: HTTPS_PROXY / NO_PROXY from the environment (trust_env)
         self._session = aiohttp.ClientSession(
             # ssl=True: verified against the system CAs when no context is given.
@@ -78,50 +80,81 @@ class ItnioClient:
     async def close(self) -> None:
         await self._session.close()
 
-    async def query_detail(self, key_id: int, deadline: float | None = None) -> FlowDetail:
+    async def query_detail(
+        self, key_id: int, deadline: float | None = None, may_send: Callable[[], str | None] | None = None
+    ) -> FlowDetail:
         """One recall flow, decoded. Raises ApiError on failure, NotSent if nothing was sent.
 
         ``deadline`` (time.monotonic()) bounds all attempts and waits; None means no bound
-        beyond api.timeout per attempt.
+        beyond api.timeout per attempt. ``may_send`` is asked just before each attempt is
+        sent; a reason it returns stops the call with NotSent.
         """
-        return await self._call(QUERY_DETAIL, {"keyId": key_id}, parse_flow_detail, deadline)
+        return await self._call(QUERY_DETAIL, {"keyId": key_id}, parse_flow_detail, deadline, may_send)
 
     async def _call(
-        self, endpoint: str, payload: dict[str, Any], parse: Callable[[Any], T], deadline: float | None
+        self,
+        endpoint: str,
+        payload: dict[str, Any],
+        parse: Callable[[Any], T],
+        deadline: float | None,
+        may_send: Callable[[], str | None] | None = None,
     ) -> T:
-        """Send a request, retrying what is worth retrying, never past ``deadline``."""
+        """Send a request, retrying what is worth retrying, never past ``deadline``.
+
+        At most max_connections attempts are in flight at once. A retry queues again behind
+        the requests already waiting and sleeps its back-off holding no slot, so a failing
+        flow never holds up the others for more than one api.timeout.
+        """
         end = math.inf if deadline is None else deadline
         retries, skew_corrected = 0, False
         while True:
             await self._wait_for_throttle(end)
-            budget = min(self.timeout, end - time.monotonic())
-            if budget <= 0:
-                raise NotSent("the cycle's deadline was reached")
-            try:
-                result = await self._attempt(endpoint, payload, parse, budget)
-            except ApiError as error:
-                self._react(error)
-                if error.is_clock_skew() and not skew_corrected and error.server_time is not None:
-                    # Sign with the vendor's idea of the time and try once more.
-                    skew_corrected = True
-                    self.clock_offset = error.server_time - self.clock()
-                    self.telemetry.clock_offset.set(self.clock_offset)
-                    log.warning("clock_skew_corrected", offset_seconds=round(self.clock_offset, 1))
-                    delay = 0.0
-                elif error.is_retryable() and retries < self.retries:
-                    delay = self.backoff_base * 2**retries * self.random()
-                    if error.retry_after is not None:
-                        delay = max(delay, error.retry_after)
-                    retries += 1
+            async with self._slot(end):
+                reason = may_send() if may_send is not None else None
+                if reason:
+                    raise NotSent(reason)
+                budget = min(self.timeout, end - time.monotonic())
+                if budget <= 0:
+                    raise NotSent("the cycle's deadline was reached")
+                try:
+                    result = await self._attempt(endpoint, payload, parse, budget)
+                except ApiError as error:
+                    failure = error
                 else:
-                    raise
-                if time.monotonic() + delay >= end:
-                    raise
-                self.telemetry.retries.labels(endpoint).inc()
-                await asyncio.sleep(delay)
-                continue
-            self._throttle_step = 0.0
-            return result
+                    self._throttle_step = 0.0
+                    return result
+            self._react(failure)
+            if failure.is_clock_skew() and not skew_corrected and failure.server_time is not None:
+                # Sign with the vendor's idea of the time and try once more.
+                skew_corrected = True
+                self.clock_offset = failure.server_time - self.clock()
+                self.telemetry.clock_offset.set(self.clock_offset)
+                log.warning("clock_skew_corrected", offset_seconds=round(self.clock_offset, 1))
+                delay = 0.0
+            elif failure.is_retryable() and retries < self.retries:
+                delay = self.backoff_base * 2**retries * self.random()
+                if failure.retry_after is not None:
+                    delay = max(delay, failure.retry_after)
+                retries += 1
+            else:
+                raise failure
+            if time.monotonic() + delay >= end:
+                raise failure
+            self.telemetry.retries.labels(endpoint).inc()
+            await asyncio.sleep(delay)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, end: float) -> AsyncIterator[None]:
+        """One of max_connections places for a request in flight, waited for until ``end``."""
+        try:
+            async with asyncio.timeout(None if end == math.inf else end - time.monotonic()):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise NotSent("no free request slot before the cycle's deadline") from None
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     async def _wait_for_throttle(self, end: float) -> None:
         pause = self._not_before - time.monotonic()

@@ -1,7 +1,8 @@
 """The poll loop: every interval, query every flow and publish an immutable Snapshot.
 
-All flows of a cycle are queried concurrently, at most ``api.max_concurrency`` at
-once, and every request and retry ends by the cycle's deadline (its start plus
+All flows of a cycle are queried concurrently, at most ``api.max_concurrency``
+requests in flight at once (the client's slots: a retry queues again behind the
+others), and every request and retry ends by the cycle's deadline (its start plus
 ``poll.interval``), so a cycle always ends within the interval and a slow or failing
 flow never delays the others beyond ``api.timeout``. Nothing the API answers can end
 the loop.
@@ -37,7 +38,9 @@ Result = Union[FlowDetail, ApiError, NotSent]
 
 
 class FlowSource(Protocol):
-    async def query_detail(self, key_id: int, deadline: float | None = None) -> FlowDetail: ...
+    async def query_detail(
+        self, key_id: int, deadline: float | None = None, may_send: Callable[[], str | None] | None = None
+    ) -> FlowDetail: ...
 
 
 Publisher = Callable[[Snapshot], Awaitable[None]]
@@ -130,25 +133,25 @@ class Poller:
                 for flow in flows:
                     results[flow.key_id] = NotSent(f"account error {failed.code}: waiting for the back-off")
                 return results
-        semaphore = asyncio.Semaphore(self.config.api.max_concurrency)
         broken: list[ApiError] = []
 
+        def may_send() -> str | None:
+            return f"account error {broken[0].code}: not sent this cycle" if broken else None
+
         async def one(key_id: int) -> None:
-            async with semaphore:
-                if broken:
-                    results[key_id] = NotSent(f"account error {broken[0].code}: not sent this cycle")
-                    return
-                result = await self._query(key_id, deadline)
-                if isinstance(result, ApiError) and result.is_account_error():
-                    broken.append(result)
-                results[key_id] = result
+            result = await self._query(key_id, deadline, may_send)
+            if isinstance(result, ApiError) and result.is_account_error():
+                broken.append(result)
+            results[key_id] = result
 
         await asyncio.gather(*(one(flow.key_id) for flow in flows))
         return results
 
-    async def _query(self, key_id: int, deadline: float) -> Result:
+    async def _query(
+        self, key_id: int, deadline: float, may_send: Callable[[], str | None] | None = None
+    ) -> Result:
         try:
-            return await self.client.query_detail(key_id, deadline)
+            return await self.client.query_detail(key_id, deadline, may_send)
         except (ApiError, NotSent) as outcome:
             return outcome
         except asyncio.CancelledError:

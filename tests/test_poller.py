@@ -111,7 +111,7 @@ async def test_the_loop_survives_a_broken_client_and_keeps_its_pace(sim):
     calls = []
 
     class Broken:
-        async def query_detail(self, key_id, deadline=None):
+        async def query_detail(self, key_id, deadline=None, may_send=None):
             calls.append(key_id)
             if key_id == 2:
                 raise RuntimeError("not an ApiError")
