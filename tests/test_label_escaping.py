@@ -173,3 +173,22 @@ def test_names_from_a_yaml_config_file_roundtrip_through_the_poller():
     assert [flow.name for flow in snapshot.flows] == list(expected.values())
     assert info_names(text, openmetrics) == (expected, expected)
     promtool_ok(text)
+
+
+def test_a_lone_surrogate_in_a_yaml_name_does_not_stop_rendering():
+    # PyYAML turns "\ud800" into a lone surrogate that UTF-8 cannot encode, and the config
+    # accepts it; rendering must still succeed for every flow (a replacement character is
+    # shown), and a pair of escaped surrogates is the character it encodes.
+    config_text = (
+        "api: {api_key: k}\n"
+        "flows:\n"
+        '  - {key_id: 1, name: "lone \\ud800 high"}\n'
+        '  - {key_id: 2, name: "pair \\ud83d\\ude42"}\n'
+        '  - {key_id: 3, name: "fine"}\n'
+    )
+    snapshot, text, openmetrics = poll_once(config_text)
+    assert snapshot.flows[0].name == "lone \ud800 high"  # what the config holds
+    expected = {"1": "lone \ufffd high", "2": "pair 🙂", "3": "fine"}
+    assert info_names(text, openmetrics) == (expected, expected)
+    promtool_ok(text)
+    assert 'name="\ufffd"'.encode() in render(["\udfff"]).text
