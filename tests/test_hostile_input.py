@@ -242,6 +242,9 @@ def test_node_list_may_be_null_absent_or_empty(new, nodes):
     "mutate",
     [
         lambda b: b["data"].__setitem__("nodeList", "10,11"),
+        lambda b: b["data"].__setitem__("nodeList", ""),
+        lambda b: b["data"].__setitem__("nodeList", 0),
+        lambda b: b["data"].__setitem__("nodeList", False),
         lambda b: b["data"].__setitem__("nodeList", {"keyId": 10, "nodeStatus": 1}),
         lambda b: b["data"].__setitem__("nodeList", 2),
         lambda b: b["data"].__setitem__("nodeList", True),
