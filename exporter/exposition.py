@@ -109,7 +109,7 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
         for kind in ERROR_KINDS:
             poll_errors.add_metric([key, kind], counts.get(kind, 0))
         detail = flow.visible_detail
-        info.add_metric([key], {"name": flow.name, "recall_type": detail.recall_type_name if detail else ""})
+        info.add_metric([key], {"name": _utf8(flow.name), "recall_type": detail.recall_type_name if detail else ""})
         if detail is None:
             continue
         status.add_metric([key], detail.status)
@@ -158,6 +158,17 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
 
 def _opt(value: int | None) -> str:
     return "" if value is None else str(value)
+
+
+def _utf8(text: str) -> str:
+    """``text`` as encodable UTF-8. YAML escapes can put surrogates in a config string; one
+    unencodable name must not make every render fail: a pair becomes its character, a lone
+    surrogate U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 class _Families:
