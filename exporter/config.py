@@ -167,6 +167,16 @@ class FlowConfig(_Model):
     key_id: StrictInt = Field(ge=1)
     name: StrictStr = ""
 
+    @field_validator("name")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        # YAML keeps an escaped surrogate pair ("\ud83d\ude42") as two code points: join them.
+        # A lone one cannot be carried by any UTF-8 page: a label must be text.
+        try:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeDecodeError:
+            raise ValueError("is not valid Unicode text (a lone surrogate escape?)") from None
+
 
 class Config(_Model):
     api: ApiConfig = ApiConfig()

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.config import parse_yaml, validate_config
+from exporter.config import ConfigError, parse_yaml, validate_config
 from exporter.exposition import Exposition, RenderedSnapshot
 from exporter.model import FlowDetail, NodeDetail
 from exporter.poller import Poller
@@ -125,7 +127,7 @@ def test_a_sweep_over_all_planes_roundtrips_and_passes_promtool():
 
 
 class FixedSource:
-    async def query_detail(self, key_id: int) -> FlowDetail:
+    async def query_detail(self, key_id: int, deadline=None, may_send=None) -> FlowDetail:
         return FlowDetail(2, 1, 1, 1, (NodeDetail(key_id * 10, 1, None, 0),))
 
 
@@ -175,20 +177,21 @@ def test_names_from_a_yaml_config_file_roundtrip_through_the_poller():
     promtool_ok(text)
 
 
-def test_a_lone_surrogate_in_a_yaml_name_does_not_stop_rendering():
-    # PyYAML turns "\ud800" into a lone surrogate that UTF-8 cannot encode, and the config
-    # accepts it; rendering must still succeed for every flow (a replacement character is
-    # shown), and a pair of escaped surrogates is the character it encodes.
+def test_a_lone_surrogate_in_a_yaml_name_is_a_config_error_and_never_stops_rendering():
+    # PyYAML turns "\ud800" into a lone surrogate that UTF-8 cannot encode: the config refuses it,
+    # naming the field; a pair of escaped surrogates is the character it encodes and is fine.
+    with pytest.raises(ConfigError) as info:
+        validate_config(parse_yaml('api: {api_key: k}\nflows:\n  - {key_id: 1, name: "lone \\ud800 high"}\n'))
+    assert info.value.problems[0].startswith("flows[0].name: ")
     config_text = (
         "api: {api_key: k}\n"
         "flows:\n"
-        '  - {key_id: 1, name: "lone \\ud800 high"}\n'
         '  - {key_id: 2, name: "pair \\ud83d\\ude42"}\n'
         '  - {key_id: 3, name: "fine"}\n'
     )
     snapshot, text, openmetrics = poll_once(config_text)
-    assert snapshot.flows[0].name == "lone \ud800 high"  # what the config holds
-    expected = {"1": "lone \ufffd high", "2": "pair 🙂", "3": "fine"}
+    expected = {"2": "pair 🙂", "3": "fine"}
     assert info_names(text, openmetrics) == (expected, expected)
     promtool_ok(text)
+    # Names reach the renderer by other roads too: it still renders, with a replacement character.
     assert 'name="\ufffd"'.encode() in render(["\udfff"]).text
