@@ -33,7 +33,6 @@ RUN groupadd --system --gid 65532 exporter \
     && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin exporter \
     && mkdir -p /etc/itnio-exporter
-COPY config.example.yaml /etc/itnio-exporter/config.example.yaml
 USER 65532:65532
 EXPOSE 8437
 # Python's standard library is the probe: the slim image has no curl or wget, and needs none.

@@ -24,6 +24,7 @@ ALERTS_TEST = DEPLOY / "prometheus" / "alerts_test.yml"
 DASHBOARD = DEPLOY / "grafana" / "itnio-exporter.json"
 KUBERNETES = DEPLOY / "kubernetes"
 PROMETHEUSRULE = KUBERNETES / "base" / "prometheusrule.yaml"
+DOCKERFILE = ROOT / "Dockerfile"
 DOCS = [ROOT / "docs" / "deploying.md", ROOT / "README.md"]
 
 RUNBOOK_BASE = "https://github.com/itnio-exporter/itnio-exporter#"
@@ -51,6 +52,26 @@ def tool(name: str) -> str:
 
 def run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+# --- Dockerfile ---------------------------------------------------------------------------
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
+    text = re.sub(r"\\\n", " ", "\n".join(lines))
+    out = []
+    for line in text.splitlines():
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def healthcheck_command() -> list[str]:
+    """The exec form of the Dockerfile's HEALTHCHECK CMD."""
+    args = dict(dockerfile_instructions())["HEALTHCHECK"]
+    return json.loads(args[args.index("CMD") + 3 :].strip())
 
 
 # --- Prometheus rules -------------------------------------------------------------------

@@ -8,20 +8,7 @@ from __future__ import annotations
 import json
 import re
 
-from deploy_helpers import ROOT, run, tool
-
-DOCKERFILE = ROOT / "Dockerfile"
-
-
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", "\n".join(line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")))
-    out = []
-    for line in text.splitlines():
-        if line.strip():
-            word, _, rest = line.strip().partition(" ")
-            out.append((word.upper(), rest.strip()))
-    return out
+from deploy_helpers import DOCKERFILE, ROOT, dockerfile_instructions as instructions, run, tool
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -67,9 +54,6 @@ def test_no_secrets_baked_in() -> None:
         if word in ("COPY", "ADD"):
             assert not re.search(r"(?i)secret|\.env\b|credential", args), f"{word} {args}"
     assert not any(word == "ADD" for word, _ in instructions()), "COPY, not ADD"
+    copied = " ".join(args for word, args in instructions() if word == "COPY")
+    assert "config" not in copied.replace("pyproject", ""), "no config (and so no example credentials) in the image"
 
-
-def healthcheck_command() -> list[str]:
-    """The exec form of the HEALTHCHECK's CMD (used by the live test against the demo)."""
-    args = dict(instructions())["HEALTHCHECK"]
-    return json.loads(args[args.index("CMD") + 3 :].strip())

@@ -26,8 +26,19 @@ import pytest
 import yaml
 
 from conftest import free_port, require_tool
-from deploy_helpers import ALERTS, JOB, ROOT, dashboard, dashboard_queries, exposed_names, metric_names, recorded_names, rules, substitute_grafana
-from test_deploy_docker import healthcheck_command
+from deploy_helpers import (
+    ALERTS,
+    JOB,
+    ROOT,
+    dashboard,
+    dashboard_queries,
+    exposed_names,
+    healthcheck_command,
+    metric_names,
+    recorded_names,
+    rules,
+    substitute_grafana,
+)
 
 DEMO_KEYS = [str(key) for key in range(1001, 1007)]
 
