@@ -45,7 +45,7 @@ def tool(name: str) -> str:
     beside = Path(sys.executable).parent / name
     if beside.is_file():
         return str(beside)
-    from conftest import require_tool
+    from .conftest import require_tool
 
     return require_tool(name)
 

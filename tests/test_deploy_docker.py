@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 
-from deploy_helpers import DOCKERFILE, ROOT, dockerfile_instructions as instructions, run, tool
+from .deploy_helpers import DOCKERFILE, ROOT, dockerfile_instructions as instructions, run, tool
 
 
 def test_hadolint_finds_nothing() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from deploy_helpers import DEPLOY, dashboard, dashboard_panels, dashboard_queries, run, substitute_grafana, tool
+from .deploy_helpers import DEPLOY, dashboard, dashboard_panels, dashboard_queries, run, substitute_grafana, tool
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 REQUIRED_PANELS = {

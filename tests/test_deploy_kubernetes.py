@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy_helpers import KUBERNETES, PROMETHEUSRULE, ROOT, prometheusrule_document, run, tool, kustomize
+from .deploy_helpers import KUBERNETES, PROMETHEUSRULE, ROOT, kustomize, prometheusrule_document, run, tool
 from exporter.config import validate_config
 
 OVERLAYS = {"default": KUBERNETES, "standalone": KUBERNETES / "standalone", "sidecar": KUBERNETES / "sidecar"}

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import free_port, require_tool
-from deploy_helpers import (
+from .conftest import free_port, require_tool
+from .deploy_helpers import (
     ALERTS,
     JOB,
     ROOT,

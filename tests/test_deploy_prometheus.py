@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_helpers import (
+from .deploy_helpers import (
     ALERT_PREFIX,
     ALERTS,
     ALERTS_TEST,
