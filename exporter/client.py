@@ -60,6 +60,8 @@ class ItnioClient:
         self.retries = retries
         self.random = random
         self.backoff_base = min(0.2, timeout / 4)  # full jitter: uniform(0, base * 2**n)
+        # An attempt with less time than this left would only time out: it is not sent.
+        self.min_attempt = min(timeout / 4, 1.0)
         self.clock_offset = 0.0  # vendor clock minus ours, learnt from -16 answers
         self._not_before = 0.0  # time.monotonic() before which nothing is sent (429, -15)
         self._throttle_step = 0.0
@@ -114,8 +116,8 @@ class ItnioClient:
                 if reason:
                     raise NotSent(reason)
                 budget = min(self.timeout, end - time.monotonic())
-                if budget <= 0:
-                    raise NotSent("the cycle's deadline was reached")
+                if budget < self.min_attempt:
+                    raise NotSent("too little of the cycle left to send a request")
                 try:
                     result = await self._attempt(endpoint, payload, parse, budget)
                 except ApiError as error:
@@ -138,7 +140,7 @@ class ItnioClient:
                 retries += 1
             else:
                 raise failure
-            if time.monotonic() + delay >= end:
+            if time.monotonic() + delay + self.min_attempt > end:
                 raise failure
             self.telemetry.retries.labels(endpoint).inc()
             await asyncio.sleep(delay)

@@ -56,10 +56,16 @@ class SecretFile:
         return st.st_ino, st.st_mtime_ns, st.st_size
 
     def changed(self) -> str | None:
-        """The new secret if the file changed since last seen, else None. Blocking."""
+        """The new secret if the file changed since last seen, else None. Blocking.
+
+        Raises ConfigError once when the file becomes unreadable (the caller keeps the old secret).
+        """
         stamp = self._stamp()
-        if stamp is None or stamp == self._seen:
+        if stamp == self._seen:
             return None
+        if stamp is None:
+            self._seen = None
+            raise ConfigError([f"api.api_secret_file: cannot read {self.path}"])
         secret = read_secret_file(self.path)  # ConfigError if unreadable or empty
         self._seen = stamp
         return secret

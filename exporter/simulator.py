@@ -201,8 +201,9 @@ class Simulator:
         flows: list[Any] | None = None,
         latency: float = 0.0,
         fault_rates: dict[str, float] | None = None,
-        api_fault_code: int = -18,
-        http_fault_status: int = 503,
+        api_fault_codes: tuple[int, ...] = (-18,),
+        http_fault_statuses: tuple[int, ...] = (503,),
+        retry_after: str | None = None,
         hang_seconds: float = 30.0,
         envelope_variant: str = "mixed",
         timestamp_window: float = 1800.0,
@@ -214,8 +215,10 @@ class Simulator:
         self.flows: dict[int, Any] = {flow.key_id: flow for flow in (flows or [])}
         self.latency = latency
         self.fault_rates = dict(fault_rates or {})
-        self.api_fault_code = api_fault_code
-        self.http_fault_status = http_fault_status
+        self.api_fault_codes = api_fault_codes  # codes injected at fault_rates["api"]
+        self.http_fault_statuses = http_fault_statuses  # statuses injected at fault_rates["http"]
+        self.retry_after = retry_after  # Retry-After header on injected 429s
+        self.signs_seen: set[str] = set()  # every Sign header received, for leak tests
         self.hang_seconds = hang_seconds
         self.envelope_variant = envelope_variant
         self.timestamp_window = timestamp_window
@@ -265,9 +268,10 @@ class Simulator:
         self._served += 1
         return ENVELOPES[self._served % len(ENVELOPES)]
 
-    def _answer(self, kind: str, code: int, message: str, data: Any = None, key_id: int | None = None) -> web.Response:
-        self.answers[("ok", "") if code == 0 else (kind, str(code))] += 1
-        return web.json_response(envelope(self._variant(), code, message, data))
+    def _answer(self, code: int, message: str, data: Any = None) -> tuple[tuple[str, str], web.Response]:
+        """A vendor answer and how the exporter must count it."""
+        record = ("ok", "") if code == 0 else ("api", str(code))
+        return record, web.json_response(envelope(self._variant(), code, message, data))
 
     def _check_auth(self, request: web.Request) -> tuple[int, str] | None:
         key = request.headers.get("Api-Key", "")
@@ -293,12 +297,34 @@ class Simulator:
         for kind in FAULT_KINDS:
             rate = self.fault_rates.get(kind, 0.0)
             if rate and self.random.random() < rate:
-                code = self.api_fault_code if kind == "api" else self.http_fault_status if kind == "http" else None
-                return Fault(kind, code)
+                if kind == "api":
+                    return Fault(kind, self.random.choice(self.api_fault_codes))
+                if kind == "http":
+                    return Fault(kind, self.random.choice(self.http_fault_statuses))
+                return Fault(kind)
         return None
 
     async def _query_detail(self, request: web.Request) -> web.StreamResponse:
+        """Answer, then record the answer once it is written: a request the client gave up on
+        before that (its timeout) is recorded as the timeout it saw."""
+        record: tuple[str, str] | None = None
+        try:
+            record, response = await self._decide(request)
+            if response is None:  # a dropped connection: nothing more is written
+                raise asyncio.CancelledError
+            await response.prepare(request)
+            await response.write_eof()
+            return response
+        except asyncio.CancelledError:
+            if record is None or record[0] != "network":
+                record = ("timeout", "")
+            raise
+        finally:
+            self.answers[record or ("timeout", "")] += 1
+
+    async def _decide(self, request: web.Request) -> tuple[tuple[str, str], web.StreamResponse | None]:
         raw = await request.read()
+        self.signs_seen.add(request.headers.get("Sign", ""))
         try:
             body = json.loads(raw)
         except ValueError:
@@ -309,34 +335,35 @@ class Simulator:
         delay = self.latency + self.flow_latency.get(key_id, 0.0) if key_id is not None else self.latency
         fault = self._pick_fault(key_id)
         if fault is not None and fault.kind == "timeout":
-            self.answers[fault.record()] += 1
-            await asyncio.sleep(self.hang_seconds)
-            return web.Response(status=504)
+            await asyncio.sleep(self.hang_seconds)  # the client gives up first: recorded as timeout
+            return ("timeout", ""), web.Response(status=504)
         if delay:
             await asyncio.sleep(delay)
         if fault is not None:
-            self.answers[fault.record()] += 1
+            record = fault.record()
             if fault.kind == "http":
-                return web.Response(status=fault.code or 503, text="upstream unavailable")
+                headers = {"Retry-After": self.retry_after} if fault.code == 429 and self.retry_after else {}
+                return record, web.Response(status=fault.code or 503, text="upstream unavailable", headers=headers)
             if fault.kind == "network":
                 assert request.transport is not None
                 request.transport.abort()
-                raise asyncio.CancelledError  # nothing more is written on a dropped connection
+                return record, None
             if fault.kind == "decode":
                 if self.random.random() < 0.5:
-                    return web.Response(body=b'{"code":0,"msg":"success","data":{"keyId":', content_type="application/json")
-                return web.json_response(envelope(self._variant(), 0, "success", [1, 2, 3]))
-            return web.json_response(envelope(self._variant(), fault.code or -18, "Port program unusual"))
+                    truncated = b'{"code":0,"msg":"success","data":{"keyId":'
+                    return record, web.Response(body=truncated, content_type="application/json")
+                return record, web.json_response(envelope(self._variant(), 0, "success", [1, 2, 3]))
+            return record, web.json_response(envelope(self._variant(), fault.code or -18, "Injected fault"))
         problem = self._check_auth(request)
         if problem is not None:
-            return self._answer("api", problem[0], problem[1])
+            return self._answer(*problem)
         if key_id is None:
-            return self._answer("api", -22, "Parameter exception")
+            return self._answer(-22, "Parameter exception")
         flow = self.flows.get(key_id)
         if flow is None:
-            return self._answer("api", -24, "Data not existing")
+            return self._answer(-24, "Data not existing")
         self.requests_per_flow[key_id] += 1
-        return self._answer("ok", 0, "success", flow.data(time.monotonic() - self.started))
+        return self._answer(0, "success", flow.data(time.monotonic() - self.started))
 
     def errors(self) -> Counter[tuple[str, str]]:
         """The answers that were failures, as the exporter should count them."""
