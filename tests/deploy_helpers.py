@@ -25,7 +25,7 @@ DASHBOARD = DEPLOY / "grafana" / "itnio-exporter.json"
 KUBERNETES = DEPLOY / "kubernetes"
 PROMETHEUSRULE = KUBERNETES / "base" / "prometheusrule.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
-DOCS = [ROOT / "docs" / "deploying.md", ROOT / "README.md"]
+DOCS = [ROOT / "README.md"]
 
 RUNBOOK_BASE = "https://github.com/itnio-exporter/itnio-exporter#"
 ALERT_PREFIX = "Itnio"

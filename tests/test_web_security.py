@@ -386,15 +386,15 @@ def test_deploy_example_passes_promtool(pki: Pki) -> None:
 
 
 def test_docs_example_passes_promtool(pki: Pki) -> None:
-    text = (ROOT / "docs" / "security.md").read_text()
+    text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```yaml\n(# web-config\.yml\n.*?)```", text, re.S)
-    assert len(blocks) == 1, "docs/security.md shows one ```yaml block starting with '# web-config.yml'"
+    assert len(blocks) == 1, "README.md shows one ```yaml block starting with '# web-config.yml'"
     _check_with_promtool(pki, blocks[0])
 
 
 def test_docs_scrape_config_passes_promtool(tmp_path: Path) -> None:
     promtool = require_tool("promtool")
-    text = (ROOT / "docs" / "security.md").read_text()
+    text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```yaml\n(scrape_configs:\n.*?)```", text, re.S)
     assert len(blocks) == 1
     job = yaml.safe_load(blocks[0])["scrape_configs"][0]
