@@ -90,8 +90,19 @@ async def test_chaos_soak(make_exporter):
                 if all(state.up and not state.stale for state in snapshot.flows) and exporter.poller.backoff == 0:
                     break
                 await asyncio.sleep(0.05)
-        # Let requests in flight (hung ones included) finish or time out, then compare the counters.
+        # Let hung requests from the faults time out, then stop the poller between two cycles, when
+        # no request is in flight, so that both sides' counts are final before they are compared.
         await asyncio.sleep(0.5)
+        published = asyncio.Event()
+        publish = exporter.poller.publish
+
+        async def publish_and_tell(snapshot):
+            await publish(snapshot)
+            published.set()
+
+        exporter.poller.publish = publish_and_tell
+        await published.wait()
+        exporter._task.cancel()  # it is asleep until the next cycle: nothing is in flight
         stop.set()
         await scraping
         samples = await scrape(exporter.port)
