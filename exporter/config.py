@@ -245,15 +245,20 @@ class Credentials:
         return hash((self.api_key, self._secret))
 
 
+def read_text_file(path: Path, field: str = "") -> str:
+    """The UTF-8 text of a file, or a ConfigError naming the file (and the field that names it)."""
+    where = f"{field}: {path}" if field else str(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{where}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{where}: not UTF-8 text"]) from None
+
+
 def read_secret_file(path: Path) -> str:
     """The secret in ``path``, without surrounding white space (editors add a newline)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"api.api_secret_file: cannot read {path}: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"api.api_secret_file: {path} is not UTF-8 text"]) from None
-    secret = text.strip()
+    secret = read_text_file(path, "api.api_secret_file").strip()
     if not secret:
         raise ConfigError([f"api.api_secret_file: {path} is empty"])
     return secret
@@ -351,10 +356,4 @@ def parse_yaml(text: str, name: str = "config") -> Any:
 def load_config(path: str | Path) -> Config:
     """Read, parse and validate a config file. Raises ConfigError."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: not UTF-8 text"]) from None
-    return validate_config(parse_yaml(text, str(path)))
+    return validate_config(parse_yaml(read_text_file(path), str(path)))

@@ -32,7 +32,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator, model_validator
 
-from .config import ConfigError, _field_path, _message, parse_yaml
+from .config import ConfigError, _field_path, _message, parse_yaml, read_text_file
 
 log = structlog.get_logger("exporter.webconfig")
 
@@ -238,12 +238,7 @@ def validate_web_config(raw: Any, base_dir: Path = Path(".")) -> WebConfigFile:
 def load_web_config(path: str | Path) -> WebConfigFile:
     """Read, parse and validate a web config file. Raises ConfigError (lines prefixed with the file)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    text = read_text_file(path)
     try:
         return validate_web_config(parse_yaml(text, str(path)), path.parent)
     except ConfigError as exc:

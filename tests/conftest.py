@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Credentials, validate_config
@@ -33,6 +34,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults():
+    """A test that configures logging (the CLI does) must not leave its stream to the next test."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

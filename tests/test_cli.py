@@ -82,7 +82,7 @@ def test_config_check_prints_one_line_per_problem_and_exits_1(tmp_path):
     """)
     result = run("--config.check", "--config.file", str(path))
     assert result.returncode == 1
-    assert result.stderr.startswith("api.api_secret_file: cannot read /nonexistent/secret")
+    assert result.stderr.startswith("api.api_secret_file: /nonexistent/secret: cannot read")
 
 
 def test_missing_secret_is_a_clear_error(tmp_path):

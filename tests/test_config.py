@@ -125,7 +125,7 @@ class TestCredentials:
     def test_unreadable_and_empty_secret_files(self, tmp_path):
         with pytest.raises(ConfigError) as info:
             resolve_credentials(self.api(api_key="k", api_secret_file=str(tmp_path / "nope")), {})
-        assert info.value.problems[0].startswith("api.api_secret_file: cannot read")
+        assert info.value.problems[0].startswith(f"api.api_secret_file: {tmp_path / 'nope'}: cannot read")
         empty = tmp_path / "empty"
         empty.write_text("\n")
         with pytest.raises(ConfigError) as info:
