@@ -1,11 +1,15 @@
 """Discovery through queryPage and per-node call outcomes, against the simulator on loopback."""
 
+import asyncio
 import re
+import textwrap
 import time
 
 import pytest
 
-from exporter.simulator import Fault, SimFlow, SimNode, Simulator, static_flows
+from exporter.config import load_config, resolve_credentials
+from exporter.service import Exporter
+from exporter.simulator import DEMO_API_SECRET, Fault, SimFlow, SimNode, Simulator, static_flows
 from exporter.telemetry import GROUP_CALL_DETAIL, QUERY_PAGE
 
 from .conftest import scrape, value
@@ -224,3 +228,60 @@ async def test_without_the_features_no_new_endpoint_or_series_appears(sim, make_
     for metric in ("itnio_exporter_discovered_flows", "itnio_recall_node_calls", "itnio_recall_flow_finished_attempts"):
         assert metric not in samples
     assert sim.page_requests == [] and not sim.requests_per_task
+
+
+async def wait_for(condition, timeout=6.0):
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them(tmp_path):
+    sim = Simulator(flows=listed_flows(2))
+    await sim.start()
+    path = tmp_path / "config.yaml"
+
+    def write(discovery: str, flows: str = "flows: []") -> None:
+        path.write_text(textwrap.dedent(f"""\
+            api:
+              base_url: {sim.base_url}
+              api_key: demo-key
+              api_secret: {DEMO_API_SECRET}
+              timeout: 500ms
+            poll:
+              interval: 1s
+            """) + discovery + "\n" + flows + "\n")
+
+    write("discovery: {enabled: true, refresh: 1s, lookback: 1d}")
+    config = load_config(path)
+    exporter = Exporter(config, resolve_credentials(config.api), listen_address="127.0.0.1:0", config_path=path)
+    await exporter.start()
+
+    async def up(key: str):
+        return value(await scrape(exporter.port), "itnio_recall_flow_up", key_id=key)
+
+    try:
+        await wait_for(lambda: _eq(up("2"), 1.0))
+        (new,) = listed_flows(1, first_key=3)
+        sim.flows[3] = new
+        await wait_for(lambda: _eq(up("3"), 1.0))  # appears on its own
+        sim.flows[1].created = time.time() - 3 * DAY
+        sim.flows[1].status = 2
+        await wait_for(lambda: _eq(up("1"), None))  # leaves once ended and out of the window
+
+        write("discovery: {enabled: true, refresh: 1s, lookback: 1d, page_size: 1}")
+        assert await exporter.reload() == []
+        assert sorted(f.key_id for f in exporter.poller.flows) == [2, 3]  # nothing vanishes on reload
+        write("discovery: {enabled: false}", "flows: [{key_id: 2}]")
+        assert await exporter.reload() == []
+        assert [f.key_id for f in exporter.poller.flows] == [2]
+        samples = await scrape(exporter.port)
+        assert value(samples, "itnio_recall_flow_up", key_id="3") is None
+    finally:
+        await exporter.stop()
+        await sim.stop()
+
+
+async def _eq(awaitable, expected) -> bool:
+    return await awaitable == expected

@@ -146,3 +146,36 @@ async def test_failures_of_the_new_endpoints_are_counted_like_the_rest():
     # the task id is in the path, never in a label
     assert all(labels["endpoint"] in ("recallFlow/queryDetail", QUERY_PAGE, GROUP_CALL_DETAIL)
                for labels, _ in samples["itnio_api_requests_total"])
+
+
+def test_config_check_reports_the_new_sections(tmp_path):
+    from .test_cli import run, write
+
+    bad = write(tmp_path, """
+        api:
+          api_key: k
+          api_secret: s
+          timezone: Nowhere/Atlantis
+        discovery:
+          enabled: true
+          page_size: 500
+          refresh: soon
+        enrich:
+          node_calls: "yes"
+    """)
+    result = run("--config.check", "--config.file", str(bad))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    fields = sorted(line.split(":")[0] for line in result.stderr.strip().splitlines())
+    assert fields == ["api.timezone", "discovery.page_size", "discovery.refresh", "enrich.node_calls"], result.stderr
+    good = write(tmp_path, """
+        api:
+          api_key: k
+          api_secret: s
+        discovery:
+          enabled: true
+        enrich:
+          node_calls: true
+    """, "good.yaml")
+    result = run("--config.check", "--config.file", str(good))
+    assert result.returncode == 0, result.stderr
+    assert "OK (0 flows, discovery on, node calls on)" in result.stdout
