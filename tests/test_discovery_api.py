@@ -179,3 +179,40 @@ def test_config_check_reports_the_new_sections(tmp_path):
     result = run("--config.check", "--config.file", str(good))
     assert result.returncode == 0, result.stderr
     assert "OK (0 flows, discovery on, node calls on)" in result.stdout
+
+
+def test_hostile_list_and_call_answers_are_api_errors_or_render_cleanly():
+    """Whatever the two new endpoints answer: an ApiError, or values that render to valid text."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from exporter.exposition import RenderedSnapshot
+    from exporter.model import FlowDetail, NodeDetail
+    from exporter.snapshot import FlowState, Snapshot
+
+    from .test_hostile_input import hostile_settings, scalars
+
+    fields = st.sampled_from(["keyId", "taskId", "taskName", "createTime", "finishNum", "status", "numCnt",
+                              "callTotal", "success", "fail", "acd"])
+    obj = st.dictionaries(fields, scalars, max_size=8)
+    body = st.fixed_dictionaries({"code": st.sampled_from([0, "0", 1]), "data": st.fixed_dictionaries(
+        {"records": st.lists(obj, max_size=3)}) | obj})
+
+    @hostile_settings(60)
+    @given(body)
+    def check(raw):
+        for parse in (parse_flow_page, parse_call_stats):
+            try:
+                parsed = parse(raw)
+            except ApiError:
+                continue
+            if parse is parse_call_stats:
+                detail = FlowDetail(1, 1, 1, 1, (NodeDetail(5, 6, None, 1),))
+                state = FlowState(1, "n", detail=detail, up=True, calls=((5, parsed),))
+            else:
+                state = FlowState(1, "n", record=parsed.records[0]) if parsed.records else FlowState(1, "n")
+            text = RenderedSnapshot.of(Snapshot(flows=(state,), cycles=1)).text.decode()
+            assert list(text_string_to_metric_families(text))
+
+    check()
