@@ -11,6 +11,7 @@ import os
 import re
 import ssl
 import zoneinfo
+from datetime import timezone, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -120,6 +121,8 @@ class ApiConfig(_Model):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
+        if value == "UTC":  # needs no time zone database (slim or distroless images may lack one)
+            return value
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
@@ -127,8 +130,8 @@ class ApiConfig(_Model):
         return value
 
     @property
-    def zone(self) -> zoneinfo.ZoneInfo:
-        return zoneinfo.ZoneInfo(self.timezone)
+    def zone(self) -> tzinfo:
+        return timezone.utc if self.timezone == "UTC" else zoneinfo.ZoneInfo(self.timezone)
 
     @field_validator("api_secret_file", mode="before")
     @classmethod

@@ -29,9 +29,8 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -50,11 +49,11 @@ CODE_NOT_EXISTING = "-24"
 
 class PageSource(Protocol):
     async def query_page(
-        self, current: int, size: int, params: dict[str, str], zone: ZoneInfo, deadline: float | None = None
+        self, current: int, size: int, params: dict[str, str], zone: tzinfo, deadline: float | None = None
     ) -> FlowPage: ...
 
 
-def vendor_time(unix: float, zone: ZoneInfo) -> str:
+def vendor_time(unix: float, zone: tzinfo) -> str:
     return datetime.fromtimestamp(unix, zone).strftime(VENDOR_TIME_FORMAT)
 
 
@@ -184,7 +183,7 @@ class Discovery:
         return record.status in NODE_ENDED_STATUSES
 
     async def _read_all(
-        self, client: PageSource, params: dict[str, str], size: int, zone: ZoneInfo, deadline: float
+        self, client: PageSource, params: dict[str, str], size: int, zone: tzinfo, deadline: float
     ) -> dict[int, FlowRecord]:
         """Every record of the list, by keyId; re-read while the list changes under us."""
         found: dict[int, FlowRecord] = {}

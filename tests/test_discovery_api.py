@@ -8,7 +8,7 @@ import pytest
 
 from exporter.config import ConfigError, validate_config
 from exporter.model import ApiError, ErrorKind, parse_call_stats, parse_flow_page
-from exporter.simulator import ENVELOPES, Fault, SimFlow, Simulator, static_flows
+from exporter.simulator import ENVELOPES, Fault, Simulator, static_flows
 from exporter.telemetry import GROUP_CALL_DETAIL, QUERY_PAGE
 
 from .test_client import counters, make_client
