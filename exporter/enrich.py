@@ -87,7 +87,8 @@ class NodeCallEnricher:
         details: dict[int, FlowDetail] = {}
         for state in snapshot.flows:
             result = results.get(state.key_id)
-            detail = result if isinstance(result, FlowDetail) else state.detail
+            # A stale detail shows no nodes: neither are their calls asked for (nor kept).
+            detail = result if isinstance(result, FlowDetail) else state.visible_detail
             if detail is not None:
                 details[state.key_id] = detail
         # Forget flows and nodes that are gone, and nodes beyond the cap or with a new task.

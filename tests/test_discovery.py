@@ -285,3 +285,27 @@ async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them
 
 async def _eq(awaitable, expected) -> bool:
     return await awaitable == expected
+
+
+async def test_an_account_error_on_call_detail_stops_the_cycles_enrichment_requests(make_exporter):
+    flows = static_flows(3, 2)
+    for flow in flows:
+        for node in flow.nodes:
+            node.status = 1
+    sim = Simulator(flows=flows)
+    for flow in flows:
+        for node in flow.nodes:
+            sim.task_faults[node.task_id] = Fault("api", -2)
+    await sim.start()
+    try:
+        exporter = await make_exporter(sim, run_poller=False, enrich={"node_calls": True},
+                                       api={"max_concurrency": 1})
+        await exporter.poller.run_cycle()
+        samples = await scrape(exporter.port)
+        # six nodes running, one request: the -2 stops the rest; the flows themselves are fine
+        assert value(samples, "itnio_api_requests_total", endpoint=GROUP_CALL_DETAIL) == 1
+        assert value(samples, "itnio_api_errors_total", endpoint=GROUP_CALL_DETAIL, kind="api", code="-2") == 1
+        assert all(v == 1 for _, v in samples["itnio_recall_flow_up"])
+        assert "itnio_recall_node_calls" not in samples
+    finally:
+        await sim.stop()
