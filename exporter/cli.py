@@ -115,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         return _fail(problems)
     if args.config_check:
-        print(f"{args.config_file}: OK ({len(config.flows)} flows)")
+        extras = "".join(
+            f", {name}" for name, on in (("discovery on", config.discovery.enabled),
+                                         ("node calls on", config.enrich.node_calls)) if on
+        )
+        print(f"{args.config_file}: OK ({len(config.flows)} flows{extras})")
         if web_config is not None:
             print(f"{args.web_config_file}: OK (TLS {'on' if web_config.tls_enabled else 'off'}, {len(web_config.users)} users)")
         return 0

@@ -17,6 +17,7 @@ import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import timezone, tzinfo
 from typing import Any, TypeVar
 
 import aiohttp
@@ -24,9 +25,19 @@ import structlog
 
 from . import __version__
 from .config import Credentials
-from .model import ApiError, ErrorKind, FlowDetail, NotSent, parse_flow_detail
+from .model import (
+    ApiError,
+    CallStats,
+    ErrorKind,
+    FlowDetail,
+    FlowPage,
+    NotSent,
+    parse_call_stats,
+    parse_flow_detail,
+    parse_flow_page,
+)
 from .signing import signed_headers
-from .telemetry import QUERY_DETAIL, Telemetry
+from .telemetry import GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE, Telemetry
 
 log = structlog.get_logger("exporter.client")
 
@@ -93,6 +104,26 @@ class ItnioClient:
         """
         return await self._call(QUERY_DETAIL, {"keyId": key_id}, parse_flow_detail, deadline, may_send)
 
+    async def query_page(
+        self,
+        current: int,
+        size: int,
+        params: dict[str, Any],
+        zone: tzinfo = timezone.utc,
+        deadline: float | None = None,
+    ) -> FlowPage:
+        """One page of the flow list (recallFlow/queryPage); times in ``params`` are in ``zone``."""
+        payload = {"current": current, "size": size, "params": params}
+        return await self._call(QUERY_PAGE, payload, lambda body: parse_flow_page(body, zone), deadline)
+
+    async def group_call_detail(
+        self, task_id: int, deadline: float | None = None, may_send: Callable[[], str | None] | None = None
+    ) -> CallStats:
+        """The call counts of one group-call task (a node's taskId): a signed GET."""
+        return await self._call(
+            GROUP_CALL_DETAIL, {}, parse_call_stats, deadline, may_send, path=f"{GROUP_CALL_DETAIL}/{task_id}"
+        )
+
     async def _call(
         self,
         endpoint: str,
@@ -100,6 +131,7 @@ class ItnioClient:
         parse: Callable[[Any], T],
         deadline: float | None,
         may_send: Callable[[], str | None] | None = None,
+        path: str | None = None,
     ) -> T:
         """Send a request, retrying what is worth retrying, never past ``deadline``.
 
@@ -119,7 +151,7 @@ class ItnioClient:
                 if budget < self.min_attempt:
                     raise NotSent("too little of the cycle left to send a request")
                 try:
-                    result = await self._attempt(endpoint, payload, parse, budget)
+                    result = await self._attempt(endpoint, payload, parse, budget, path)
                 except ApiError as error:
                     failure = error
                 else:
@@ -174,13 +206,17 @@ class ItnioClient:
         self._not_before = max(self._not_before, time.monotonic() + min(pause, MAX_THROTTLE))
         log.warning("throttled", kind=error.kind.value, code=error.code, pause_seconds=round(pause, 3))
 
-    async def _attempt(self, endpoint: str, payload: dict[str, Any], parse: Callable[[Any], T], budget: float) -> T:
-        """Send one signed POST and return ``parse`` of its JSON body.
+    async def _attempt(
+        self, endpoint: str, payload: dict[str, Any], parse: Callable[[Any], T], budget: float, path: str | None = None
+    ) -> T:
+        """Send one signed request and return ``parse`` of its JSON body.
 
+        A POST of ``payload`` to ``endpoint``, or, when ``path`` is given, a GET of that path
+        (counted under ``endpoint``, so that ids in the path never become label values).
         Every failure (transport, HTTP, JSON, envelope or shape) raises ApiError, and the
         request is reported to telemetry exactly once, with that one error.
         """
-        url = f"{self.base_url}/voice/{endpoint}"
+        url = f"{self.base_url}/voice/{path or endpoint}"
         creds = self.credentials
         headers = signed_headers(creds.api_key, creds.secret(), int(self.clock() + self.clock_offset))
         started = time.monotonic()
@@ -188,9 +224,14 @@ class ItnioClient:
         server_time = retry_after = None
         try:
             async with asyncio.timeout(budget):
-                async with self._session.post(
+                async with self._session.request(
+                    "GET" if path else "POST",
+                    url,
+                    data=None if path else json.dumps(payload),
                     # No redirects: the signing headers must not follow a 3xx to another host.
-                    url, data=json.dumps(payload), headers=headers, allow_redirects=False, proxy=self.proxy
+                    headers=headers,
+                    allow_redirects=False,
+                    proxy=self.proxy,
                 ) as response:
                     server_time = _http_date(response.headers.get("Date"))
                     if response.status != 200:

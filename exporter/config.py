@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 import ssl
+import zoneinfo
+from datetime import timezone, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -113,6 +115,23 @@ class ApiConfig(_Model):
     tls: ApiTlsConfig = ApiTlsConfig()
     # Explicit proxy; without it HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment apply.
     proxy_url: StrictStr | None = Field(default=None, repr=False)  # may hold user:password@
+    # IANA time zone of the vendor's "YYYY-MM-DD HH:mm:ss" times (queryPage filters and createTime).
+    timezone: StrictStr = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if value == "UTC":  # needs no time zone database (slim or distroless images may lack one)
+            return value
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"{value!r} is not an IANA time zone name like UTC or Asia/Shanghai") from None
+        return value
+
+    @property
+    def zone(self) -> tzinfo:
+        return timezone.utc if self.timezone == "UTC" else zoneinfo.ZoneInfo(self.timezone)
 
     @field_validator("api_secret_file", mode="before")
     @classmethod
@@ -178,9 +197,41 @@ class FlowConfig(_Model):
             raise ValueError("is not valid Unicode text (a lone surrogate escape?)") from None
 
 
+class DiscoveryConfig(_Model):
+    """Watching the flows that recallFlow/queryPage lists, in addition to ``flows:``."""
+
+    enabled: StrictBool = False
+    lookback: Duration = 7 * 86400.0  # flows created within this
+    refresh: Duration = 300.0  # how often the list is read
+    task_name: StrictStr | None = None  # the vendor's taskName filter
+    page_size: StrictInt = Field(default=100, ge=1, le=100)
+
+    @field_validator("lookback", "refresh")
+    @classmethod
+    def _at_least_a_second(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("must be at least 1s")
+        return value
+
+    @field_validator("task_name")
+    @classmethod
+    def _non_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty (leave it out to list every flow)")
+        return value
+
+
+class EnrichConfig(_Model):
+    """Extra requests per poll cycle for more detail."""
+
+    node_calls: StrictBool = False  # group/call/detail for each node's taskId
+
+
 class Config(_Model):
     api: ApiConfig = ApiConfig()
     poll: PollConfig = PollConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
+    enrich: EnrichConfig = EnrichConfig()
     flows: list[FlowConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -193,8 +244,8 @@ class Config(_Model):
                     f"flows[{index}].key_id: duplicate key_id {flow.key_id} (also flows[{seen[flow.key_id]}])"
                 )
             seen.setdefault(flow.key_id, index)
-        if not self.flows:
-            problems.append("flows: at least one flow to watch is needed")
+        if not self.flows and not self.discovery.enabled:
+            problems.append("flows: at least one flow to watch is needed (or discovery.enabled: true)")
         if self.api.timeout > self.poll.interval:
             problems.append(
                 f"api.timeout: {format_duration(self.api.timeout)} must not exceed "

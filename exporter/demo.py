@@ -17,6 +17,9 @@ async def start_demo_simulator() -> tuple[Simulator, Config, Credentials]:
         {
             "api": {"base_url": sim.base_url, "api_key": DEMO_API_KEY, "timeout": "2s"},
             "poll": {"interval": DEMO_INTERVAL},
+            # The simulator serves the list and call-detail endpoints too: show what they add.
+            "discovery": {"enabled": True, "refresh": "1m"},
+            "enrich": {"node_calls": True},
             "flows": [{"key_id": flow.key_id, "name": name} for flow, name in flows],
         }
     )

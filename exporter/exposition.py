@@ -57,7 +57,9 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
     )
     info = InfoMetricFamily(
         "itnio_recall_flow",
-        "Recall flow metadata: the name from the config and the recall type (all or failed)." + BG,
+        "Recall flow metadata: the name (from the config, else the discovered taskName), the recall type "
+        "(all or failed), and the parent group-call task_id and task_name from discovery (empty when the flow "
+        "was not discovered)." + BG,
         labels=["key_id"],
     )
     status = GaugeMetricFamily(
@@ -98,6 +100,49 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
         "(itnio_recall_flow_nodes still counts them)." + BG,
         labels=["key_id"],
     )
+    finished = GaugeMetricFamily(
+        "itnio_recall_flow_finished_attempts",
+        "Recall attempts the flow has done (finishNum of recallFlow/queryPage); discovered flows only." + BG,
+        labels=["key_id"],
+    )
+    created = GaugeMetricFamily(
+        "itnio_recall_flow_created_timestamp_seconds",
+        "Unix time at which the flow was created (createTime of recallFlow/queryPage, read in api.timezone); "
+        "discovered flows only." + BG,
+        labels=["key_id"],
+    )
+    node_labels = ["key_id", "node_key_id", "task_id"]
+    node_numbers = GaugeMetricFamily(
+        "itnio_recall_node_numbers",
+        "Phone numbers in the group-call task of the node (numCnt of group/call/detail)." + BG,
+        labels=node_labels,
+    )
+    node_calls = GaugeMetricFamily(
+        "itnio_recall_node_calls",
+        "Calls made by the group-call task of the node (callTotal of group/call/detail); a gauge, as the "
+        "vendor may revise it." + BG,
+        labels=node_labels,
+    )
+    node_succeeded = GaugeMetricFamily(
+        "itnio_recall_node_calls_succeeded",
+        "Successful (answered) calls of the group-call task of the node (success of group/call/detail)." + BG,
+        labels=node_labels,
+    )
+    node_failed = GaugeMetricFamily(
+        "itnio_recall_node_calls_failed",
+        "Failed (unanswered) calls of the group-call task of the node (fail of group/call/detail)." + BG,
+        labels=node_labels,
+    )
+    node_acd = GaugeMetricFamily(
+        "itnio_recall_node_call_duration_average_seconds",
+        "Average duration of the answered calls of the group-call task of the node (acd of "
+        "group/call/detail, assumed to be seconds)." + BG,
+        labels=node_labels,
+    )
+    call_families = (
+        (node_numbers, "numbers"), (node_calls, "calls"), (node_succeeded, "succeeded"),
+        (node_failed, "failed"), (node_acd, "acd_seconds"),
+    )
     max_nodes = snapshot.max_nodes_per_flow
     for flow in snapshot.flows:
         key = str(flow.key_id)
@@ -109,7 +154,17 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
         for kind in ERROR_KINDS:
             poll_errors.add_metric([key, kind], counts.get(kind, 0))
         detail = flow.visible_detail
-        info.add_metric([key], {"name": _utf8(flow.name), "recall_type": detail.recall_type_name if detail else ""})
+        record = flow.record
+        info.add_metric([key], {
+            "name": _utf8(flow.name),
+            "recall_type": detail.recall_type_name if detail else "",
+            "task_id": _opt(record.task_id) if record else "",
+            "task_name": _utf8(record.task_name) if record else "",
+        })
+        if record is not None and record.finish_num is not None:
+            finished.add_metric([key], record.finish_num)
+        if record is not None and record.created is not None:
+            created.add_metric([key], record.created)
         if detail is None:
             continue
         status.add_metric([key], detail.status)
@@ -126,6 +181,16 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
                 [key, str(node.key_id), _opt(node.task_id), _opt(node.script_id)], node.status
             )
         dropped.add_metric([key], max(0, len(detail.nodes) - max_nodes))
+        if flow.calls:
+            shown = {node.key_id: node.task_id for node in detail.nodes[:max_nodes]}
+            for node_key, stats in flow.calls:
+                if node_key not in shown:
+                    continue
+                labels = [key, str(node_key), _opt(shown[node_key])]
+                for family, field in call_families:
+                    number = getattr(stats, field)
+                    if number is not None:
+                        family.add_metric(labels, number)
         for name, count in per_state.items():
             nodes.add_metric([key, name], count)
 
@@ -152,7 +217,7 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
         )
     return [
         up, last_success, polls, poll_errors, info, status, state, interval, attempts, nodes, node_status, dropped,
-        *cycle,
+        finished, created, *(family for family, _ in call_families), *cycle,
     ]
 
 
@@ -236,8 +301,9 @@ class RenderedSnapshot:
 
 def series_count(snapshot: Snapshot) -> int:
     """A cheap upper estimate of the series a snapshot renders to."""
-    total = 12 * len(snapshot.flows)
+    total = 14 * len(snapshot.flows)
     for flow in snapshot.flows:
+        total += 5 * len(flow.calls)
         if flow.detail is not None:
             total += min(len(flow.detail.nodes), snapshot.max_nodes_per_flow)
     return total

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 
@@ -172,4 +173,154 @@ def parse_flow_detail(body: Any) -> FlowDetail:
         recall_num=_int(data, "recallNum", "data"),  # type: ignore[arg-type]
         recall_type=_int(data, "recallType", "data"),  # type: ignore[arg-type]
         nodes=tuple(nodes),
+    )
+
+
+# -- recallFlow/queryPage and group/call/detail ([C] on laaffic.com, inferred for api.itniotech.com) ----------
+VENDOR_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# States after which a node's group-call task makes no more calls: completed, cancelled, exception.
+NODE_ENDED_STATUSES = frozenset({2, 3, 4})
+MAX_TEXT = 256  # longest task name kept (label values from the vendor are bounded)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord:
+    """One record of a recallFlow/queryPage answer: what the list knows of a flow."""
+
+    key_id: int
+    task_id: int | None
+    task_name: str
+    created: float | None  # unix time of createTime, read in api.timezone
+    status: int | None
+    finish_num: int | None  # recall attempts done (finishNum): only the list reports it
+
+
+@dataclass(frozen=True, slots=True)
+class FlowPage:
+    current: int
+    pages: int
+    total: int
+    records: tuple[FlowRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CallStats:
+    """group/call/detail of one node's task; None where the answer leaves a field out."""
+
+    numbers: float | None  # numCnt: phone numbers in the task
+    calls: float | None  # callTotal: calls made
+    succeeded: float | None  # success: calls answered
+    failed: float | None  # fail: calls not answered
+    acd_seconds: float | None  # acd: average call duration, seconds
+
+
+def _loose_number(obj: dict[str, Any], key: str, where: str) -> float | None:
+    """A number the vendor may send as a JSON number or a numeric string; None when absent."""
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise _decode_error(f"{where}.{key} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _decode_error(f"{where}.{key} is not a number")
+    value = float(value)
+    if not math.isfinite(value) or abs(value) > 2**63:
+        raise _decode_error(f"{where}.{key} is out of range")
+    return value
+
+
+def _loose_int(obj: dict[str, Any], key: str, where: str, *, optional: bool = True) -> int | None:
+    value = _loose_number(obj, key, where)
+    if value is None:
+        if optional:
+            return None
+        raise _decode_error(f"{where}.{key} is missing")
+    if value != int(value):
+        raise _decode_error(f"{where}.{key} is not an integer")
+    return int(value)
+
+
+def _vendor_time(obj: dict[str, Any], key: str, where: str, zone: tzinfo) -> float | None:
+    """``YYYY-MM-DD HH:mm:ss`` in ``zone``, or unix time in seconds or milliseconds."""
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        try:
+            return datetime.strptime(value.strip(), VENDOR_TIME_FORMAT).replace(tzinfo=zone).timestamp()
+        except (ValueError, OverflowError):
+            raise _decode_error(f"{where}.{key} is not a time like 2024-01-31 23:59:59") from None
+    number = _loose_number(obj, key, where)
+    assert number is not None
+    return number / 1000 if abs(number) >= 1e11 else number
+
+
+def _success_data(body: Any) -> dict[str, Any]:
+    code, message = envelope_code(body)
+    if code != 0:
+        raise ApiError(ErrorKind.API, str(code), message[:200])
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise _decode_error("data is not a JSON object")
+    return data
+
+
+def _text(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _decode_error(f"{where} is not text")
+    # JSON may carry lone surrogates; a label must be encodable text.
+    return value[:MAX_TEXT].encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def parse_flow_page(body: Any, zone: tzinfo = timezone.utc) -> FlowPage:
+    """Decode a recallFlow/queryPage answer; raise ApiError (api or decode) unless it is a success."""
+    data = _success_data(body)
+    raw_records = data.get("records")
+    if raw_records is None:
+        raw_records = []
+    if not isinstance(raw_records, list):
+        raise _decode_error("data.records is not a list")
+    records = []
+    for index, raw in enumerate(raw_records):
+        where = f"data.records[{index}]"
+        if not isinstance(raw, dict):
+            raise _decode_error(f"{where} is not a JSON object")
+        key_id = _loose_int(raw, "keyId", where, optional=False)
+        assert key_id is not None
+        if key_id < 1:
+            raise _decode_error(f"{where}.keyId is not positive")
+        records.append(
+            FlowRecord(
+                key_id=key_id,
+                task_id=_loose_int(raw, "taskId", where),
+                task_name=_text(raw.get("taskName"), f"{where}.taskName"),
+                created=_vendor_time(raw, "createTime", where, zone),
+                status=_loose_int(raw, "status", where),
+                finish_num=_loose_int(raw, "finishNum", where),
+            )
+        )
+    return FlowPage(
+        current=_loose_int(data, "current", "data") or 1,
+        pages=_loose_int(data, "pages", "data") or 0,
+        total=_loose_int(data, "total", "data") or 0,
+        records=tuple(records),
+    )
+
+
+def parse_call_stats(body: Any) -> CallStats:
+    """Decode a group/call/detail answer; raise ApiError (api or decode) unless it is a success."""
+    data = _success_data(body)
+    return CallStats(
+        numbers=_loose_number(data, "numCnt", "data"),
+        calls=_loose_number(data, "callTotal", "data"),
+        succeeded=_loose_number(data, "success", "data"),
+        failed=_loose_number(data, "fail", "data"),
+        acd_seconds=_loose_number(data, "acd", "data"),
     )

@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Protocol, Union
+from typing import TYPE_CHECKING, Protocol, Union
 
 import structlog
 
 from .config import Config, FlowConfig
-from .model import ApiError, ErrorKind, FlowDetail, NotSent
+from .model import ApiError, ErrorKind, FlowDetail, FlowRecord, NotSent
 from .snapshot import FlowState, Snapshot
+
+if TYPE_CHECKING:
+    from .enrich import NodeCallEnricher
 
 log = structlog.get_logger("exporter.poller")
 
@@ -73,6 +76,9 @@ class Poller:
         self.last_progress = time.monotonic()  # for /healthz: moves on every answer and cycle
         self._wake = asyncio.Event()
         self._extra: set[asyncio.Task[None]] = set()
+        # Set by discovery and enrichment (exporter.discovery, exporter.enrich); read when merging.
+        self.records: Mapping[int, FlowRecord] = {}
+        self.enricher: NodeCallEnricher | None = None
 
     @property
     def flows(self) -> Sequence[FlowConfig]:
@@ -118,6 +124,8 @@ class Poller:
         flows = list(self._flows)
         results = await self._poll(flows, deadline)
         self._adjust_backoff(results.values())
+        if self.enricher is not None and not self.backoff:
+            await self.enricher.refresh(self.snapshot, results, deadline)
         return await self._merge(results, cycle=(started_wall, time.monotonic() - started))
 
     async def _poll(self, flows: list[FlowConfig], deadline: float) -> dict[int, Result]:
@@ -205,6 +213,10 @@ class Poller:
                 state = replace(state, name=flow.name)
             if flow.key_id in results:
                 state = _next_state(state, results[flow.key_id], now, stale_after)
+            record = self.records.get(flow.key_id)
+            calls = self.enricher.calls_for(flow.key_id) if self.enricher is not None else ()
+            if state.record != record or state.calls != calls:
+                state = replace(state, record=record, calls=calls)
             states.append(state)
         current = self.snapshot
         snapshot = Snapshot(

@@ -16,9 +16,11 @@ from .auth import BasicAuth, serving_options
 from .client import ItnioClient
 from .clienttls import client_transport_options
 from .config import Config, ConfigError, Credentials, load_config, read_secret_file, resolve_credentials
+from .discovery import Discovery
+from .enrich import NodeCallEnricher
 from .exposition import Exposition
 from .poller import Poller
-from .telemetry import Telemetry
+from .telemetry import GROUP_CALL_DETAIL, Telemetry
 from .webconfig import WebConfig, load_web_config
 
 log = structlog.get_logger("exporter.service")
@@ -94,6 +96,7 @@ class Exporter:
         self.exposition = Exposition(self.telemetry.registry)
         self.client: ItnioClient | None = None
         self.poller: Poller | None = None
+        self.discovery: Discovery | None = None
         self._secret_file = self._watch(config)
         self._task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
@@ -140,6 +143,9 @@ class Exporter:
             before_cycle=self._check_secret_file,
             on_backoff=self.telemetry.backoff.set,
         )
+        self._set_enricher(self.config)
+        self.discovery = Discovery(self.poller, lambda: self.client, self.telemetry)
+        await self.discovery.apply(self.config, run=run_poller)
         await self.exposition.publish(self.poller.snapshot)
         middlewares, ssl_context, self.auth = serving_options(
             self.web_config, health_unauthenticated=self.health_unauthenticated
@@ -170,6 +176,15 @@ class Exporter:
             interval=self.config.poll.interval,
             base_url=self.config.api.base_url,
         )
+
+    def _set_enricher(self, config: Config) -> None:
+        """Per-node call outcomes on or off (enrich.node_calls); the cache survives a reload."""
+        assert self.poller is not None
+        if not config.enrich.node_calls:
+            self.poller.enricher = None
+        elif self.poller.enricher is None:
+            self.telemetry.preinitialise(GROUP_CALL_DETAIL)
+            self.poller.enricher = NodeCallEnricher(lambda: self.client)
 
     async def _check_secret_file(self) -> None:
         if self._secret_file is None or self.client is None:
@@ -219,13 +234,17 @@ class Exporter:
         if config.api.api_secret_file != self.config.api.api_secret_file:
             self._secret_file = self._watch(config)
         self.config, self.credentials = config, credentials
-        await self.poller.set_flows(config)
+        self._set_enricher(config)
+        assert self.discovery is not None
+        await self.discovery.apply(config, run=self._task is not None)  # sets the poller's flows
 
     async def stop(self) -> None:
         """Stop accepting, cancel requests in flight, close everything."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.discovery is not None:
+            await self.discovery.stop()
         if self._task is not None:
             self._task.cancel()
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .model import ApiError, FlowDetail
+from .model import ApiError, CallStats, FlowDetail, FlowRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,8 @@ class FlowState:
     errors: tuple[tuple[str, int], ...] = ()  # (kind, count) since start, per flow
     last_error: ApiError | None = field(default=None, compare=False)
     failing_since_cycles: int = 0  # consecutive failed polls
+    record: FlowRecord | None = None  # what discovery's flow list says of it (None: not listed)
+    calls: tuple[tuple[int, CallStats], ...] = ()  # (node key_id, group-call counts), enrich.node_calls
 
     @property
     def visible_detail(self) -> FlowDetail | None:

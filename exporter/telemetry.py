@@ -19,7 +19,9 @@ from .model import ApiError, ErrorKind
 disable_created_metrics()
 
 QUERY_DETAIL = "recallFlow/queryDetail"
-ENDPOINTS = (QUERY_DETAIL,)
+QUERY_PAGE = "recallFlow/queryPage"
+GROUP_CALL_DETAIL = "group/call/detail"
+ENDPOINTS = (QUERY_DETAIL, QUERY_PAGE, GROUP_CALL_DETAIL)  # every value of the endpoint label
 # Vendor codes listed on the recallFlow page; pre-initialised so that rate() works from the start.
 PREINITIALISED_CODES = ("-1", "-2", "-16", "-18", "-22")
 BG = " Data come from a background poll of the ITNIO API, not from the scrape."
@@ -93,14 +95,45 @@ class Telemetry:
             registry=self.registry,
         )
         self.set_config_info(tls_insecure_skip_verify=False)
-        for endpoint in ENDPOINTS:
-            self.requests.labels(endpoint)
-            self.retries.labels(endpoint)
-            self.duration.labels(endpoint)
-            for code in PREINITIALISED_CODES:
-                self.errors.labels(endpoint, ErrorKind.API.value, code)
-            for kind in (ErrorKind.TIMEOUT, ErrorKind.NETWORK, ErrorKind.DECODE):
-                self.errors.labels(endpoint, kind.value, "")
+        self._discovery: tuple[Gauge, Gauge, Gauge] | None = None
+        self.preinitialise(QUERY_DETAIL)
+
+    def preinitialise(self, endpoint: str) -> None:
+        """Create the series of an endpoint at 0, so that rate() works from its first request.
+
+        queryDetail always; the discovery and enrichment endpoints once their feature is on,
+        so that an exporter without them shows no series for endpoints it never calls.
+        """
+        self.requests.labels(endpoint)
+        self.retries.labels(endpoint)
+        self.duration.labels(endpoint)
+        for code in PREINITIALISED_CODES:
+            self.errors.labels(endpoint, ErrorKind.API.value, code)
+        for kind in (ErrorKind.TIMEOUT, ErrorKind.NETWORK, ErrorKind.DECODE):
+            self.errors.labels(endpoint, kind.value, "")
+
+    def discovery(self) -> tuple[Gauge, Gauge, Gauge]:
+        """(last run successful, last success time, discovered flows), registered on first use:
+        an exporter that never turned discovery on shows none of them."""
+        if self._discovery is None:
+            successful = Gauge(
+                "itnio_exporter_discovery_last_run_successful",
+                "1 if the last discovery run read every page of recallFlow/queryPage, 0 if it failed (the "
+                "previous set of discovered flows is kept)." + BG,
+                registry=self.registry,
+            )
+            success_time = Gauge(
+                "itnio_exporter_discovery_last_success_timestamp_seconds",
+                "Unix time of the last discovery run that read every page of recallFlow/queryPage." + BG,
+                registry=self.registry,
+            )
+            flows = Gauge(
+                "itnio_exporter_discovered_flows",
+                "Recall flows watched because discovery found them (whether or not flows: lists them too)." + BG,
+                registry=self.registry,
+            )
+            self._discovery = (successful, success_time, flows)
+        return self._discovery
 
     def config_loaded(self) -> None:
         self.reload_successful.set(1)
