@@ -25,6 +25,7 @@ import structlog
 from . import __version__
 from .config import Credentials
 from .model import ApiError, ErrorKind, FlowDetail, NotSent, parse_flow_detail
+from .ratelimit import TokenBucket
 from .signing import signed_headers
 from .telemetry import QUERY_DETAIL, Telemetry
 
@@ -50,6 +51,7 @@ class ItnioClient:
         random: Callable[[], float] = random.random,
         ssl_context: ssl.SSLContext | None = None,
         proxy: str | None = None,
+        max_requests_per_second: float | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
@@ -64,6 +66,8 @@ class ItnioClient:
         self._not_before = 0.0  # time.monotonic() before which nothing is sent (429, -15)
         self._throttle_step = 0.0
         self._slots = asyncio.Semaphore(max_connections)
+        # api.max_requests_per_second: every attempt sent takes a token (None: no cap).
+        self._bucket = TokenBucket(max_requests_per_second) if max_requests_per_second else None
         self.proxy = proxy  # None: HTTPS_PROXY / NO_PROXY from the environment (trust_env)
         self._session = aiohttp.ClientSession(
             # ssl=True: verified against the system CAs when no context is given.
@@ -113,6 +117,8 @@ class ItnioClient:
                 reason = may_send() if may_send is not None else None
                 if reason:
                     raise NotSent(reason)
+                if self._bucket is not None and not await self._bucket.acquire(end):
+                    raise NotSent("api.max_requests_per_second leaves no request before the cycle's deadline")
                 budget = min(self.timeout, end - time.monotonic())
                 if budget <= 0:
                     raise NotSent("the cycle's deadline was reached")
