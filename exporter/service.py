@@ -18,6 +18,7 @@ from .clienttls import client_transport_options
 from .config import Config, ConfigError, Credentials, load_config, read_secret_file, resolve_credentials
 from .exposition import Exposition
 from .poller import Poller
+from .shard import Shard, register_shard_metrics
 from .telemetry import Telemetry
 from .webconfig import WebConfig, load_web_config
 
@@ -78,6 +79,7 @@ class Exporter:
         config_path: str | Path | None = None,
         web_config: WebConfig | None = None,
         health_unauthenticated: bool = False,
+        shard: Shard | None = None,
     ):
         self.config = config
         self.credentials = credentials
@@ -85,6 +87,8 @@ class Exporter:
         self.host, self.port = parse_listen_address(listen_address)
         self.telemetry_path = telemetry_path
         self.telemetry = Telemetry()
+        self.shard = shard or Shard()
+        register_shard_metrics(self.telemetry.registry, self.shard)
         self.exposition = Exposition(self.telemetry.registry)
         self.client: ItnioClient | None = None
         self.poller: Poller | None = None
@@ -115,6 +119,7 @@ class Exporter:
             max_connections=api.max_concurrency,
             max_response_bytes=api.max_response_bytes,
             retries=api.retries,
+            max_requests_per_second=api.max_requests_per_second,
             telemetry=self.telemetry,
             **client_transport_options(api, self.telemetry),
         )
@@ -133,6 +138,7 @@ class Exporter:
             self.exposition.publish,
             before_cycle=self._check_secret_file,
             on_backoff=self.telemetry.backoff.set,
+            shard=self.shard,
         )
         await self.exposition.publish(self.poller.snapshot)
         middlewares, ssl_context, self.auth = serving_options(
