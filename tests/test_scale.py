@@ -264,3 +264,30 @@ def test_shard_flags_are_checked_with_one_line_errors(tmp_path):
     ]:
         result = run(*args)
         assert result.returncode == 1 and result.stderr.splitlines() == [line], (args, result.stderr)
+
+
+async def test_large_answers_are_reused_briefly_and_dropped_with_each_new_snapshot(sim, monkeypatch):
+    import gzip as gzip_module
+
+    from exporter import exposition as exposition_module
+
+    monkeypatch.setattr(exposition_module, "OFFLOAD_SERIES", 10)  # make the simulator's 5 flows "large"
+    telemetry = Telemetry()
+    config = validate_config(exporter_config(sim))
+    exposition = Exposition(telemetry.registry)
+    client = ItnioClient(sim.base_url, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "t"), timeout=2,
+                         max_connections=4, max_response_bytes=1 << 20, telemetry=telemetry)
+    poller = Poller(config, client, exposition.publish)
+    try:
+        await poller.run_cycle()
+        plain = exposition.body(openmetrics=False, gzip=False)
+        assert exposition.body(openmetrics=False, gzip=False) is plain  # reused within LIVE_TTL
+        assert gzip_module.decompress(exposition.body(openmetrics=False, gzip=True)) == plain
+        assert b"itnio_api_requests_total{endpoint=\"recallFlow/queryDetail\"} 5.0" in plain
+        await poller.run_cycle()  # a new snapshot: fresh counters at once (the 2 terminal flows wait)
+        monkeypatch.setattr(exposition_module, "LIVE_TTL", 0.0)  # and re-rendered once it expires
+        fresh = exposition.body(openmetrics=False, gzip=False)
+        assert b"itnio_api_requests_total{endpoint=\"recallFlow/queryDetail\"} 8.0" in fresh
+        assert exposition.body(openmetrics=False, gzip=False) is not fresh
+    finally:
+        await client.close()
