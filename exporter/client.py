@@ -152,11 +152,14 @@ class ItnioClient:
     @contextlib.asynccontextmanager
     async def _slot(self, end: float) -> AsyncIterator[None]:
         """One of max_connections places for a request in flight, waited for until ``end``."""
-        try:
-            async with asyncio.timeout(None if end == math.inf else end - time.monotonic()):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise NotSent("no free request slot before the cycle's deadline") from None
+        if self._slots.locked():  # only then is there a wait worth bounding
+            try:
+                async with asyncio.timeout(None if end == math.inf else end - time.monotonic()):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise NotSent("no free request slot before the cycle's deadline") from None
+        else:
+            await self._slots.acquire()
         try:
             yield
         finally:
@@ -196,8 +199,8 @@ class ItnioClient:
                     # No redirects: the signing headers must not follow a 3xx to another host.
                     url, data=json.dumps(payload), headers=headers, allow_redirects=False, proxy=self.proxy
                 ) as response:
-                    server_time = _http_date(response.headers.get("Date"))
                     if response.status != 200:
+                        server_time = _http_date(response.headers.get("Date"))
                         retry_after = _retry_after(response.headers.get("Retry-After"), server_time)
                         raise ApiError(ErrorKind.HTTP, str(response.status), response.reason or "")
                     raw = await self._read_limited(response)
@@ -207,7 +210,10 @@ class ItnioClient:
                 raise ApiError(ErrorKind.DECODE, "", f"invalid JSON: {type(exc).__name__}") from None
             try:
                 return parse(body)
-            except ApiError:
+            except ApiError as exc:
+                # The answer's Date is needed only to correct the clock (-16): parse it then.
+                if exc.is_clock_skew():
+                    server_time = _http_date(response.headers.get("Date"))
                 raise
             except Exception as exc:  # the daemon never dies of what it reads
                 raise ApiError(ErrorKind.DECODE, "", f"unexpected shape: {type(exc).__name__}") from None
