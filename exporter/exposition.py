@@ -13,6 +13,7 @@ one ordinary gzip member that every client can read.
 from __future__ import annotations
 
 import asyncio
+import gc
 import struct
 import time
 import zlib
@@ -40,6 +41,13 @@ OFFLOAD_SERIES = 2000
 # long: rendering the live registry (~0.6 ms) and joining it to megabytes of cached bytes
 # cost more than sending them. A new snapshot drops these answers at once.
 LIVE_TTL = 1.0
+# After a large snapshot is published, the heap is collected once and frozen (gc.freeze):
+# the snapshot's objects are long-lived and acyclic, and left in generation 2 they make
+# every full collection scan them all (~100 ms and more at thousands of flows, stalling
+# the event loop and every scrape). Frozen objects are still freed by reference counting
+# when the next snapshot replaces them; every UNFREEZE_EVERY-th time the whole heap is
+# unfrozen and collected, so cyclic garbage that was frozen is not kept for ever.
+UNFREEZE_EVERY = 10
 
 
 def snapshot_families(snapshot: Snapshot) -> list[Metric]:
@@ -259,6 +267,7 @@ class Exposition:
         self.snapshot = snapshot or Snapshot()
         self.rendered = RenderedSnapshot.of(self.snapshot)
         self._answers: dict[tuple[bool, bool], tuple[float, bytes]] = {}  # (openmetrics, gzip)
+        self._large_publishes = 0
 
     async def publish(self, snapshot: Snapshot) -> None:
         """Render a new snapshot (in a worker thread when large) and make it the current one."""
@@ -268,6 +277,15 @@ class Exposition:
             rendered = RenderedSnapshot.of(snapshot)
         self.snapshot, self.rendered = snapshot, rendered
         self._answers = {}
+        if rendered.series > OFFLOAD_SERIES:
+            self._settle_heap()
+
+    def _settle_heap(self) -> None:
+        self._large_publishes += 1
+        if self._large_publishes % UNFREEZE_EVERY == 0:
+            gc.unfreeze()
+        gc.collect()
+        gc.freeze()
 
     def body(self, *, openmetrics: bool, gzip: bool) -> bytes:
         """The full /metrics body: cached snapshot bytes plus the live request metrics."""
