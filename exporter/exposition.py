@@ -17,7 +17,7 @@ import gc
 import struct
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -48,10 +48,13 @@ LIVE_TTL = 1.0
 # when the next snapshot replaces them; every UNFREEZE_EVERY-th time the whole heap is
 # unfrozen and collected, so cyclic garbage that was frozen is not kept for ever.
 UNFREEZE_EVERY = 10
+_RENDERS_WITHOUT_GC: list[Snapshot] = []  # large renders running; the collector is off meanwhile
 
 
-def snapshot_families(snapshot: Snapshot) -> list[Metric]:
-    """The metric families of one snapshot (flows, nodes and the cycle itself)."""
+def snapshot_families(snapshot: Snapshot, pause: Callable[[], None] | None = None) -> list[Metric]:
+    """The metric families of one snapshot (flows, nodes and the cycle itself).
+
+    ``pause``, if given, is called every few hundred flows (see RenderedSnapshot.of)."""
     up = GaugeMetricFamily(
         "itnio_recall_flow_up", "1 if the last poll of this recall flow succeeded, else 0." + BG, labels=["key_id"]
     )
@@ -112,7 +115,9 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
         labels=["key_id"],
     )
     max_nodes = snapshot.max_nodes_per_flow
-    for flow in snapshot.flows:
+    for index, flow in enumerate(snapshot.flows):
+        if pause is not None and index % 200 == 199:
+            pause()
         key = str(flow.key_id)
         up.add_metric([key], 1.0 if flow.up else 0.0)
         if flow.last_success is not None:
@@ -167,6 +172,10 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
         up, last_success, polls, poll_errors, info, status, state, interval, attempts, nodes, node_status, dropped,
         *cycle,
     ]
+
+
+def _yield_gil() -> None:
+    time.sleep(0)
 
 
 def _opt(value: int | None) -> str:
@@ -233,9 +242,13 @@ class RenderedSnapshot:
     rendered_at: float
 
     @classmethod
-    def of(cls, snapshot: Snapshot) -> RenderedSnapshot:
-        families = snapshot_families(snapshot)
-        both = render_both(families)  # prometheus_client's bytes, several times faster
+    def of(cls, snapshot: Snapshot, cooperative: bool = False) -> RenderedSnapshot:
+        """Render ``snapshot``. ``cooperative`` (in a worker thread): hand the GIL to the event
+        loop every millisecond or so (time.sleep(0)), rather than make it wait for Python's
+        5 ms switch interval on every I/O step of every scrape while a large render runs."""
+        pause = _yield_gil if cooperative else None
+        families = snapshot_families(snapshot, pause)
+        both = render_both(families, pause)  # prometheus_client's bytes, several times faster
         if both is None:
             text, openmetrics = _render(families, openmetrics=False), _render(families, openmetrics=True)
         else:
@@ -272,7 +285,17 @@ class Exposition:
     async def publish(self, snapshot: Snapshot) -> None:
         """Render a new snapshot (in a worker thread when large) and make it the current one."""
         if series_count(snapshot) > OFFLOAD_SERIES:
-            rendered = await asyncio.get_running_loop().run_in_executor(None, RenderedSnapshot.of, snapshot)
+            # The render allocates a few objects per series, all acyclic and soon freed by
+            # reference counting; left on, the cyclic collector would rescan them (and the
+            # heap) several times per render, 50-120 ms each with the GIL held at 5,000 flows.
+            _RENDERS_WITHOUT_GC.append(snapshot)
+            gc.disable()
+            try:
+                rendered = await asyncio.get_running_loop().run_in_executor(None, RenderedSnapshot.of, snapshot, True)
+            finally:
+                _RENDERS_WITHOUT_GC.remove(snapshot)
+                if not _RENDERS_WITHOUT_GC:
+                    gc.enable()
         else:
             rendered = RenderedSnapshot.of(snapshot)
         self.snapshot, self.rendered = snapshot, rendered

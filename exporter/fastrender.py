@@ -13,7 +13,7 @@ prometheus_client itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client.core import Metric
 from prometheus_client.openmetrics import exposition as om
@@ -25,8 +25,10 @@ _TEXT_TYPES = {"counter": "counter", "gauge": "gauge", "info": "gauge"}
 _TEXT_SUFFIX = {"counter": "_total", "info": "_info"}
 
 
-def render_both(families: Iterable[Metric]) -> tuple[bytes, bytes] | None:
-    """(text, OpenMetrics without the final ``# EOF``), or None if a family is out of scope."""
+def render_both(families: Iterable[Metric], pause: Callable[[], None] | None = None) -> tuple[bytes, bytes] | None:
+    """(text, OpenMetrics without the final ``# EOF``), or None if a family is out of scope.
+
+    ``pause``, if given, is called every 1,000 samples (to let another thread run)."""
     families = list(families)
     for metric in families:
         if metric.type not in _TEXT_TYPES or metric.unit or not _is_valid_legacy_metric_name(metric.name):
@@ -36,6 +38,7 @@ def render_both(families: Iterable[Metric]) -> tuple[bytes, bytes] | None:
     pairs: dict[tuple[str, str], str] = {}
     values: dict[float, str] = {}
     om_names: dict[str, str] = {}
+    count = 0
     for metric in families:
         name = metric.name
         text_name = name + _TEXT_SUFFIX.get(metric.type, "")
@@ -45,6 +48,9 @@ def render_both(families: Iterable[Metric]) -> tuple[bytes, bytes] | None:
         openmetrics.append(f"# HELP {name} {om._escape(doc, om.ALLOWUTF8, om._is_legacy_labelname_rune)}\n")
         openmetrics.append(f"# TYPE {name} {metric.type}\n")
         for sample in metric.samples:
+            count += 1
+            if pause is not None and count % 1000 == 0:
+                pause()
             if sample.timestamp is not None or sample.exemplar or sample.native_histogram or sample.value is None:
                 return None
             sample_name = sample.name
