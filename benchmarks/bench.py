@@ -112,7 +112,7 @@ def parse_wrk(text: str) -> dict[str, Any]:
         "requests": requests,
         "p50_ms": ms(pct["50"]) if "50" in pct else None,
         "p99_ms": ms(pct["99"]) if "99" in pct else None,
-        "errors": int(errors.group(1)) if errors else 0 + (int(timeouts.group(1)) if timeouts else 0),
+        "errors": (int(errors.group(1)) if errors else 0) + (int(timeouts.group(1)) if timeouts else 0),
     }
 
 
@@ -405,6 +405,7 @@ def report(r: dict[str, Any], sizes: tuple[int, int]) -> str:
 
     lines.append(f"/metrics at {m['series']:,} series ({m['bytes'] / 1e6:.1f} MB text; "
                  f"rendered once per snapshot in {m['render_seconds']:.2f} s)")
+    lines.append("")
     lines.append("| server | req/s (best turn) | p50 ms | p99 ms |")
     lines.append("|---|---:|---:|---:|")
     for name, key in (("itnio-exporter (text)", "ours"), ("itnio-exporter (gzip)", "ours_gzip"),
@@ -417,6 +418,7 @@ def report(r: dict[str, Any], sizes: tuple[int, int]) -> str:
     lines.append("")
     lines.append("Poll cycles (simulator in another process, 50 ms per answer, "
                  f"api.max_concurrency {CONCURRENCY}, {NODES} nodes per flow; median of 3)")
+    lines.append("")
     lines.append(f"| flows | cycle s | ideal s (N x 50 ms / {CONCURRENCY}) | ratio | merge+render s | CPU s / 1,000 polls | peak RSS MiB |")
     lines.append("|---:|---:|---:|---:|---:|---:|---:|")
     ratios = []
@@ -433,6 +435,7 @@ def report(r: dict[str, Any], sizes: tuple[int, int]) -> str:
                  f"p50 {_f(during.get('p50_ms'))} ms, p99 {_f(during.get('p99_ms'))} ms")
     lines.append("")
     lines.append(f"Sharding {sizes[-1]:,} flows over {len(r['shards'])} replicas (each run alone, median of 3)")
+    lines.append("")
     lines.append("| shard | flows polled | share | cycle s | CPU s per cycle |")
     lines.append("|---|---:|---:|---:|---:|")
     for s in r["shards"]:
