@@ -166,7 +166,8 @@ class Exporter:
             telemetry_path=self.telemetry_path,
             tls=ssl_context is not None,
             basic_auth=bool(self.auth and self.auth.enabled),
-            flows=len(self.config.flows),
+            flows=len(self.poller.flows),
+            shard=f"{self.shard.index}/{self.shard.count}",
             interval=self.config.poll.interval,
             base_url=self.config.api.base_url,
         )
