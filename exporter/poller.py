@@ -205,7 +205,9 @@ class Poller:
             task.add_done_callback(self._extra.discard)
 
     async def _poll_added(self, flows: list[FlowConfig]) -> None:
+        started = self.clock()
         results = await self._poll(flows, time.monotonic() + self.config.poll.interval)
+        self.schedule.update(results, started, self.config.poll)
         await self._merge(results, cycle=None)
 
     # -- building snapshots ----------------------------------------------------------------
