@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check clean
+.PHONY: install demo test check bench clean
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Not part of `make test` or CI: a few minutes of load; prints one table (docs/scale.md).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
 
 check: $(STAMP)
 	$(BIN)/itnio-exporter --config.check --config.file config.example.yaml

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import platform
 import signal
+import socket
 import sys
 
 import structlog
@@ -13,6 +14,7 @@ import structlog
 from . import __version__, logs
 from .config import ConfigError, load_config, resolve_credentials
 from .service import DEFAULT_LISTEN_ADDRESS, Exporter, parse_listen_address
+from .shard import Shard, index_from_hostname
 from .webconfig import WebConfig
 
 log = structlog.get_logger("exporter.cli")
@@ -59,6 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve /healthz and /readyz without basic auth (for kubelet probes); TLS still applies",
     )
+    parser.add_argument(
+        "--shard.index",
+        dest="shard_index",
+        metavar="I",
+        type=_int_arg,
+        default=None,
+        help="poll only the flows of shard I (0 .. count-1); see --shard.count",
+    )
+    parser.add_argument(
+        "--shard.count",
+        dest="shard_count",
+        metavar="N",
+        type=_int_arg,
+        default=None,
+        help="split the flows into N shards by a stable hash of key_id, one per replica (default 1)",
+    )
+    parser.add_argument(
+        "--shard.from-hostname",
+        dest="shard_from_hostname",
+        action="store_true",
+        help="take --shard.index from the host name's -I suffix (a StatefulSet pod name)",
+    )
     parser.add_argument("--log.level", dest="log_level", choices=logs.LEVELS, default="info")
     parser.add_argument("--log.format", dest="log_format", choices=logs.FORMATS, default="logfmt")
     parser.add_argument(
@@ -72,6 +96,40 @@ def build_parser() -> argparse.ArgumentParser:
         version=f"itnio-exporter, version {__version__} (python {platform.python_version()})",
     )
     return parser
+
+
+def _int_arg(text: str) -> int | str:
+    """An integer flag value; anything else is kept as text for a one-line error later."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _shard(args: argparse.Namespace, hostname: str) -> tuple[Shard | None, list[str]]:
+    """The shard from --shard.index/--shard.count/--shard.from-hostname, or the problems."""
+    problems = []
+    count, index = args.shard_count, args.shard_index
+    if count is None:
+        count = 1
+    if not isinstance(count, int) or count < 1:
+        problems.append(f"--shard.count: {count!r} must be a whole number of at least 1")
+    if args.shard_from_hostname:
+        if index is not None:
+            problems.append("--shard.from-hostname: give either it or --shard.index, not both")
+        else:
+            try:
+                index = index_from_hostname(hostname)
+            except ValueError as exc:
+                problems.append(f"--shard.from-hostname: {exc}")
+    if index is None:
+        index = 0
+    if not isinstance(index, int) or (isinstance(count, int) and not 0 <= index < max(count, 1)):
+        upper = f"{count - 1}" if isinstance(count, int) and count >= 1 else "count-1"
+        problems.append(f"--shard.index: {index!r} must be between 0 and {upper} (--shard.count {count})")
+    if problems:
+        return None, problems
+    return Shard(index, count), []
 
 
 def _fail(problems: list[str]) -> int:
@@ -94,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         parse_listen_address(listen)
     except ValueError as exc:
         problems.append(f"--web.listen-address: {exc}")
+    shard, shard_problems = _shard(args, socket.gethostname())
+    problems.extend(shard_problems)
     if problems:
         return _fail(problems)
 
@@ -129,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         listen_address=listen,
         telemetry_path=args.telemetry_path,
         config_path=args.config_file,
+        shard=shard,
         **web,
     )
     return asyncio.run(_serve(exporter))

@@ -21,7 +21,9 @@ from datetime import timezone, tzinfo
 from typing import Any, TypeVar
 
 import aiohttp
+import aiohttp.helpers
 import structlog
+import yarl
 
 from . import __version__
 from .config import Credentials
@@ -36,6 +38,7 @@ from .model import (
     parse_flow_detail,
     parse_flow_page,
 )
+from .ratelimit import TokenBucket
 from .signing import signed_headers
 from .telemetry import GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE, Telemetry
 
@@ -61,6 +64,7 @@ class ItnioClient:
         random: Callable[[], float] = random.random,
         ssl_context: ssl.SSLContext | None = None,
         proxy: str | None = None,
+        max_requests_per_second: float | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
@@ -77,11 +81,16 @@ class ItnioClient:
         self._not_before = 0.0  # time.monotonic() before which nothing is sent (429, -15)
         self._throttle_step = 0.0
         self._slots = asyncio.Semaphore(max_connections)
-        self.proxy = proxy  # None: HTTPS_PROXY / NO_PROXY from the environment (trust_env)
+        # api.max_requests_per_second: every attempt sent takes a token (None: no cap).
+        self._bucket = TokenBucket(max_requests_per_second) if max_requests_per_second else None
+        self.proxy = proxy  # None: HTTPS_PROXY / NO_PROXY from the environment
+        # The environment's proxy is looked up once here, not per request: aiohttp's
+        # trust_env costs two thread-pool round trips per request (proxy and ~/.netrc).
+        self._proxy, self._proxy_auth = (proxy, None) if proxy else _env_proxy(self.base_url)
         self._session = aiohttp.ClientSession(
             # ssl=True: verified against the system CAs when no context is given.
             connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300, ssl=ssl_context or True),
-            trust_env=True,
+            trust_env=False,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             # The whole request, body included, is bounded by asyncio.timeout() in _post.
             timeout=aiohttp.ClientTimeout(total=None),
@@ -147,9 +156,12 @@ class ItnioClient:
                 reason = may_send() if may_send is not None else None
                 if reason:
                     raise NotSent(reason)
-                budget = min(self.timeout, end - time.monotonic())
-                if budget < self.min_attempt:
+                # A token is taken only for an attempt that will have at least min_attempt to run.
+                if end - time.monotonic() < self.min_attempt:
                     raise NotSent("too little of the cycle left to send a request")
+                if self._bucket is not None and not await self._bucket.acquire(end - self.min_attempt):
+                    raise NotSent("api.max_requests_per_second leaves no request before the cycle's deadline")
+                budget = min(self.timeout, end - time.monotonic())
                 try:
                     result = await self._attempt(endpoint, payload, parse, budget, path)
                 except ApiError as error:
@@ -180,11 +192,14 @@ class ItnioClient:
     @contextlib.asynccontextmanager
     async def _slot(self, end: float) -> AsyncIterator[None]:
         """One of max_connections places for a request in flight, waited for until ``end``."""
-        try:
-            async with asyncio.timeout(None if end == math.inf else end - time.monotonic()):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise NotSent("no free request slot before the cycle's deadline") from None
+        if self._slots.locked():  # only then is there a wait worth bounding
+            try:
+                async with asyncio.timeout(None if end == math.inf else end - time.monotonic()):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise NotSent("no free request slot before the cycle's deadline") from None
+        else:
+            await self._slots.acquire()
         try:
             yield
         finally:
@@ -231,10 +246,11 @@ class ItnioClient:
                     # No redirects: the signing headers must not follow a 3xx to another host.
                     headers=headers,
                     allow_redirects=False,
-                    proxy=self.proxy,
+                    proxy=self._proxy,
+                    proxy_auth=self._proxy_auth,
                 ) as response:
-                    server_time = _http_date(response.headers.get("Date"))
                     if response.status != 200:
+                        server_time = _http_date(response.headers.get("Date"))
                         retry_after = _retry_after(response.headers.get("Retry-After"), server_time)
                         raise ApiError(ErrorKind.HTTP, str(response.status), response.reason or "")
                     raw = await self._read_limited(response)
@@ -244,7 +260,10 @@ class ItnioClient:
                 raise ApiError(ErrorKind.DECODE, "", f"invalid JSON: {type(exc).__name__}") from None
             try:
                 return parse(body)
-            except ApiError:
+            except ApiError as exc:
+                # The answer's Date is needed only to correct the clock (-16): parse it then.
+                if exc.is_clock_skew():
+                    server_time = _http_date(response.headers.get("Date"))
                 raise
             except Exception as exc:  # the daemon never dies of what it reads
                 raise ApiError(ErrorKind.DECODE, "", f"unexpected shape: {type(exc).__name__}") from None
@@ -272,6 +291,15 @@ class ItnioClient:
                 raise ApiError(ErrorKind.DECODE, "", f"response exceeds {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _env_proxy(base_url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    """HTTPS_PROXY / HTTP_PROXY / ALL_PROXY for ``base_url`` unless NO_PROXY excludes it."""
+    try:
+        url, auth = aiohttp.helpers.get_env_proxy_for_url(yarl.URL(base_url))
+    except LookupError:
+        return None, None
+    return str(url), auth
 
 
 def _http_date(value: str | None) -> float | None:

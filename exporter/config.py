@@ -115,6 +115,9 @@ class ApiConfig(_Model):
     tls: ApiTlsConfig = ApiTlsConfig()
     # Explicit proxy; without it HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment apply.
     proxy_url: StrictStr | None = Field(default=None, repr=False)  # may hold user:password@
+    # A token bucket over every request sent (retries included); None: no cap.
+    max_requests_per_second: float | None = Field(default=None, gt=0)
+
     # IANA time zone of the vendor's "YYYY-MM-DD HH:mm:ss" times (queryPage filters and createTime).
     timezone: StrictStr = "UTC"
 
@@ -169,6 +172,10 @@ class PollConfig(_Model):
     stale_after: Duration | None = None
     max_backoff: Duration = 600.0
     max_nodes_per_flow: StrictInt = Field(default=200, ge=0)
+    # Flows in a terminal state (completed, cancelled) are polled this often instead.
+    terminal_interval: Duration = 900.0
+    # Start each cycle's requests evenly over the interval rather than all at once.
+    spread: StrictBool = False
 
     @field_validator("interval")
     @classmethod
@@ -261,6 +268,11 @@ class Config(_Model):
             problems.append(
                 f"poll.stale_after: {format_duration(stale)} must not be shorter than "
                 f"poll.interval ({format_duration(self.poll.interval)})"
+            )
+        if self.poll.terminal_interval < self.poll.interval:
+            problems.append(
+                f"poll.terminal_interval: {format_duration(self.poll.terminal_interval)} must not be shorter "
+                f"than poll.interval ({format_duration(self.poll.interval)})"
             )
         if problems:
             raise ConfigError(problems)

@@ -13,10 +13,11 @@ one ordinary gzip member that every client can read.
 from __future__ import annotations
 
 import asyncio
+import gc
 import struct
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -24,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
+from .fastrender import render_both
 from .model import STATES, UNKNOWN_STATE, ErrorKind, state_name
 from .snapshot import Snapshot
 from .telemetry import BG
@@ -35,10 +37,24 @@ ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
 _OM_EOF = b"# EOF\n"
 # Rendering a snapshot this large (in series) is moved off the event loop.
 OFFLOAD_SERIES = 2000
+# Above OFFLOAD_SERIES, a whole answer (snapshot and request-level part) is reused for this
+# long: rendering the live registry (~0.6 ms) and joining it to megabytes of cached bytes
+# cost more than sending them. A new snapshot drops these answers at once.
+LIVE_TTL = 1.0
+# After a large snapshot is published, the heap is collected once and frozen (gc.freeze):
+# the snapshot's objects are long-lived and acyclic, and left in generation 2 they make
+# every full collection scan them all (~100 ms and more at thousands of flows, stalling
+# the event loop and every scrape). Frozen objects are still freed by reference counting
+# when the next snapshot replaces them; every UNFREEZE_EVERY-th time the whole heap is
+# unfrozen and collected, so cyclic garbage that was frozen is not kept for ever.
+UNFREEZE_EVERY = 10
+_RENDERS_WITHOUT_GC: list[Snapshot] = []  # large renders running; the collector is off meanwhile
 
 
-def snapshot_families(snapshot: Snapshot) -> list[Metric]:
-    """The metric families of one snapshot (flows, nodes and the cycle itself)."""
+def snapshot_families(snapshot: Snapshot, pause: Callable[[], None] | None = None) -> list[Metric]:
+    """The metric families of one snapshot (flows, nodes and the cycle itself).
+
+    ``pause``, if given, is called every few hundred flows (see RenderedSnapshot.of)."""
     up = GaugeMetricFamily(
         "itnio_recall_flow_up", "1 if the last poll of this recall flow succeeded, else 0." + BG, labels=["key_id"]
     )
@@ -144,7 +160,9 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
         (node_failed, "failed"), (node_acd, "acd_seconds"),
     )
     max_nodes = snapshot.max_nodes_per_flow
-    for flow in snapshot.flows:
+    for index, flow in enumerate(snapshot.flows):
+        if pause is not None and index % 200 == 199:
+            pause()
         key = str(flow.key_id)
         up.add_metric([key], 1.0 if flow.up else 0.0)
         if flow.last_success is not None:
@@ -221,6 +239,10 @@ def snapshot_families(snapshot: Snapshot) -> list[Metric]:
     ]
 
 
+def _yield_gil() -> None:
+    time.sleep(0)
+
+
 def _opt(value: int | None) -> str:
     return "" if value is None else str(value)
 
@@ -285,10 +307,17 @@ class RenderedSnapshot:
     rendered_at: float
 
     @classmethod
-    def of(cls, snapshot: Snapshot) -> RenderedSnapshot:
-        families = snapshot_families(snapshot)
-        text = _render(families, openmetrics=False)
-        openmetrics = _render(families, openmetrics=True)
+    def of(cls, snapshot: Snapshot, cooperative: bool = False) -> RenderedSnapshot:
+        """Render ``snapshot``. ``cooperative`` (in a worker thread): hand the GIL to the event
+        loop every millisecond or so (time.sleep(0)), rather than make it wait for Python's
+        5 ms switch interval on every I/O step of every scrape while a large render runs."""
+        pause = _yield_gil if cooperative else None
+        families = snapshot_families(snapshot, pause)
+        both = render_both(families, pause)  # prometheus_client's bytes, several times faster
+        if both is None:
+            text, openmetrics = _render(families, openmetrics=False), _render(families, openmetrics=True)
+        else:
+            text, openmetrics = both
         return cls(
             text=text,
             openmetrics=openmetrics,
@@ -316,17 +345,51 @@ class Exposition:
         self.live_registry = live_registry
         self.snapshot = snapshot or Snapshot()
         self.rendered = RenderedSnapshot.of(self.snapshot)
+        self._answers: dict[tuple[bool, bool], tuple[float, bytes]] = {}  # (openmetrics, gzip)
+        self._large_publishes = 0
 
     async def publish(self, snapshot: Snapshot) -> None:
         """Render a new snapshot (in a worker thread when large) and make it the current one."""
         if series_count(snapshot) > OFFLOAD_SERIES:
-            rendered = await asyncio.get_running_loop().run_in_executor(None, RenderedSnapshot.of, snapshot)
+            # The render allocates a few objects per series, all acyclic and soon freed by
+            # reference counting; left on, the cyclic collector would rescan them (and the
+            # heap) several times per render, 50-120 ms each with the GIL held at 5,000 flows.
+            _RENDERS_WITHOUT_GC.append(snapshot)
+            gc.disable()
+            try:
+                rendered = await asyncio.get_running_loop().run_in_executor(None, RenderedSnapshot.of, snapshot, True)
+            finally:
+                _RENDERS_WITHOUT_GC.remove(snapshot)
+                if not _RENDERS_WITHOUT_GC:
+                    gc.enable()
         else:
             rendered = RenderedSnapshot.of(snapshot)
         self.snapshot, self.rendered = snapshot, rendered
+        self._answers = {}
+        if rendered.series > OFFLOAD_SERIES:
+            self._settle_heap()
+
+    def _settle_heap(self) -> None:
+        self._large_publishes += 1
+        if self._large_publishes % UNFREEZE_EVERY == 0:
+            gc.unfreeze()
+        gc.collect()
+        gc.freeze()
 
     def body(self, *, openmetrics: bool, gzip: bool) -> bytes:
         """The full /metrics body: cached snapshot bytes plus the live request metrics."""
+        large = self.rendered.series > OFFLOAD_SERIES
+        if large:
+            now = time.monotonic()
+            hit = self._answers.get((openmetrics, gzip))
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        body = self._assemble(openmetrics, gzip)
+        if large:
+            self._answers[(openmetrics, gzip)] = (now + LIVE_TTL, body)
+        return body
+
+    def _assemble(self, openmetrics: bool, gzip: bool) -> bytes:
         if openmetrics:
             tail = generate_latest_openmetrics(self.live_registry)
             cached, prefix = self.rendered.openmetrics, self.rendered.openmetrics_gzip

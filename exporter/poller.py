@@ -30,6 +30,9 @@ import structlog
 
 from .config import Config, FlowConfig
 from .model import ApiError, ErrorKind, FlowDetail, FlowRecord, NotSent
+from .schedule import Schedule, spread_offsets
+from .schedule import stale_after as flow_stale_after
+from .shard import Shard
 from .snapshot import FlowState, Snapshot
 
 if TYPE_CHECKING:
@@ -60,6 +63,7 @@ class Poller:
         clock: Callable[[], float] = time.time,
         before_cycle: Hook | None = None,
         on_backoff: Callable[[float], None] | None = None,
+        shard: Shard | None = None,
     ):
         self.config = config
         self.client = client
@@ -67,7 +71,9 @@ class Poller:
         self.clock = clock
         self.before_cycle = before_cycle
         self.on_backoff = on_backoff or (lambda seconds: None)
-        self._flows: tuple[FlowConfig, ...] = tuple(config.flows)
+        self.shard = shard or Shard()  # only this shard's flows are polled (exporter.shard)
+        self._flows: tuple[FlowConfig, ...] = tuple(self.shard.select(config.flows))
+        self.schedule = Schedule()  # terminal flows: every poll.terminal_interval (exporter.schedule)
         self.snapshot = Snapshot(
             flows=tuple(FlowState(f.key_id, f.name) for f in self._flows),
             max_nodes_per_flow=config.poll.max_nodes_per_flow,
@@ -121,15 +127,20 @@ class Poller:
             except Exception:
                 log.exception("before_cycle_failed")
         deadline = started + self.config.poll.interval
-        flows = list(self._flows)
-        results = await self._poll(flows, deadline)
+        due = self.schedule.due((flow.key_id for flow in self._flows), started_wall, self.config.poll.interval)
+        flows = [flow for flow in self._flows if flow.key_id in due]
+        results = await self._poll(flows, deadline, spread=self.config.poll.spread)
         self._adjust_backoff(results.values())
+        self.schedule.update(results, started_wall, self.config.poll)
         if self.enricher is not None and not self.backoff:
             await self.enricher.refresh(self.snapshot, results, deadline)
         return await self._merge(results, cycle=(started_wall, time.monotonic() - started))
 
-    async def _poll(self, flows: list[FlowConfig], deadline: float) -> dict[int, Result]:
-        """Query ``flows``; after an account error, send nothing more this cycle."""
+    async def _poll(self, flows: list[FlowConfig], deadline: float, spread: bool = False) -> dict[int, Result]:
+        """Query ``flows``; after an account error, send nothing more this cycle.
+
+        ``spread``: start the requests evenly over the time to the deadline less one
+        api.timeout, instead of all at once."""
         results: dict[int, Result] = {}
         if self.backoff and flows:
             # The account was failing: one probe first, the rest only if it passes.
@@ -146,13 +157,17 @@ class Poller:
         def may_send() -> str | None:
             return f"account error {broken[0].code}: not sent this cycle" if broken else None
 
-        async def one(key_id: int) -> None:
+        async def one(key_id: int, offset: float = 0.0) -> None:
+            if offset > 0:
+                await asyncio.sleep(offset)
             result = await self._query(key_id, deadline, may_send)
             if isinstance(result, ApiError) and result.is_account_error():
                 broken.append(result)
             results[key_id] = result
 
-        await asyncio.gather(*(one(flow.key_id) for flow in flows))
+        window = deadline - time.monotonic() - self.config.api.timeout
+        offsets = spread_offsets(len(flows), window) if spread else [0.0] * len(flows)
+        await asyncio.gather(*(one(flow.key_id, offset) for flow, offset in zip(flows, offsets)))
         return results
 
     async def _query(
@@ -188,7 +203,8 @@ class Poller:
         """Apply a new config's flows and settings; poll added flows at once."""
         old = {flow.key_id for flow in self._flows}
         self.config = config
-        self._flows = tuple(config.flows)
+        self._flows = tuple(self.shard.select(config.flows))
+        self.schedule.forget(flow.key_id for flow in self._flows)
         added = [flow for flow in self._flows if flow.key_id not in old]
         await self._merge({}, cycle=None)  # removed flows leave /metrics now
         if added:
@@ -197,14 +213,15 @@ class Poller:
             task.add_done_callback(self._extra.discard)
 
     async def _poll_added(self, flows: list[FlowConfig]) -> None:
+        started = self.clock()
         results = await self._poll(flows, time.monotonic() + self.config.poll.interval)
+        self.schedule.update(results, started, self.config.poll)
         await self._merge(results, cycle=None)
 
     # -- building snapshots ----------------------------------------------------------------
     async def _merge(self, results: dict[int, Result], cycle: tuple[float, float] | None) -> Snapshot:
         """A new snapshot: the current flows, their last states, updated with ``results``."""
         now = self.clock()
-        stale_after = self.config.poll.stale_after_seconds
         previous = {state.key_id: state for state in self.snapshot.flows}
         states = []
         for flow in self._flows:
@@ -212,6 +229,7 @@ class Poller:
             if state.name != flow.name:
                 state = replace(state, name=flow.name)
             if flow.key_id in results:
+                stale_after = flow_stale_after(self.config.poll, state.detail)  # the flow's own interval
                 state = _next_state(state, results[flow.key_id], now, stale_after)
             record = self.records.get(flow.key_id)
             calls = self.enricher.calls_for(flow.key_id) if self.enricher is not None else ()

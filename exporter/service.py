@@ -20,6 +20,7 @@ from .discovery import Discovery
 from .enrich import NodeCallEnricher
 from .exposition import Exposition
 from .poller import Poller
+from .shard import Shard, register_shard_metrics
 from .telemetry import GROUP_CALL_DETAIL, Telemetry
 from .webconfig import WebConfig, load_web_config
 
@@ -86,6 +87,7 @@ class Exporter:
         config_path: str | Path | None = None,
         web_config: WebConfig | None = None,
         health_unauthenticated: bool = False,
+        shard: Shard | None = None,
     ):
         self.config = config
         self.credentials = credentials
@@ -93,6 +95,8 @@ class Exporter:
         self.host, self.port = parse_listen_address(listen_address)
         self.telemetry_path = telemetry_path
         self.telemetry = Telemetry()
+        self.shard = shard or Shard()
+        register_shard_metrics(self.telemetry.registry, self.shard)
         self.exposition = Exposition(self.telemetry.registry)
         self.client: ItnioClient | None = None
         self.poller: Poller | None = None
@@ -124,6 +128,7 @@ class Exporter:
             max_connections=api.max_concurrency,
             max_response_bytes=api.max_response_bytes,
             retries=api.retries,
+            max_requests_per_second=api.max_requests_per_second,
             telemetry=self.telemetry,
             **client_transport_options(api, self.telemetry),
         )
@@ -142,6 +147,7 @@ class Exporter:
             self.exposition.publish,
             before_cycle=self._check_secret_file,
             on_backoff=self.telemetry.backoff.set,
+            shard=self.shard,
         )
         self._set_enricher(self.config)
         self.discovery = Discovery(self.poller, lambda: self.client, self.telemetry)
@@ -172,7 +178,8 @@ class Exporter:
             telemetry_path=self.telemetry_path,
             tls=ssl_context is not None,
             basic_auth=bool(self.auth and self.auth.enabled),
-            flows=len(self.config.flows),
+            flows=len(self.poller.flows),
+            shard=f"{self.shard.index}/{self.shard.count}",
             interval=self.config.poll.interval,
             base_url=self.config.api.base_url,
         )

@@ -193,6 +193,10 @@ async def test_proxy_from_environment_and_no_proxy(
     with pytest.raises(ApiError):
         await client.query()
     assert len(seen) == 1
+    # The environment is read when the client is made (start, reload), as Go's
+    # http.ProxyFromEnvironment does: not per request.
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    client = Client(sim)
+    clients.append(client)
     await client.query()  # straight to the simulator
     assert len(seen) == 1

@@ -16,7 +16,13 @@ import yaml
 from .deploy_helpers import KUBERNETES, PROMETHEUSRULE, ROOT, kustomize, prometheusrule_document, run, tool
 from exporter.config import validate_config
 
-OVERLAYS = {"default": KUBERNETES, "standalone": KUBERNETES / "standalone", "sidecar": KUBERNETES / "sidecar"}
+OVERLAYS = {
+    "default": KUBERNETES,
+    "standalone": KUBERNETES / "standalone",
+    "sidecar": KUBERNETES / "sidecar",
+    "sharded": KUBERNETES / "sharded",
+}
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 BUILTIN_API_VERSIONS = {"v1", "apps/v1"}
 OPERATOR_API = "monitoring.coreos.com/v1"
 # The oldest and newest Kubernetes minor versions kubernetes-validate ships schemas for and we check.
@@ -38,6 +44,13 @@ def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def workload(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one Deployment or StatefulSet of an overlay."""
+    found = [doc for doc in docs if doc["kind"] in WORKLOAD_KINDS]
+    assert len(found) == 1, f"expected one workload, found {len(found)}"
+    return found[0]
+
+
 def exporter_container(deployment: dict[str, Any]) -> dict[str, Any]:
     containers = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "itnio-exporter"]
     assert len(containers) == 1
@@ -52,6 +65,7 @@ def test_every_overlay_renders_what_it_should(rendered: dict[str, list[dict[str,
     kinds = {name: sorted(doc["kind"] for doc in docs) for name, docs in rendered.items()}
     assert kinds["standalone"] == ["ConfigMap", "Deployment", "PrometheusRule", "Secret", "Service", "ServiceMonitor"]
     assert kinds["sidecar"] == ["ConfigMap", "Deployment", "PodMonitor", "PrometheusRule", "Secret"]
+    assert kinds["sharded"] == ["ConfigMap", "PrometheusRule", "Secret", "Service", "ServiceMonitor", "StatefulSet"]
     assert rendered["default"] == rendered["standalone"]
 
 
@@ -60,7 +74,7 @@ def test_builtin_kinds_pass_kubernetes_validate_strict(
     rendered: dict[str, list[dict[str, Any]]], tmp_path: Path, version: str
 ) -> None:
     validate = tool("kubernetes-validate")
-    for name in ("standalone", "sidecar"):
+    for name in ("standalone", "sidecar", "sharded"):
         builtin = [doc for doc in rendered[name] if doc["apiVersion"] in BUILTIN_API_VERSIONS]
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump_all(builtin))
@@ -81,9 +95,9 @@ def test_kubernetes_validate_strict_rejects_an_unknown_field(tmp_path: Path) -> 
     assert result.returncode != 0 and "portz" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("overlay", ["standalone", "sidecar"])
+@pytest.mark.parametrize("overlay", ["standalone", "sidecar", "sharded"])
 def test_exporter_container_is_locked_down_probed_and_sized(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
-    deployment = one(rendered[overlay], "Deployment")
+    deployment = workload(rendered[overlay])
     pod = deployment["spec"]["template"]["spec"]
     container = exporter_container(deployment)
 
@@ -111,10 +125,10 @@ def test_sidecar_and_standalone_run_the_same_exporter_container(rendered: dict[s
     )
 
 
-@pytest.mark.parametrize("overlay", ["standalone", "sidecar"])
+@pytest.mark.parametrize("overlay", ["standalone", "sidecar", "sharded"])
 def test_config_and_credentials_are_wired_up(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
     docs = rendered[overlay]
-    deployment = one(docs, "Deployment")
+    deployment = workload(docs)
     pod = deployment["spec"]["template"]["spec"]
     container = exporter_container(deployment)
     configmap, secret = one(docs, "ConfigMap"), one(docs, "Secret")
@@ -158,6 +172,45 @@ def test_service_and_servicemonitor_select_the_standalone_exporter(rendered: dic
         assert endpoint["port"] == port["name"] and endpoint["path"] == "/metrics"
 
 
+def test_sharded_statefulset_splits_the_flows_and_one_servicemonitor_scrapes_every_replica(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = rendered["sharded"]
+    statefulset, service, monitor = one(docs, "StatefulSet"), one(docs, "Service"), one(docs, "ServiceMonitor")
+    container = exporter_container(statefulset)
+    args = container["args"]
+    # Each pod takes its shard index from its name (itnio-exporter-<ordinal>); the count is the replicas.
+    assert "--shard.from-hostname" in args and not any(arg.startswith("--shard.index") for arg in args)
+    counts = [arg.split("=", 1)[1] for arg in args if arg.startswith("--shard.count=")]
+    assert counts == [str(statefulset["spec"]["replicas"])] and statefulset["spec"]["replicas"] > 1
+    assert statefulset["metadata"]["name"] == "itnio-exporter"  # pod names end in -<ordinal>
+    # The same container as standalone, but for the shard flags and its size.
+    standalone = exporter_container(one(rendered["standalone"], "Deployment"))
+    strip = lambda c: {k: v for k, v in c.items() if k not in ("args", "resources")}  # noqa: E731
+    assert strip(container) == strip(standalone)
+    assert [a for a in args if not a.startswith("--shard.")] == standalone["args"]
+
+    # A headless Service gives every replica its own endpoint (and the pods stable names) ...
+    assert service["spec"]["clusterIP"] == "None" and statefulset["spec"]["serviceName"] == service["metadata"]["name"]
+    pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert selects(statefulset["spec"]["selector"], pod_labels)
+    assert all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items())
+    assert service["metadata"]["name"] == "itnio-exporter", "the job label the alerts expect"
+    # ... and the one ServiceMonitor scrapes them all through it.
+    assert len(by_kind(docs, "ServiceMonitor")) == 1
+    assert selects(monitor["spec"]["selector"], service["metadata"]["labels"])
+    (port,) = service["spec"]["ports"]
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert endpoint["port"] == port["name"] and endpoint["path"] == "/metrics"
+    # The args parse, and any pod name of the StatefulSet gives a valid shard.
+    from exporter.cli import _shard, build_parser
+
+    parsed = build_parser().parse_args(["--config.file=c.yaml", *[a for a in args if a.startswith("--shard.")]])
+    for ordinal in range(statefulset["spec"]["replicas"]):
+        shard, problems = _shard(parsed, f"itnio-exporter-{ordinal}")
+        assert problems == [] and shard is not None and shard.index == ordinal
+
+
 def test_podmonitor_selects_the_sidecar_and_names_the_job(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["sidecar"]
     deployment, monitor = one(docs, "Deployment"), one(docs, "PodMonitor")
@@ -172,7 +225,7 @@ def test_podmonitor_selects_the_sidecar_and_names_the_job(rendered: dict[str, li
         assert {"action": "replace", "targetLabel": "job", "replacement": "itnio-exporter"} in endpoint["relabelings"]
 
 
-@pytest.mark.parametrize("overlay", ["standalone", "sidecar"])
+@pytest.mark.parametrize("overlay", ["standalone", "sidecar", "sharded"])
 def test_prometheusrule_has_the_required_fields(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
     rule = one(rendered[overlay], "PrometheusRule")
     assert rule["apiVersion"] == OPERATOR_API and rule["metadata"]["name"]

@@ -50,7 +50,10 @@ async def test_a_removed_node_disappears_at_the_next_successful_poll(sim, make_e
 
 async def test_failed_flow_keeps_last_data_until_stale_then_only_up_and_last_success(sim):
     clock = FakeClock()
-    poller, exposition, client = await poller_for(sim, clock, poll={"interval": "10s", "stale_after": "30s"})
+    # Flow 4 is cancelled (terminal): poll it every cycle here, as any other flow.
+    poller, exposition, client = await poller_for(
+        sim, clock, poll={"interval": "10s", "stale_after": "30s", "terminal_interval": "10s"}
+    )
     try:
         await poller.run_cycle()
         first_success = clock.now

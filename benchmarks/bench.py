@@ -1,0 +1,489 @@
+"""`make bench`: the exporter at 500 and 5,000 flows, and /metrics against its baselines.
+
+Every number that is compared with a target is a ratio of two numbers measured in this
+run, on this machine, so a busy or slow machine moves both sides alike.
+
+Processes: the simulator (50 ms answers) runs in its own process; each exporter
+measurement runs in a fresh worker process (so CPU time and peak RSS are its own); the
+load generator is wrk (or, without wrk, an aiohttp client) in yet another process.
+
+    python benchmarks/bench.py            # everything, one table at the end
+    python benchmarks/bench.py --quick    # smaller and shorter, to check the harness
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+LATENCY = 0.05
+NODES = 10
+# api.max_concurrency for the cycles (--concurrency). The ideal cycle is N x 50 ms / this.
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "20"))
+SERIES_TARGET = 50_000  # /metrics throughput is compared at this many series
+TEXT_HEADERS = {"Accept-Encoding": "identity"}
+GZIP_HEADERS = {"Accept-Encoding": "gzip"}
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def synthetic_snapshot(flows: int, nodes: int = NODES):
+    """A snapshot as a cycle over ``flows`` flows of the simulator's static flows leaves it."""
+    from exporter.model import FlowDetail, NodeDetail
+    from exporter.snapshot import FlowState, Snapshot
+
+    states = []
+    for i in range(flows):
+        key = i + 1
+        detail = FlowDetail(
+            status=i % 5, recall_interval_minutes=5, recall_num=nodes, recall_type=0,
+            nodes=tuple(NodeDetail(key * 1000 + j, 7000000 + key * 1000 + j, 100 + j % 3, (i + j) % 5)
+                        for j in range(nodes)),
+        )
+        states.append(FlowState(key, f"flow-{key}", detail=detail, up=True, last_success=1.8e9, polls=1))
+    return Snapshot(flows=tuple(states), cycles=1, cycle_started=1.8e9, cycle_duration=1.0)
+
+
+def flows_for_series(series: int) -> int:
+    from exporter.exposition import RenderedSnapshot
+
+    per_flow = RenderedSnapshot.of(synthetic_snapshot(10)).series / 10
+    return round(series / per_flow)
+
+
+# -- load generation (another process) --------------------------------------------------------
+async def load(url: str, seconds: float, connections: int, headers: dict[str, str]) -> dict[str, Any]:
+    """Requests per second and latency percentiles from a load generator in another process."""
+    wrk = shutil.which("wrk")
+    if wrk:
+        args = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "60s", "--latency"]
+        for name, value in headers.items():
+            args += ["-H", f"{name}: {value}"]
+        proc = await asyncio.create_subprocess_exec(*args, url, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await proc.communicate()
+        return parse_wrk(out.decode())
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(Path(__file__)), "loadgen", url, str(seconds), str(connections), json.dumps(headers),
+        stdout=subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
+    def ms(value: str) -> float:
+        number, unit = re.match(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+        return float(number) * _UNITS[unit]
+
+    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", text, re.M))
+    requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    timeouts = re.search(r"timeout (\d+)", text)
+    return {
+        "tool": "wrk",
+        "rps": rps,
+        "requests": requests,
+        "p50_ms": ms(pct["50"]) if "50" in pct else None,
+        "p99_ms": ms(pct["99"]) if "99" in pct else None,
+        "errors": (int(errors.group(1)) if errors else 0) + (int(timeouts.group(1)) if timeouts else 0),
+    }
+
+
+async def loadgen(url: str, seconds: float, connections: int, headers: dict[str, str]) -> dict[str, Any]:
+    """The fallback load generator (run in its own process): aiohttp clients in a loop."""
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    end = time.monotonic() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while time.monotonic() < end:
+            started = time.monotonic()
+            async with session.get(url, headers=headers) as response:
+                await response.read()
+                if response.status != 200:
+                    errors += 1
+            latencies.append((time.monotonic() - started) * 1000)
+
+    started = time.monotonic()
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+    took = time.monotonic() - started
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None  # noqa: E731
+    return {"tool": "aiohttp", "rps": len(latencies) / took, "requests": len(latencies),
+            "p50_ms": pick(0.5), "p99_ms": pick(0.99), "errors": errors}
+
+
+# -- workers (each in a fresh process) --------------------------------------------------------
+async def serve_app(app) -> tuple[Any, int]:
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+async def worker_metrics(series: int, seconds: float, connections: int) -> dict[str, Any]:
+    """/metrics throughput at ``series`` series: ours, prometheus_client's handler, bytes from memory."""
+    from aiohttp import web
+    from prometheus_client import CollectorRegistry
+
+    from exporter.config import Credentials, validate_config
+    from exporter.exposition import _Families, snapshot_families
+    from exporter.service import Exporter
+
+    snapshot = synthetic_snapshot(flows_for_series(series))
+    out: dict[str, Any] = {}
+
+    # ours: the real exporter app, with the snapshot published as a cycle would
+    config = validate_config({
+        "api": {"base_url": "http://127.0.0.1:9", "api_key": "k", "api_secret": "s"},
+        "flows": [{"key_id": 1}],
+    })
+    exporter = Exporter(config, Credentials("k", "s", "bench"), listen_address="127.0.0.1:0")
+    await exporter.start(run_poller=False)
+    started = time.perf_counter()
+    await exporter.exposition.publish(snapshot)
+    out["render_seconds"] = time.perf_counter() - started
+    out["series"] = exporter.exposition.rendered.series
+    url = f"http://127.0.0.1:{exporter.port}/metrics"
+    body = exporter.exposition.body(openmetrics=False, gzip=False)
+    out["bytes"] = len(body)
+
+    # (a) prometheus_client's own aiohttp handler over the same series
+    try:
+        from prometheus_client.aiohttp import make_aiohttp_handler
+
+        out["baseline_handler"] = "prometheus_client.aiohttp.make_aiohttp_handler"
+    except ImportError:  # older prometheus_client: the same thing by hand
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+        def make_aiohttp_handler(registry, disable_compression=True):  # type: ignore[no-redef]
+            async def handler(request):
+                return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+            return handler
+
+        out["baseline_handler"] = "generate_latest per request (hand-written)"
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(snapshot_families(snapshot)))  # type: ignore[arg-type]
+    app = web.Application()
+    app.router.add_get("/metrics", make_aiohttp_handler(registry, disable_compression=True))
+    baseline_runner, baseline_port = await serve_app(app)
+
+    # (b) the limit: aiohttp returning the same bytes from memory
+    async def from_memory(request):
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", from_memory)
+    limit_runner, limit_port = await serve_app(app)
+
+    # All three servers are up in this process (an idle one costs nothing); the loads take
+    # turns, twice each for ours and the limit, so a busy moment of the machine hits both.
+    urls = {"ours": url, "limit": f"http://127.0.0.1:{limit_port}/metrics",
+            "prometheus_client": f"http://127.0.0.1:{baseline_port}/metrics"}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+    for name in ("ours", "limit", "prometheus_client", "limit", "ours"):
+        runs[name].append(await load(urls[name], seconds, connections, TEXT_HEADERS))
+    for name, results in runs.items():
+        out[name] = max(results, key=lambda r: r["rps"])  # the better of the two turns
+        out[name]["turns_rps"] = [round(r["rps"], 1) for r in results]
+    out["ours_gzip"] = await load(url, seconds, connections, GZIP_HEADERS)
+    await exporter.stop()
+    await baseline_runner.cleanup()
+    await limit_runner.cleanup()
+    return out
+
+
+async def worker_cycle(sim_url: str, flows: int, cycles: int, shard: tuple[int, int], during: float) -> dict[str, Any]:
+    """Poll cycles over ``flows`` flows (all due every cycle); optionally /metrics load during one."""
+    from exporter.config import Credentials, validate_config
+    from exporter.schedule import Schedule
+    from exporter.service import Exporter
+    from exporter.shard import Shard
+    from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET
+
+    config = validate_config({
+        "api": {"base_url": sim_url, "api_key": DEMO_API_KEY, "timeout": "10s", "max_concurrency": CONCURRENCY},
+        # every flow due every cycle: the cycle time is compared with polling all N
+        "poll": {"interval": "2m", "terminal_interval": "2m"},
+        "flows": [{"key_id": key, "name": f"flow-{key}"} for key in range(1, flows + 1)],
+    })
+    exporter = Exporter(config, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "bench"),
+                        listen_address="127.0.0.1:0", shard=Shard(*shard))
+    await exporter.start(run_poller=False)
+    poller = exporter.poller
+    assert poller is not None
+    polled = len(poller.flows)
+    out: dict[str, Any] = {"flows": flows, "polled": polled, "shard": list(shard)}
+    durations, renders, cpu = [], [], []
+    for _ in range(cycles):
+        poller.schedule = Schedule()  # back-to-back cycles: every flow is due in each
+        cpu0, wall0 = cpu_seconds(), time.perf_counter()
+        snapshot = await poller.run_cycle()
+        cpu.append(cpu_seconds() - cpu0)
+        durations.append(snapshot.cycle_duration)  # the polling, up to the merge
+        renders.append(time.perf_counter() - wall0 - snapshot.cycle_duration)  # merge and render
+        assert all(state.up for state in snapshot.flows), "a poll failed: the numbers would be wrong"
+    out["cycle_seconds"] = statistics.median(durations)
+    out["render_seconds"] = statistics.median(renders)
+    out["cpu_per_1000_polls"] = statistics.median(cpu) / polled * 1000 if polled else 0.0
+    out["ideal_seconds"] = polled * LATENCY / CONCURRENCY
+    if during:
+        url = f"http://127.0.0.1:{exporter.port}/metrics"
+        poller.schedule = Schedule()
+        # The load runs over the polling and the render that follows it (in a worker thread).
+        cycle = asyncio.create_task(poller.run_cycle())
+        await asyncio.sleep(0.2)  # the cycle has started sending
+        loaded = await load(url, during, 4, GZIP_HEADERS)
+        snapshot = await cycle
+        out["during_cycle"] = loaded
+        out["during_cycle_seconds"] = snapshot.cycle_duration
+    out["peak_rss_mib"] = peak_rss_mib()
+    await exporter.stop()
+    return out
+
+
+def worker_calls_per_hour(flows: int) -> dict[str, Any]:
+    """Vendor calls in one simulated hour for a realistic mix, with the real Poller and a fake clock."""
+    from exporter.config import validate_config
+    from exporter.model import FlowDetail
+    from exporter.poller import Poller
+
+    # A day's campaign seen at some hour: most flows are finished.
+    mix = [(2, 0.60), (3, 0.10), (1, 0.20), (0, 0.05), (4, 0.05)]  # (status, share)
+    statuses: dict[int, int] = {}
+    key = 1
+    for status, share in mix:
+        for _ in range(round(flows * share)):
+            statuses[key] = status
+            key += 1
+    calls = 0
+
+    class Source:
+        async def query_detail(self, key_id, deadline=None, may_send=None):
+            nonlocal calls
+            calls += 1
+            return FlowDetail(status=statuses[key_id], recall_interval_minutes=5, recall_num=3, recall_type=0,
+                              nodes=())
+
+    config = validate_config({
+        "api": {"api_key": "k", "api_secret": "s"},
+        "poll": {"interval": "1m", "terminal_interval": "15m"},
+        "flows": [{"key_id": k} for k in statuses],
+    })
+    now = [1.8e9]
+
+    async def publish(snapshot):
+        pass
+
+    async def hour() -> None:
+        poller = Poller(config, Source(), publish, clock=lambda: now[0])
+        for minute in range(60):
+            now[0] = 1.8e9 + 60 * minute
+            await poller.run_cycle()
+
+    asyncio.run(hour())
+    return {"flows": len(statuses), "calls": calls, "naive": len(statuses) * 60,
+            "mix": {str(status): share for status, share in mix}}
+
+
+# -- the orchestrator -------------------------------------------------------------------------
+def run_worker(*args: str) -> dict[str, Any]:
+    result = subprocess.run([sys.executable, str(Path(__file__)), *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr)
+        raise SystemExit(f"worker {args[0]} failed")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+class SimulatorProcess:
+    def __init__(self, flows: int):
+        self.flows = flows
+
+    def __enter__(self) -> str:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter.simulator", "--listen", "127.0.0.1:0", "--flows", str(self.flows),
+             "--nodes", str(NODES), "--latency", str(LATENCY), "--envelope", "code-int"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        port = re.search(r":(\d+) with", line).group(1)  # type: ignore[union-attr]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes and short loads (harness check)")
+    parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY,
+                        help="api.max_concurrency of the polling runs (default %(default)s)")
+    args = parser.parse_args()
+    os.environ["BENCH_CONCURRENCY"] = str(args.concurrency)  # for the workers
+    globals()["CONCURRENCY"] = args.concurrency
+    sizes = (50, 500) if args.quick else (500, 5000)
+    seconds = 2.0 if args.quick else 5.0
+    series = 5_000 if args.quick else SERIES_TARGET
+    shards = 3
+    began = time.monotonic()
+    results: dict[str, Any] = {"machine": machine(), "load_tool": "wrk" if shutil.which("wrk") else "aiohttp"}
+
+    print(f"# /metrics at {series} series ...", file=sys.stderr, flush=True)
+    results["metrics"] = run_worker("metrics", str(series), str(seconds), "4")
+    for flows in sizes:
+        print(f"# cycles at {flows} flows ...", file=sys.stderr, flush=True)
+        with SimulatorProcess(flows) as url:
+            # long enough to cover the polling and the render after it
+            during = (flows * LATENCY / CONCURRENCY) * 1.3 + flows / 1000 if flows == sizes[-1] else 0
+            results[f"cycle_{flows}"] = run_worker("cycle", url, str(flows), "3", "0/1", str(during))
+            if flows == sizes[-1]:
+                results["shards"] = [
+                    run_worker("cycle", url, str(flows), "3", f"{i}/{shards}", "0") for i in range(shards)
+                ]
+    results["calls"] = run_worker("calls", str(sizes[-1]))
+    results["bench_seconds"] = time.monotonic() - began
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    print(report(results, sizes))
+    return 0
+
+
+def report(r: dict[str, Any], sizes: tuple[int, int]) -> str:
+    m = r["metrics"]
+    lines = [f"Machine: {r['machine']}; load generator: {r['load_tool']} (another process), 4 connections", ""]
+
+    def check(ok: bool) -> str:
+        return "met" if ok else "NOT MET"
+
+    lines.append(f"/metrics at {m['series']:,} series ({m['bytes'] / 1e6:.1f} MB text; "
+                 f"rendered once per snapshot in {m['render_seconds']:.2f} s)")
+    lines.append("")
+    lines.append("| server | req/s (best turn) | p50 ms | p99 ms |")
+    lines.append("|---|---:|---:|---:|")
+    for name, key in (("itnio-exporter (text)", "ours"), ("itnio-exporter (gzip)", "ours_gzip"),
+                      ("(a) prometheus_client aiohttp handler (text)", "prometheus_client"),
+                      ("(b) aiohttp, same bytes from memory (text)", "limit")):
+        x = m[key]
+        lines.append(f"| {name} | {x['rps']:.1f} | {_f(x['p50_ms'])} | {_f(x['p99_ms'])} |")
+    vs_a = m["ours"]["rps"] / max(m["prometheus_client"]["rps"], 1e-9)
+    vs_b = m["ours"]["rps"] / max(m["limit"]["rps"], 1e-9)
+    lines.append("")
+    lines.append("Poll cycles (simulator in another process, 50 ms per answer, "
+                 f"api.max_concurrency {CONCURRENCY}, {NODES} nodes per flow; median of 3)")
+    lines.append("")
+    lines.append(f"| flows | cycle s | ideal s (N x 50 ms / {CONCURRENCY}) | ratio | merge+render s | CPU s / 1,000 polls | peak RSS MiB |")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|")
+    ratios = []
+    for flows in sizes:
+        c = r[f"cycle_{flows}"]
+        ratio = c["cycle_seconds"] / c["ideal_seconds"]
+        ratios.append(ratio)
+        lines.append(f"| {flows:,} | {c['cycle_seconds']:.2f} | {c['ideal_seconds']:.2f} | {ratio:.2f}x | "
+                     f"{c['render_seconds']:.2f} | {c['cpu_per_1000_polls']:.2f} | {c['peak_rss_mib']:.0f} |")
+    big = r[f"cycle_{sizes[-1]}"]
+    during = big.get("during_cycle", {})
+    lines.append("")
+    lines.append(f"/metrics (gzip) during a {sizes[-1]:,}-flow cycle: {during.get('rps', 0):.1f} req/s, "
+                 f"p50 {_f(during.get('p50_ms'))} ms, p99 {_f(during.get('p99_ms'))} ms")
+    lines.append("")
+    lines.append(f"Sharding {sizes[-1]:,} flows over {len(r['shards'])} replicas (each run alone, median of 3)")
+    lines.append("")
+    lines.append("| shard | flows polled | share | cycle s | CPU s per cycle |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for s in r["shards"]:
+        cpu = s["cpu_per_1000_polls"] * s["polled"] / 1000
+        lines.append(f"| {s['shard'][0]}/{s['shard'][1]} | {s['polled']:,} | {s['polled'] / s['flows']:.3f} | "
+                     f"{s['cycle_seconds']:.2f} | {cpu:.2f} |")
+    whole_cpu = big["cpu_per_1000_polls"] * big["polled"] / 1000
+    lines.append(f"| unsharded | {big['polled']:,} | 1.000 | {big['cycle_seconds']:.2f} | {whole_cpu:.2f} |")
+    c = r["calls"]
+    lines.append("")
+    lines.append(f"Vendor calls per hour, {c['flows']:,} flows (60% completed, 10% cancelled, 20% in progress, "
+                 f"5% pending, 5% exception), poll.interval 1m, poll.terminal_interval 15m: "
+                 f"{c['calls']:,} against {c['naive']:,} naive ({c['calls'] / c['naive']:.2f}x)")
+    lines.append("")
+    lines.append("Targets (ratios from this run):")
+    lines.append(f"- /metrics throughput vs prometheus_client's handler: {vs_a:.0f}x (target >= 10x): {check(vs_a >= 10)}")
+    lines.append(f"- /metrics throughput vs bytes from memory: {vs_b:.2f}x (target >= 0.7x): {check(vs_b >= 0.7)}")
+    for flows, ratio in zip(sizes, ratios):
+        lines.append(f"- cycle time at {flows:,} flows vs ideal: {ratio:.2f}x (target <= 1.25x): {check(ratio <= 1.25)}")
+    p99 = during.get("p99_ms")
+    lines.append(f"- /metrics p99 during a cycle: {_f(p99)} ms (target < 50 ms): "
+                 f"{check(p99 is not None and p99 < 50)}")
+    lines.append(f"\n(make bench took {r['bench_seconds']:.0f} s)")
+    return "\n".join(lines)
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def worker_main(argv: list[str]) -> int:
+    kind = argv[0]
+    if kind == "metrics":
+        out = asyncio.run(worker_metrics(int(argv[1]), float(argv[2]), int(argv[3])))
+    elif kind == "cycle":
+        index, count = (int(x) for x in argv[4].split("/"))
+        out = asyncio.run(worker_cycle(argv[1], int(argv[2]), int(argv[3]), (index, count), float(argv[5])))
+    elif kind == "calls":
+        out = worker_calls_per_hour(int(argv[1]))
+    elif kind == "loadgen":
+        out = asyncio.run(loadgen(argv[1], float(argv[2]), int(argv[3]), json.loads(argv[4])))
+    else:
+        raise SystemExit(f"unknown worker {kind}")
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] in ("metrics", "cycle", "calls", "loadgen"):
+        sys.exit(worker_main(sys.argv[1:]))
+    sys.exit(main())
