@@ -309,3 +309,42 @@ async def test_an_account_error_on_call_detail_stops_the_cycles_enrichment_reque
         assert "itnio_recall_node_calls" not in samples
     finally:
         await sim.stop()
+
+
+async def test_discovered_flows_are_partitioned_exactly_across_shards():
+    from exporter.config import Credentials, validate_config
+    from exporter.shard import Shard
+
+    from .conftest import exporter_config
+
+    sim = Simulator(flows=listed_flows(30))
+    await sim.start()
+    config = validate_config(exporter_config(sim, flows=[{"key_id": 7, "name": "static"}], **discovering(page_size=7)))
+    exporters = [
+        Exporter(config, Credentials("demo-key", DEMO_API_SECRET, "t"), listen_address="127.0.0.1:0", shard=Shard(i, 3))
+        for i in range(3)
+    ]
+    try:
+        for exporter in exporters:
+            await exporter.start(run_poller=False)
+            assert await exporter.discovery.run_once()
+            await exporter.poller.run_cycle()
+        shards = [set(watched(exporter)) for exporter in exporters]
+        assert all(shards), shards  # each replica has a share
+        assert sum(len(s) for s in shards) == 30 and set().union(*shards) == set(range(1, 31))
+        for exporter, mine in zip(exporters, shards):
+            samples = await scrape(exporter.port)
+            assert {int(labels["key_id"]) for labels, _ in samples["itnio_recall_flow_up"]} == mine
+        # every flow was polled by one replica only: discovered flows once when added and once by the
+        # cycle, the static flow by the cycle; with a flow polled by two replicas these would be higher
+        expected = {key: 1 if key == 7 else 2 for key in range(1, 31)}
+        for _ in range(100):  # the polls of added flows run in the background
+            if sum(sim.requests_per_flow.values()) >= sum(expected.values()):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        assert sim.requests_per_flow == expected
+    finally:
+        for exporter in exporters:
+            await exporter.stop()
+        await sim.stop()
