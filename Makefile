@@ -19,7 +19,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Not part of `make test` or CI: a few minutes of load; prints one table (docs/scale.md).
+# Not part of `make test` or CI: a few minutes of load; prints one table (README.md, "Running at scale").
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 
