@@ -34,6 +34,7 @@ from typing import Protocol
 
 import structlog
 
+from .aio import cancel
 from .config import Config, FlowConfig
 from .model import NODE_ENDED_STATUSES, VENDOR_TIME_FORMAT, ApiError, FlowPage, FlowRecord, NotSent
 from .poller import Poller
@@ -107,13 +108,8 @@ class Discovery:
             self._task = asyncio.create_task(self.run(), name="discovery")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _publish(self) -> None:
         assert self.config is not None

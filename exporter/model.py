@@ -138,14 +138,19 @@ def envelope_code(body: Any) -> tuple[int, str]:
     return raw, message if isinstance(message, str) else ""
 
 
-def parse_flow_detail(body: Any) -> FlowDetail:
-    """Decode a queryDetail answer; raise ApiError (api or decode) unless it is a success."""
+def _success_data(body: Any) -> dict[str, Any]:
     code, message = envelope_code(body)
     if code != 0:
         raise ApiError(ErrorKind.API, str(code), message[:200])
     data = body.get("data")
     if not isinstance(data, dict):
         raise _decode_error("data is not a JSON object")
+    return data
+
+
+def parse_flow_detail(body: Any) -> FlowDetail:
+    """Decode a queryDetail answer; raise ApiError (api or decode) unless it is a success."""
+    data = _success_data(body)
     raw_nodes = data.get("nodeList")
     if raw_nodes is None:
         raw_nodes = []
@@ -256,16 +261,6 @@ def _vendor_time(obj: dict[str, Any], key: str, where: str, zone: tzinfo) -> flo
     number = _loose_number(obj, key, where)
     assert number is not None
     return number / 1000 if abs(number) >= 1e11 else number
-
-
-def _success_data(body: Any) -> dict[str, Any]:
-    code, message = envelope_code(body)
-    if code != 0:
-        raise ApiError(ErrorKind.API, str(code), message[:200])
-    data = body.get("data")
-    if not isinstance(data, dict):
-        raise _decode_error("data is not a JSON object")
-    return data
 
 
 def _text(value: Any, where: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from .aio import cancel
 from . import __version__
 from .app import Health, make_app
 from .auth import BasicAuth, serving_options
@@ -252,13 +253,8 @@ class Exporter:
             self._runner = None
         if self.discovery is not None:
             await self.discovery.stop()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         for task in list(self._closing):
             task.cancel()
         if self.web_config is not None:

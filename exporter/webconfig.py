@@ -32,6 +32,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator, model_validator
 
+from .aio import cancel
 from .config import ConfigError, _field_path, _message, parse_yaml, read_text_file
 
 log = structlog.get_logger("exporter.webconfig")
@@ -446,10 +447,5 @@ class WebConfig:
         self._watch_task = asyncio.create_task(watch(), name="certificate-watch")
 
     async def stop_watching(self) -> None:
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            try:
-                await self._watch_task
-            except asyncio.CancelledError:
-                pass
-            self._watch_task = None
+        await cancel(self._watch_task)
+        self._watch_task = None
