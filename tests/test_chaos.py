@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import Simulator, static_flows
 
-from .conftest import parse_samples, scrape, value
+from .conftest import scrape, value
 
 CYCLES = 200
 RSS_GROWTH_BOUND = 25 * 1024 * 1024

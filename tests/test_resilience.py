@@ -8,7 +8,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
 from structlog.testing import capture_logs
 
 from exporter.config import load_config, resolve_credentials

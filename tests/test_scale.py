@@ -2,7 +2,6 @@
 sharding, the request-rate token bucket, terminal-flow scheduling and spreading requests."""
 
 import asyncio
-import math
 import random
 import time
 
@@ -16,7 +15,7 @@ from exporter.poller import Poller
 from exporter.ratelimit import TokenBucket
 from exporter.schedule import spread_offsets
 from exporter.shard import Shard, index_from_hostname, stable_hash
-from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Simulator, SimFlow, static_flows
+from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Simulator, static_flows
 from exporter.telemetry import Telemetry
 
 from .conftest import exporter_config, parse_samples, scrape, value
