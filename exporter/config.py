@@ -11,9 +11,10 @@ import os
 import re
 import ssl
 import zoneinfo
+from collections.abc import Callable
 from datetime import timezone, tzinfo
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import (
@@ -385,14 +386,22 @@ def _message(error: dict[str, Any]) -> str:
     return message
 
 
-def validate_config(raw: Any) -> Config:
-    """Validate a parsed YAML document; raise ConfigError with a line per problem."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_mapping(
+    model: type[M], raw: Any, what: str, *, hide_input: Callable[[tuple[Any, ...]], bool] = lambda loc: False
+) -> M:
+    """Validate a parsed YAML document against ``model``; ConfigError with a line per problem.
+
+    ``hide_input(loc)`` says for which fields the value typed must never be echoed.
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(["(top level): the config must be a YAML mapping"])
+        raise ConfigError([f"(top level): the {what} must be a YAML mapping"])
     try:
-        return Config.model_validate(raw)
+        return model.model_validate(raw)
     except ConfigError:
         raise
     except ValidationError as exc:
@@ -401,9 +410,16 @@ def validate_config(raw: Any) -> Config:
             ctx_error = (error.get("ctx") or {}).get("error")
             if isinstance(ctx_error, ConfigError):
                 problems.extend(ctx_error.problems)
-            else:
-                problems.append(f"{_field_path(error['loc'])}: {_message(error)}")
+                continue
+            if hide_input(error["loc"]):
+                error = {**error, "input": None}
+            problems.append(f"{_field_path(error['loc'])}: {_message(error)}")
         raise ConfigError(problems) from None
+
+
+def validate_config(raw: Any) -> Config:
+    """Validate a parsed YAML document; raise ConfigError with a line per problem."""
+    return validate_mapping(Config, raw, "config")
 
 
 def parse_yaml(text: str, name: str = "config") -> Any:

@@ -148,20 +148,28 @@ def _success_data(body: Any) -> dict[str, Any]:
     return data
 
 
+def _objects(data: dict[str, Any], key: str) -> list[tuple[str, dict[str, Any]]]:
+    """The JSON objects of the list ``data[key]`` (absent or null: none), each with its place."""
+    raw_list = data.get(key)
+    if raw_list is None:
+        return []
+    if not isinstance(raw_list, list):
+        raise _decode_error(f"data.{key} is not a list")
+    out = []
+    for index, raw in enumerate(raw_list):
+        where = f"data.{key}[{index}]"
+        if not isinstance(raw, dict):
+            raise _decode_error(f"{where} is not a JSON object")
+        out.append((where, raw))
+    return out
+
+
 def parse_flow_detail(body: Any) -> FlowDetail:
     """Decode a queryDetail answer; raise ApiError (api or decode) unless it is a success."""
     data = _success_data(body)
-    raw_nodes = data.get("nodeList")
-    if raw_nodes is None:
-        raw_nodes = []
-    if not isinstance(raw_nodes, list):
-        raise _decode_error("data.nodeList is not a list")
     nodes = []
     seen: set[int] = set()
-    for index, raw in enumerate(raw_nodes):
-        where = f"data.nodeList[{index}]"
-        if not isinstance(raw, dict):
-            raise _decode_error(f"{where} is not a JSON object")
+    for where, raw in _objects(data, "nodeList"):
         node = NodeDetail(
             key_id=_int(raw, "keyId", where),  # type: ignore[arg-type]
             task_id=_int(raw, "taskId", where, optional=True),
@@ -277,16 +285,8 @@ def _text(value: Any, where: str) -> str:
 def parse_flow_page(body: Any, zone: tzinfo = timezone.utc) -> FlowPage:
     """Decode a recallFlow/queryPage answer; raise ApiError (api or decode) unless it is a success."""
     data = _success_data(body)
-    raw_records = data.get("records")
-    if raw_records is None:
-        raw_records = []
-    if not isinstance(raw_records, list):
-        raise _decode_error("data.records is not a list")
     records = []
-    for index, raw in enumerate(raw_records):
-        where = f"data.records[{index}]"
-        if not isinstance(raw, dict):
-            raise _decode_error(f"{where} is not a JSON object")
+    for where, raw in _objects(data, "records"):
         key_id = _loose_int(raw, "keyId", where, optional=False)
         assert key_id is not None
         if key_id < 1:

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
 
 from .aio import cancel
-from .config import ConfigError, _field_path, _message, parse_yaml, read_text_file
+from .config import ConfigError, parse_yaml, read_text_file, validate_mapping
 
 log = structlog.get_logger("exporter.webconfig")
 
@@ -204,23 +204,9 @@ def _resolve(base: Path, name: str) -> str:
 
 def validate_web_config(raw: Any, base_dir: Path = Path(".")) -> WebConfigFile:
     """Validate a parsed web config; file paths are resolved against ``base_dir``."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(["(top level): the web config must be a YAML mapping"])
-    try:
-        model = WebConfigFile.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False):
-            ctx_error = (error.get("ctx") or {}).get("error")
-            if isinstance(ctx_error, ConfigError):
-                problems.extend(ctx_error.problems)
-            else:
-                if error["loc"][:1] == ("basic_auth_users",):
-                    error = {**error, "input": None}  # never print a hash back
-                problems.append(f"{_field_path(error['loc'])}: {_message(error)}")
-        raise ConfigError(problems) from None
+    model = validate_mapping(
+        WebConfigFile, raw, "web config", hide_input=lambda loc: loc[:1] == ("basic_auth_users",)  # no hash back
+    )
     tls = model.tls_server_config
     if tls.enabled:
         tls = tls.model_copy(
