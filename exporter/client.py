@@ -83,7 +83,6 @@ class ItnioClient:
         self._slots = asyncio.Semaphore(max_connections)
         # api.max_requests_per_second: every attempt sent takes a token (None: no cap).
         self._bucket = TokenBucket(max_requests_per_second) if max_requests_per_second else None
-        self.proxy = proxy  # None: HTTPS_PROXY / NO_PROXY from the environment
         # The environment's proxy is looked up once here, not per request: aiohttp's
         # trust_env costs two thread-pool round trips per request (proxy and ~/.netrc).
         self._proxy, self._proxy_auth = (proxy, None) if proxy else _env_proxy(self.base_url)
@@ -92,7 +91,7 @@ class ItnioClient:
             connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300, ssl=ssl_context or True),
             trust_env=False,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            # The whole request, body included, is bounded by asyncio.timeout() in _post.
+            # The whole request, body included, is bounded by asyncio.timeout() in _attempt.
             timeout=aiohttp.ClientTimeout(total=None),
         )
 

@@ -204,7 +204,7 @@ class Poller:
         old = {flow.key_id for flow in self._flows}
         self.config = config
         self._flows = tuple(self.shard.select(config.flows))
-        self.schedule.forget(flow.key_id for flow in self._flows)
+        self.schedule.forget(keep=(flow.key_id for flow in self._flows))
         added = [flow for flow in self._flows if flow.key_id not in old]
         await self._merge({}, cycle=None)  # removed flows leave /metrics now
         if added:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import Credentials, validate_config
+from exporter.config import Credentials, load_config, resolve_credentials, validate_config
 from exporter.service import Exporter
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Simulator, static_flows
 
@@ -70,22 +71,52 @@ ExporterFactory = Callable[..., Awaitable[Exporter]]
 
 
 @pytest.fixture
-async def make_exporter() -> AsyncIterator[ExporterFactory]:
-    """Start an Exporter on a free loopback port. With run_poller=False, tests drive the cycles."""
+async def _started() -> AsyncIterator[list[Exporter]]:
+    """The exporters a test started; all stopped after it (stop() may already have been called)."""
     started: list[Exporter] = []
-
-    async def factory(
-        sim: Simulator, *, secret: str = DEMO_API_SECRET, run_poller: bool = True, **sections: Any
-    ) -> Exporter:
-        config = validate_config(exporter_config(sim, **sections))
-        exporter = Exporter(config, Credentials(config.api.api_key or "", secret, "test"), listen_address="127.0.0.1:0")
-        await exporter.start(run_poller=run_poller)
-        started.append(exporter)
-        return exporter
-
-    yield factory
+    yield started
     for exporter in started:
         await exporter.stop()
+
+
+async def _start(started: list[Exporter], config, credentials, run_poller: bool, options: dict[str, Any]) -> Exporter:
+    exporter = Exporter(config, credentials, listen_address="127.0.0.1:0", **options)
+    await exporter.start(run_poller=run_poller)
+    started.append(exporter)
+    return exporter
+
+
+@pytest.fixture
+def make_exporter(_started: list[Exporter]) -> ExporterFactory:
+    """Start an Exporter on a free loopback port. With run_poller=False, tests drive the cycles."""
+
+    async def factory(
+        sim: Simulator,
+        *,
+        secret: str = DEMO_API_SECRET,
+        run_poller: bool = True,
+        exporter_options: dict[str, Any] | None = None,
+        **sections: Any,
+    ) -> Exporter:
+        """``sections`` override the config; ``exporter_options`` go to Exporter (web_config, shard ...)."""
+        config = validate_config(exporter_config(sim, **sections))
+        credentials = Credentials(config.api.api_key or "", secret, "test")
+        return await _start(_started, config, credentials, run_poller, exporter_options or {})
+
+    return factory
+
+
+@pytest.fixture
+def exporter_from_file(_started: list[Exporter]) -> ExporterFactory:
+    """Start an Exporter from a config file, as the CLI does, so that reloads re-read it."""
+
+    async def factory(path: Path, *, run_poller: bool = False, **options: Any) -> Exporter:
+        config = load_config(path)
+        return await _start(
+            _started, config, resolve_credentials(config.api), run_poller, {"config_path": path, **options}
+        )
+
+    return factory
 
 
 async def fetch(port: int, path: str = "/metrics", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

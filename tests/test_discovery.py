@@ -7,8 +7,6 @@ import time
 
 import pytest
 
-from exporter.config import load_config, resolve_credentials
-from exporter.service import Exporter
 from exporter.simulator import DEMO_API_SECRET, Fault, SimFlow, SimNode, Simulator, static_flows
 from exporter.telemetry import GROUP_CALL_DETAIL, QUERY_PAGE
 
@@ -237,7 +235,7 @@ async def wait_for(condition, timeout=6.0):
         await asyncio.sleep(0.1)
 
 
-async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them(tmp_path):
+async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them(tmp_path, exporter_from_file):
     sim = Simulator(flows=listed_flows(2))
     await sim.start()
     path = tmp_path / "config.yaml"
@@ -254,9 +252,7 @@ async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them
             """) + discovery + "\n" + flows + "\n")
 
     write("discovery: {enabled: true, refresh: 1s, lookback: 1d}")
-    config = load_config(path)
-    exporter = Exporter(config, resolve_credentials(config.api), listen_address="127.0.0.1:0", config_path=path)
-    await exporter.start()
+    exporter = await exporter_from_file(path, run_poller=True)
 
     async def up(key: str):
         return value(await scrape(exporter.port), "itnio_recall_flow_up", key_id=key)
@@ -311,22 +307,18 @@ async def test_an_account_error_on_call_detail_stops_the_cycles_enrichment_reque
         await sim.stop()
 
 
-async def test_discovered_flows_are_partitioned_exactly_across_shards():
-    from exporter.config import Credentials, validate_config
+async def test_discovered_flows_are_partitioned_exactly_across_shards(make_exporter):
     from exporter.shard import Shard
-
-    from .conftest import exporter_config
 
     sim = Simulator(flows=listed_flows(30))
     await sim.start()
-    config = validate_config(exporter_config(sim, flows=[{"key_id": 7, "name": "static"}], **discovering(page_size=7)))
-    exporters = [
-        Exporter(config, Credentials("demo-key", DEMO_API_SECRET, "t"), listen_address="127.0.0.1:0", shard=Shard(i, 3))
-        for i in range(3)
-    ]
     try:
+        exporters = [
+            await make_exporter(sim, run_poller=False, flows=[{"key_id": 7, "name": "static"}],
+                                exporter_options={"shard": Shard(i, 3)}, **discovering(page_size=7))
+            for i in range(3)
+        ]
         for exporter in exporters:
-            await exporter.start(run_poller=False)
             assert await exporter.discovery.run_once()
             await exporter.poller.run_cycle()
         shards = [set(watched(exporter)) for exporter in exporters]
@@ -345,6 +337,4 @@ async def test_discovered_flows_are_partitioned_exactly_across_shards():
         await asyncio.sleep(0.1)
         assert sim.requests_per_flow == expected
     finally:
-        for exporter in exporters:
-            await exporter.stop()
         await sim.stop()

@@ -8,7 +8,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.model import STATES
-from exporter.simulator import Simulator, SimNode, static_flows
+from exporter.simulator import SimNode
 
 from .conftest import fetch, parse_samples, require_tool, scrape, value
 
@@ -143,23 +143,8 @@ async def test_health_readiness_and_landing_page(sim, make_exporter):
     assert not exporter.alive()
 
 
-async def test_custom_telemetry_path():
-    sim = Simulator(flows=static_flows(1, 1))
-    await sim.start()
-    from exporter.config import Credentials, validate_config
-    from exporter.service import Exporter
-
-    from .conftest import exporter_config
-
-    exporter = Exporter(
-        validate_config(exporter_config(sim)), Credentials("demo-key", "demo-secret", "t"),
-        listen_address="127.0.0.1:0", telemetry_path="/probe/metrics",
-    )
-    await exporter.start(run_poller=False)
-    try:
-        assert (await fetch(exporter.port, "/probe/metrics"))[0] == 200
-        assert (await fetch(exporter.port, "/metrics"))[0] == 404
-        assert b'href="/probe/metrics"' in (await fetch(exporter.port, "/"))[2]
-    finally:
-        await exporter.stop()
-        await sim.stop()
+async def test_custom_telemetry_path(sim, make_exporter):
+    exporter = await make_exporter(sim, run_poller=False, exporter_options={"telemetry_path": "/probe/metrics"})
+    assert (await fetch(exporter.port, "/probe/metrics"))[0] == 200
+    assert (await fetch(exporter.port, "/metrics"))[0] == 404
+    assert b'href="/probe/metrics"' in (await fetch(exporter.port, "/"))[2]

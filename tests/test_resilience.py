@@ -10,8 +10,6 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from exporter.config import load_config, resolve_credentials
-from exporter.service import Exporter
 from exporter.simulator import DEMO_API_SECRET, Fault, SimNode, Simulator, static_flows
 
 from .conftest import fetch, free_port, scrape, value
@@ -34,21 +32,12 @@ def write_config(path: Path, sim: Simulator, flows, *, secret_file: Path | None 
     return path
 
 
-async def start_from_file(path: Path, **kwargs) -> Exporter:
-    config = load_config(path)
-    exporter = Exporter(
-        config, resolve_credentials(config.api), listen_address="127.0.0.1:0", config_path=path, **kwargs
-    )
-    await exporter.start(run_poller=False)
-    return exporter
-
-
-async def test_account_errors_back_off_the_whole_poller_and_a_rotated_secret_recovers(tmp_path):
+async def test_account_errors_back_off_the_whole_poller_and_a_rotated_secret_recovers(tmp_path, exporter_from_file):
     sim = Simulator(flows=static_flows(5, 1))
     await sim.start()
     secret = tmp_path / "secret"
     secret.write_text("an-old-secret\n")
-    exporter = await start_from_file(
+    exporter = await exporter_from_file(
         write_config(tmp_path / "c.yaml", sim, range(1, 6), secret_file=secret, max_backoff="5s")
     )
     try:
@@ -84,11 +73,11 @@ async def test_account_errors_back_off_the_whole_poller_and_a_rotated_secret_rec
         await sim.stop()
 
 
-async def test_reload_keeps_data_of_flows_that_stay_adds_and_removes_at_once(tmp_path):
+async def test_reload_keeps_data_of_flows_that_stay_adds_and_removes_at_once(tmp_path, exporter_from_file):
     sim = Simulator(flows=static_flows(4, 2))
     await sim.start()
     path = write_config(tmp_path / "c.yaml", sim, [1, 2, 3])
-    exporter = await start_from_file(path)
+    exporter = await exporter_from_file(path)
     try:
         await exporter.poller.run_cycle()
         await exporter.poller.run_cycle()
@@ -158,19 +147,13 @@ async def test_nodes_beyond_the_cap_get_no_series_but_are_counted(sim, make_expo
     assert value(samples, "itnio_recall_flow_nodes_dropped", key_id="2") == 0
 
 
-async def test_a_cycle_ends_within_the_interval_whatever_the_retries():
+async def test_a_cycle_ends_within_the_interval_whatever_the_retries(make_exporter):
     sim = Simulator(flows=static_flows(4, 1), hang_seconds=30)
     for key in (1, 2):
         sim.flow_faults[key] = Fault("timeout")
     await sim.start()
-    from exporter.config import Credentials, validate_config
-
-    from .conftest import exporter_config
-
-    config = validate_config(exporter_config(sim, api={"timeout": "1s", "retries": 5, "max_concurrency": 2},
-                                             poll={"interval": "1500ms"}))
-    exporter = Exporter(config, Credentials("demo-key", DEMO_API_SECRET, "t"), listen_address="127.0.0.1:0")
-    await exporter.start(run_poller=False)
+    exporter = await make_exporter(sim, run_poller=False, api={"timeout": "1s", "retries": 5, "max_concurrency": 2},
+                                   poll={"interval": "1500ms"})
     try:
         snapshot = await exporter.poller.run_cycle()
     finally:

@@ -82,20 +82,13 @@ async def test_the_poller_polls_and_exports_only_its_shard_also_after_a_reload(s
         seen.extend(keys)
     assert sorted(seen) == sorted(f.key_id for f in bigger.flows)
 
-    from exporter.service import Exporter
-
-    exporter = Exporter(config, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "t"), listen_address="127.0.0.1:0",
-                        shard=Shard(1, 3))
-    await exporter.start(run_poller=False)
-    try:
-        await exporter.poller.run_cycle()
-        samples = await scrape(exporter.port)
-        assert value(samples, "itnio_exporter_shard_index") == 1
-        assert value(samples, "itnio_exporter_shards") == 3
-        exported = {labels["key_id"] for labels, _ in samples["itnio_recall_flow_up"]}
-        assert exported == {str(f.key_id) for f in config.flows if Shard(1, 3).owns(f.key_id)}
-    finally:
-        await exporter.stop()
+    exporter = await make_exporter(sim, run_poller=False, exporter_options={"shard": Shard(1, 3)})
+    await exporter.poller.run_cycle()
+    samples = await scrape(exporter.port)
+    assert value(samples, "itnio_exporter_shard_index") == 1
+    assert value(samples, "itnio_exporter_shards") == 3
+    exported = {labels["key_id"] for labels, _ in samples["itnio_recall_flow_up"]}
+    assert exported == {str(f.key_id) for f in exporter.config.flows if Shard(1, 3).owns(f.key_id)}
 
 
 class _FakeSource:

@@ -10,8 +10,6 @@ import aiohttp
 import structlog
 
 from exporter import logs
-from exporter.config import load_config, resolve_credentials
-from exporter.service import Exporter
 from exporter.signing import sign
 from exporter.simulator import Fault, Simulator, static_flows
 
@@ -36,7 +34,7 @@ async def post(port: int, path: str) -> bytes:
             return await response.read()
 
 
-async def test_no_secret_or_sign_in_logs_metrics_pages_errors_or_reprs(tmp_path):
+async def test_no_secret_or_sign_in_logs_metrics_pages_errors_or_reprs(tmp_path, exporter_from_file):
     out = io.StringIO()
     logs.configure("debug", "json", stream=out)
     sim = Simulator(api_secret=SECRET_1, flows=static_flows(6, 2), hang_seconds=5, timestamp_window=60)
@@ -45,9 +43,8 @@ async def test_no_secret_or_sign_in_logs_metrics_pages_errors_or_reprs(tmp_path)
     secret_file.write_text(SECRET_1 + "\n")
     path = tmp_path / "config.yaml"
     path.write_text(config_text(sim, secret_file))
-    config = load_config(path)
-    exporter = Exporter(config, resolve_credentials(config.api), listen_address="127.0.0.1:0", config_path=path)
-    await exporter.start(run_poller=False)
+    exporter = await exporter_from_file(path)
+    config = exporter.config
     seen: list[str] = []  # everything a user or an attacker could read
 
     async def look() -> None:

@@ -12,7 +12,7 @@ import shutil
 import ssl
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,12 @@ import bcrypt
 import pytest
 import trustme
 import yaml
-from .conftest import exporter_config, require_tool
+from .conftest import require_tool
 
 from exporter import cli
-from exporter.config import ConfigError, Credentials, validate_config
+from exporter.config import ConfigError
 from exporter.service import Exporter
-from exporter.simulator import DEMO_API_SECRET, Simulator
+from exporter.simulator import Simulator
 from exporter.webconfig import WebConfig, build_ssl_context, load_web_config, validate_web_config, TLS12_CIPHERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,25 +83,14 @@ Start = Callable[..., Awaitable[Exporter]]
 
 
 @pytest.fixture
-async def start(sim: Simulator) -> AsyncIterator[Start]:
-    started: list[Exporter] = []
+def start(sim: Simulator, make_exporter) -> Start:
+    """An exporter serving with the web config at ``web_config_path``."""
 
     async def factory(web_config_path: Path, **kwargs: Any) -> Exporter:
-        config = validate_config(exporter_config(sim))
-        exporter = Exporter(
-            config,
-            Credentials(config.api.api_key or "", DEMO_API_SECRET, "test"),
-            listen_address="127.0.0.1:0",
-            web_config=WebConfig(web_config_path),
-            **kwargs,
-        )
-        await exporter.start(run_poller=False)
-        started.append(exporter)
-        return exporter
+        options = {"web_config": WebConfig(web_config_path), **kwargs}
+        return await make_exporter(sim, run_poller=False, exporter_options=options)
 
-    yield factory
-    for exporter in started:
-        await exporter.stop()
+    return factory
 
 
 async def get(
@@ -188,11 +177,9 @@ async def test_renewed_certificate_is_served_without_restart(pki: Pki, start: St
     assert await peer_serial(exporter.port, context) == _serial_of(pki.dir / "server.crt") != second
 
 
-async def test_background_watch_picks_up_renewal(pki: Pki, sim: Simulator) -> None:
+async def test_background_watch_picks_up_renewal(pki: Pki, sim: Simulator, make_exporter) -> None:
     web_config = WebConfig(write_web_config(pki.dir, TLS), watch_interval=0.05)
-    config = validate_config(exporter_config(sim))
-    exporter = Exporter(config, Credentials("k", "s", "test"), listen_address="127.0.0.1:0", web_config=web_config)
-    await exporter.start(run_poller=False)
+    exporter = await make_exporter(sim, run_poller=False, exporter_options={"web_config": web_config})
     try:
         context = pki.client_context()
         first = await peer_serial(exporter.port, context)
