@@ -304,7 +304,6 @@ class RenderedSnapshot:
     text_gzip: GzipPrefix
     openmetrics_gzip: GzipPrefix
     series: int
-    rendered_at: float
 
     @classmethod
     def of(cls, snapshot: Snapshot, cooperative: bool = False) -> RenderedSnapshot:
@@ -324,7 +323,6 @@ class RenderedSnapshot:
             text_gzip=GzipPrefix(text),
             openmetrics_gzip=GzipPrefix(openmetrics),
             series=sum(len(f.samples) for f in families),
-            rendered_at=time.time(),
         )
 
 

@@ -152,8 +152,7 @@ class Exporter:
         )
         self._set_enricher(self.config)
         self.discovery = Discovery(self.poller, lambda: self.client, self.telemetry)
-        await self.discovery.apply(self.config, run=run_poller)
-        await self.exposition.publish(self.poller.snapshot)
+        await self.discovery.apply(self.config, run=run_poller)  # sets the flows and publishes the first snapshot
         middlewares, ssl_context, self.auth = serving_options(
             self.web_config, health_unauthenticated=self.health_unauthenticated
         )
