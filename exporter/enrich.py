@@ -30,7 +30,7 @@ from typing import Protocol
 
 import structlog
 
-from .model import NODE_ENDED_STATUSES, ApiError, CallStats, FlowDetail, NotSent
+from .model import AccountGuard, NODE_ENDED_STATUSES, ApiError, CallStats, FlowDetail, NotSent
 from .snapshot import Snapshot
 
 log = structlog.get_logger("exporter.enrich")
@@ -105,19 +105,15 @@ class NodeCallEnricher:
         client = self._client()
         if client is None:
             return
-        broken: list[ApiError] = []
-
-        def may_send() -> str | None:
-            return f"account error {broken[0].code}: not sent this cycle" if broken else None
+        guard = AccountGuard()
 
         async def one(entries: dict[int, _Entry], key_id: int, node_key: int, task_id: int, ended: bool) -> None:
             try:
-                stats = await client.group_call_detail(task_id, deadline, may_send)
+                stats = await client.group_call_detail(task_id, deadline, guard.may_send)
             except NotSent:
                 return
             except ApiError as error:
-                if error.is_account_error():
-                    broken.append(error)
+                guard.note(error)
                 log.warning(
                     "node_calls_failed", key_id=key_id, node_key_id=node_key, task_id=task_id,
                     kind=error.kind.value, code=error.code, error=error.message,

@@ -69,6 +69,22 @@ class NotSent(Exception):
         self.reason = reason
 
 
+class AccountGuard:
+    """Stops a batch of requests once one of them finds the account broken (-1 or -2).
+
+    Pass :meth:`may_send` to the client, and :meth:`note` every outcome."""
+
+    def __init__(self) -> None:
+        self.error: ApiError | None = None
+
+    def note(self, outcome: object) -> None:
+        if self.error is None and isinstance(outcome, ApiError) and outcome.is_account_error():
+            self.error = outcome
+
+    def may_send(self) -> str | None:
+        return f"account error {self.error.code}: not sent this cycle" if self.error else None
+
+
 # The flow and node state scale the vendor documents (shared by flows and nodes).
 STATES: tuple[str, ...] = ("pending", "in_progress", "completed", "cancelled", "exception")
 UNKNOWN_STATE = "unknown"

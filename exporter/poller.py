@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol, Union
 import structlog
 
 from .config import Config, FlowConfig
-from .model import ApiError, ErrorKind, FlowDetail, FlowRecord, NotSent
+from .model import AccountGuard, ApiError, ErrorKind, FlowDetail, FlowRecord, NotSent
 from .schedule import Schedule, spread_offsets
 from .schedule import stale_after as flow_stale_after
 from .shard import Shard
@@ -152,17 +152,13 @@ class Poller:
                 for flow in flows:
                     results[flow.key_id] = NotSent(f"account error {failed.code}: waiting for the back-off")
                 return results
-        broken: list[ApiError] = []
-
-        def may_send() -> str | None:
-            return f"account error {broken[0].code}: not sent this cycle" if broken else None
+        guard = AccountGuard()
 
         async def one(key_id: int, offset: float = 0.0) -> None:
             if offset > 0:
                 await asyncio.sleep(offset)
-            result = await self._query(key_id, deadline, may_send)
-            if isinstance(result, ApiError) and result.is_account_error():
-                broken.append(result)
+            result = await self._query(key_id, deadline, guard.may_send)
+            guard.note(result)
             results[key_id] = result
 
         window = deadline - time.monotonic() - self.config.api.timeout
