@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check bench clean
+.PHONY: install demo test test-fast check bench clean
 
 install: $(STAMP)
 
@@ -19,11 +19,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The unit tests only (everything but tests/integration and tests/deploy): seconds, not minutes.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest --ignore=tests/integration --ignore=tests/deploy
+
 # Not part of `make test` or CI: a few minutes of load; prints one table (README.md, "Running at scale").
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 
+# Lint, types, and the example config: what CI checks before the tests.
 check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/itnio-exporter --config.check --config.file config.example.yaml
 
 clean:

@@ -52,8 +52,8 @@ def peak_rss_mib() -> float:
 
 def synthetic_snapshot(flows: int, nodes: int = NODES):
     """A snapshot as a cycle over ``flows`` flows of the simulator's static flows leaves it."""
-    from exporter.model import FlowDetail, NodeDetail
-    from exporter.snapshot import FlowState, Snapshot
+    from exporter.polling.snapshot import FlowState, Snapshot
+    from exporter.vendor.model import FlowDetail, NodeDetail
 
     states = []
     for i in range(flows):
@@ -68,7 +68,7 @@ def synthetic_snapshot(flows: int, nodes: int = NODES):
 
 
 def flows_for_series(series: int) -> int:
-    from exporter.exposition import RenderedSnapshot
+    from exporter.metrics.exposition import RenderedSnapshot
 
     per_flow = RenderedSnapshot.of(synthetic_snapshot(10)).series / 10
     return round(series / per_flow)
@@ -152,7 +152,7 @@ async def serve_app(app) -> tuple[Any, int]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, runner.addresses[0][1]
 
 
 async def worker_metrics(series: int, seconds: float, connections: int) -> dict[str, Any]:
@@ -161,7 +161,7 @@ async def worker_metrics(series: int, seconds: float, connections: int) -> dict[
     from prometheus_client import CollectorRegistry
 
     from exporter.config import Credentials, validate_config
-    from exporter.exposition import _Families, snapshot_families
+    from exporter.metrics.exposition import _Families, snapshot_families
     from exporter.service import Exporter
 
     snapshot = synthetic_snapshot(flows_for_series(series))
@@ -230,9 +230,9 @@ async def worker_metrics(series: int, seconds: float, connections: int) -> dict[
 async def worker_cycle(sim_url: str, flows: int, cycles: int, shard: tuple[int, int], during: float) -> dict[str, Any]:
     """Poll cycles over ``flows`` flows (all due every cycle); optionally /metrics load during one."""
     from exporter.config import Credentials, validate_config
-    from exporter.schedule import Schedule
+    from exporter.polling.schedule import Schedule
+    from exporter.polling.shard import Shard
     from exporter.service import Exporter
-    from exporter.shard import Shard
     from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET
 
     config = validate_config({
@@ -279,8 +279,8 @@ async def worker_cycle(sim_url: str, flows: int, cycles: int, shard: tuple[int, 
 def worker_calls_per_hour(flows: int) -> dict[str, Any]:
     """Vendor calls in one simulated hour for a realistic mix, with the real Poller and a fake clock."""
     from exporter.config import validate_config
-    from exporter.model import FlowDetail
-    from exporter.poller import Poller
+    from exporter.polling.poller import Poller
+    from exporter.vendor.model import FlowDetail
 
     # A day's campaign seen at some hour: most flows are finished.
     mix = [(2, 0.60), (3, 0.10), (1, 0.20), (0, 0.05), (4, 0.05)]  # (status, share)

@@ -13,9 +13,9 @@ import structlog
 
 from . import __version__, logs
 from .config import ConfigError, load_config, resolve_credentials
+from .polling.shard import Shard, index_from_hostname
 from .service import DEFAULT_LISTEN_ADDRESS, Exporter, parse_listen_address
-from .shard import Shard, index_from_hostname
-from .webconfig import WebConfig
+from .web.webconfig import WebConfig
 
 log = structlog.get_logger("exporter.cli")
 
@@ -226,7 +226,7 @@ async def _serve(exporter: Exporter) -> int:
 
 
 async def _serve_demo(listen: str, telemetry_path: str, web: dict | None = None) -> int:
-    from .demo import start_demo_simulator
+    from .simulator.demo import start_demo_simulator
 
     sim, config, credentials = await start_demo_simulator()
     exporter = Exporter(config, credentials, listen_address=listen, telemetry_path=telemetry_path, **(web or {}))

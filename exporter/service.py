@@ -10,20 +10,21 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from .aio import cancel
 from . import __version__
-from .app import Health, make_app
-from .auth import BasicAuth, serving_options
-from .client import ItnioClient
-from .clienttls import client_transport_options
-from .config import Config, ConfigError, Credentials, load_config, read_secret_file, resolve_credentials
-from .discovery import Discovery
-from .enrich import NodeCallEnricher
-from .exposition import Exposition
-from .poller import Poller
-from .shard import Shard, register_shard_metrics
-from .telemetry import GROUP_CALL_DETAIL, Telemetry
-from .webconfig import WebConfig, load_web_config
+from .aio import cancel
+from .config import ApiConfig, Config, ConfigError, Credentials, load_config, read_secret_file, resolve_credentials
+from .metrics.exposition import Exposition
+from .metrics.telemetry import Telemetry
+from .polling.discovery import Discovery
+from .polling.enrich import NodeCallEnricher
+from .polling.poller import Poller
+from .polling.shard import Shard
+from .vendor.client import ItnioClient
+from .vendor.endpoints import GROUP_CALL_DETAIL
+from .vendor.transport import client_transport_options
+from .web.app import Health, make_app
+from .web.auth import BasicAuth, serving_options
+from .web.webconfig import WebConfig, load_web_config
 
 log = structlog.get_logger("exporter.service")
 
@@ -43,6 +44,23 @@ def load_all(path: str | Path) -> tuple[Config, Credentials]:
     """Read and check a config file and the secret it names (blocking: run it off the loop)."""
     config = load_config(path)
     return config, resolve_credentials(config.api)
+
+
+def build_client(api: ApiConfig, credentials: Credentials, telemetry: Telemetry) -> ItnioClient:
+    """The API client for an ``api:`` section, reporting into ``telemetry`` (which also shows
+    whether the vendor's certificate is verified)."""
+    telemetry.set_config_info(tls_insecure_skip_verify=api.tls.insecure_skip_verify)
+    return ItnioClient(
+        api.base_url,
+        credentials,
+        timeout=api.timeout,
+        max_connections=api.max_concurrency,
+        max_response_bytes=api.max_response_bytes,
+        retries=api.retries,
+        max_requests_per_second=api.max_requests_per_second,
+        telemetry=telemetry,
+        **client_transport_options(api),
+    )
 
 
 class SecretFile:
@@ -97,7 +115,7 @@ class Exporter:
         self.telemetry_path = telemetry_path
         self.telemetry = Telemetry()
         self.shard = shard or Shard()
-        register_shard_metrics(self.telemetry.registry, self.shard)
+        self.telemetry.set_shard(self.shard)
         self.exposition = Exposition(self.telemetry.registry)
         self.client: ItnioClient | None = None
         self.poller: Poller | None = None
@@ -121,18 +139,7 @@ class Exporter:
         return self.exposition.snapshot.ready
 
     def _make_client(self, config: Config, credentials: Credentials) -> ItnioClient:
-        api = config.api
-        return ItnioClient(
-            api.base_url,
-            credentials,
-            timeout=api.timeout,
-            max_connections=api.max_concurrency,
-            max_response_bytes=api.max_response_bytes,
-            retries=api.retries,
-            max_requests_per_second=api.max_requests_per_second,
-            telemetry=self.telemetry,
-            **client_transport_options(api, self.telemetry),
-        )
+        return build_client(config.api, credentials, self.telemetry)
 
     @staticmethod
     def _watch(config: Config) -> SecretFile | None:
@@ -163,9 +170,8 @@ class Exporter:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        if self._runner.addresses:
+            self.port = self._runner.addresses[0][1]
         self.telemetry.config_loaded()
         if self.web_config is not None:
             self.web_config.start_watching()

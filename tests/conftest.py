@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -146,7 +146,7 @@ async def serve(handler_or_app, path: str = "/voice/recallFlow/queryDetail", ssl
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
-    return runner, site._server.sockets[0].getsockname()[1]
+    return runner, runner.addresses[0][1]
 
 
 def parse_samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:

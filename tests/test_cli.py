@@ -11,9 +11,8 @@ import urllib.request
 import pytest
 
 from exporter import __version__
-from exporter.model import STATES
-
-from .conftest import free_port, parse_samples
+from exporter.vendor.model import STATES
+from tests.conftest import free_port, parse_samples
 
 EXE = [sys.executable, "-m", "exporter"]
 

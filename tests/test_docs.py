@@ -7,8 +7,7 @@ from pathlib import Path
 import yaml
 
 from exporter.config import validate_config
-
-from .conftest import require_tool
+from tests.conftest import require_tool
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

@@ -1,0 +1,48 @@
+"""The configuration: schema, loading, credentials. The bottom layer: it imports nothing else of the exporter.
+
+Everything the daemon reads from YAML goes through :func:`load_config`, which either
+returns a fully checked :class:`Config` or raises :class:`ConfigError` carrying one
+human line per problem, each naming the field (``flows[2].key_id: ...``). The names
+below are the package's public face; the modules say where each lives.
+"""
+
+from .credentials import ENV_API_KEY, ENV_API_SECRET, Credentials, read_secret_file, resolve_credentials
+from .durations import Duration, format_duration, parse_duration
+from .errors import ConfigError, validate_mapping
+from .files import read_text_file
+from .loading import load_config, parse_yaml, validate_config
+from .schema import (
+    DEFAULT_BASE_URL,
+    ApiConfig,
+    ApiTlsConfig,
+    Config,
+    DiscoveryConfig,
+    EnrichConfig,
+    FlowConfig,
+    PollConfig,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ENV_API_KEY",
+    "ENV_API_SECRET",
+    "ApiConfig",
+    "ApiTlsConfig",
+    "Config",
+    "ConfigError",
+    "Credentials",
+    "DiscoveryConfig",
+    "Duration",
+    "EnrichConfig",
+    "FlowConfig",
+    "PollConfig",
+    "format_duration",
+    "load_config",
+    "parse_duration",
+    "parse_yaml",
+    "read_secret_file",
+    "read_text_file",
+    "resolve_credentials",
+    "validate_config",
+    "validate_mapping",
+]

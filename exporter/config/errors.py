@@ -1,0 +1,84 @@
+"""Configuration problems: one human line per problem, each naming the field.
+
+:class:`ConfigError` carries the lines; :func:`validate_mapping` turns pydantic's errors
+into them (``flows[2].key_id: ...``). Values typed where a secret belongs, and URLs with
+credentials in them, are never echoed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part and not str(part).startswith(("function-", "constrained-")):
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    secret_field = any("secret" in str(part) for part in error["loc"])
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    message = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    value = error.get("input")
+    if secret_field:  # never echo what was typed where a secret belongs
+        return message.replace(repr(value), "the value") if value is not None else message
+    if isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/\s]*@", value):
+        value = None  # a URL with credentials in it is not echoed
+    if kind not in ("model_type",) and isinstance(value, (str, int, float, bool)) and repr(value) not in message:
+        message += f" (got {value!r})"
+    return message
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_mapping(
+    model: type[M], raw: Any, what: str, *, hide_input: Callable[[tuple[Any, ...]], bool] = lambda loc: False
+) -> M:
+    """Validate a parsed YAML document against ``model``; ConfigError with a line per problem.
+
+    ``hide_input(loc)`` says for which fields the value typed must never be echoed.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"(top level): the {what} must be a YAML mapping"])
+    try:
+        return model.model_validate(raw)
+    except ConfigError:
+        raise
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            ctx_error = (error.get("ctx") or {}).get("error")
+            if isinstance(ctx_error, ConfigError):
+                problems.extend(ctx_error.problems)
+                continue
+            if hide_input(error["loc"]):
+                error = {**error, "input": None}
+            problems.append(f"{_field_path(error['loc'])}: {_message(error)}")
+        raise ConfigError(problems) from None

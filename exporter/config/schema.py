@@ -1,0 +1,232 @@
+"""The configuration file's schema: every field, its default and its checks.
+
+Models are frozen and strict (a string is not a number, unknown fields are errors);
+checks that span fields live in :meth:`Config._cross_checks` and raise ConfigError
+with one line per problem.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import zoneinfo
+from datetime import UTC, tzinfo
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+from .durations import Duration, format_duration
+from .errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.itniotech.com"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ApiTlsConfig(_Model):
+    """TLS towards the vendor: verified against the system CAs, or only ``ca_file`` when set."""
+
+    ca_file: Path | None = None
+    insecure_skip_verify: StrictBool = False
+
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _ca_file(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not value:
+            raise ValueError("must be a file path")
+        try:
+            ssl.create_default_context(cafile=value)
+        except FileNotFoundError:
+            raise ValueError(f"{value}: no such file") from None
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{value}: not a PEM CA certificate ({getattr(exc, 'reason', None) or type(exc).__name__})") from None
+        return Path(value)
+
+
+class ApiConfig(_Model):
+    base_url: StrictStr = DEFAULT_BASE_URL
+    api_key: StrictStr | None = None
+    api_secret: SecretStr | None = Field(default=None, repr=False)
+    api_secret_file: Path | None = None
+    timeout: Duration = 10.0
+    max_concurrency: StrictInt = Field(default=4, ge=1, le=1024)
+    max_response_bytes: StrictInt = Field(default=8 * 1024 * 1024, ge=1024)
+    retries: StrictInt = Field(default=2, ge=0, le=10)
+    tls: ApiTlsConfig = ApiTlsConfig()
+    # Explicit proxy; without it HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment apply.
+    proxy_url: StrictStr | None = Field(default=None, repr=False)  # may hold user:password@
+    # A token bucket over every request sent (retries included); None: no cap.
+    max_requests_per_second: float | None = Field(default=None, gt=0)
+
+    # IANA time zone of the vendor's "YYYY-MM-DD HH:mm:ss" times (queryPage filters and createTime).
+    timezone: StrictStr = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if value == "UTC":  # needs no time zone database (slim or distroless images may lack one)
+            return value
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"{value!r} is not an IANA time zone name like UTC or Asia/Shanghai") from None
+        return value
+
+    @property
+    def zone(self) -> tzinfo:
+        return UTC if self.timezone == "UTC" else zoneinfo.ZoneInfo(self.timezone)
+
+    @field_validator("api_secret_file", mode="before")
+    @classmethod
+    def _path(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value:
+                raise ValueError("must not be empty")
+            return Path(value)
+        raise ValueError("must be a file path")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @field_validator("proxy_url")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError("is not an http:// or https:// proxy URL like http://proxy.example:3128")
+        return value
+
+
+class PollConfig(_Model):
+    interval: Duration = 60.0
+    stale_after: Duration | None = None
+    max_backoff: Duration = 600.0
+    max_nodes_per_flow: StrictInt = Field(default=200, ge=0)
+    # Flows in a terminal state (completed, cancelled) are polled this often instead.
+    terminal_interval: Duration = 900.0
+    # Start each cycle's requests evenly over the interval rather than all at once.
+    spread: StrictBool = False
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value < 0.1:
+            raise ValueError("must be at least 100ms")
+        return value
+
+    @property
+    def stale_after_seconds(self) -> float:
+        return self.stale_after if self.stale_after is not None else 3 * self.interval
+
+
+class FlowConfig(_Model):
+    key_id: StrictInt = Field(ge=1)
+    name: StrictStr = ""
+
+    @field_validator("name")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        # YAML keeps an escaped surrogate pair ("\ud83d\ude42") as two code points: join them.
+        # A lone one cannot be carried by any UTF-8 page: a label must be text.
+        try:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeDecodeError:
+            raise ValueError("is not valid Unicode text (a lone surrogate escape?)") from None
+
+
+class DiscoveryConfig(_Model):
+    """Watching the flows that recallFlow/queryPage lists, in addition to ``flows:``."""
+
+    enabled: StrictBool = False
+    lookback: Duration = 7 * 86400.0  # flows created within this
+    refresh: Duration = 300.0  # how often the list is read
+    task_name: StrictStr | None = None  # the vendor's taskName filter
+    page_size: StrictInt = Field(default=100, ge=1, le=100)
+
+    @field_validator("lookback", "refresh")
+    @classmethod
+    def _at_least_a_second(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("must be at least 1s")
+        return value
+
+    @field_validator("task_name")
+    @classmethod
+    def _non_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty (leave it out to list every flow)")
+        return value
+
+
+class EnrichConfig(_Model):
+    """Extra requests per poll cycle for more detail."""
+
+    node_calls: StrictBool = False  # group/call/detail for each node's taskId
+
+
+class Config(_Model):
+    api: ApiConfig = ApiConfig()
+    poll: PollConfig = PollConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
+    enrich: EnrichConfig = EnrichConfig()
+    flows: list[FlowConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        problems = []
+        seen: dict[int, int] = {}
+        for index, flow in enumerate(self.flows):
+            if flow.key_id in seen:
+                problems.append(
+                    f"flows[{index}].key_id: duplicate key_id {flow.key_id} (also flows[{seen[flow.key_id]}])"
+                )
+            seen.setdefault(flow.key_id, index)
+        if not self.flows and not self.discovery.enabled:
+            problems.append("flows: at least one flow to watch is needed (or discovery.enabled: true)")
+        if self.api.timeout > self.poll.interval:
+            problems.append(
+                f"api.timeout: {format_duration(self.api.timeout)} must not exceed "
+                f"poll.interval ({format_duration(self.poll.interval)})"
+            )
+        if self.poll.max_backoff < self.poll.interval:
+            problems.append(
+                f"poll.max_backoff: {format_duration(self.poll.max_backoff)} must not be shorter than "
+                f"poll.interval ({format_duration(self.poll.interval)})"
+            )
+        stale = self.poll.stale_after
+        if stale is not None and stale < self.poll.interval:
+            problems.append(
+                f"poll.stale_after: {format_duration(stale)} must not be shorter than "
+                f"poll.interval ({format_duration(self.poll.interval)})"
+            )
+        if self.poll.terminal_interval < self.poll.interval:
+            problems.append(
+                f"poll.terminal_interval: {format_duration(self.poll.terminal_interval)} must not be shorter "
+                f"than poll.interval ({format_duration(self.poll.interval)})"
+            )
+        if problems:
+            raise ConfigError(problems)
+        return self

@@ -1,0 +1,398 @@
+"""Turning a Snapshot into the bytes of /metrics, once per snapshot.
+
+The flow and node series change only when a poll cycle ends, so they are rendered
+once per snapshot, in both formats and pre-compressed, and every scrape reuses the
+bytes. Only the small request-level registry (:mod:`exporter.metrics.telemetry`) is rendered
+per scrape and appended. A scrape therefore costs about the bytes it sends.
+
+gzip: the cached part is deflated once and ended with a sync flush; each scrape
+deflates only its own tail and appends it, with the combined CRC, so the answer is
+one ordinary gzip member that every client can read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import struct
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
+
+from ..polling.snapshot import Snapshot
+from ..vendor.errors import ErrorKind
+from ..vendor.model import STATES, UNKNOWN_STATE, state_name
+from .fastrender import render_both
+from .telemetry import BG
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+ALL_STATES = STATES + (UNKNOWN_STATE,)
+ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
+_OM_EOF = b"# EOF\n"
+# Rendering a snapshot this large (in series) is moved off the event loop.
+OFFLOAD_SERIES = 2000
+# Above OFFLOAD_SERIES, a whole answer (snapshot and request-level part) is reused for this
+# long: rendering the live registry (~0.6 ms) and joining it to megabytes of cached bytes
+# cost more than sending them. A new snapshot drops these answers at once.
+LIVE_TTL = 1.0
+# After a large snapshot is published, the heap is collected once and frozen (gc.freeze):
+# the snapshot's objects are long-lived and acyclic, and left in generation 2 they make
+# every full collection scan them all (~100 ms and more at thousands of flows, stalling
+# the event loop and every scrape). Frozen objects are still freed by reference counting
+# when the next snapshot replaces them; every UNFREEZE_EVERY-th time the whole heap is
+# unfrozen and collected, so cyclic garbage that was frozen is not kept for ever.
+UNFREEZE_EVERY = 10
+_RENDERS_WITHOUT_GC: list[Snapshot] = []  # large renders running; the collector is off meanwhile
+
+
+def snapshot_families(snapshot: Snapshot, pause: Callable[[], None] | None = None) -> list[Metric]:
+    """The metric families of one snapshot (flows, nodes and the cycle itself).
+
+    ``pause``, if given, is called every few hundred flows (see RenderedSnapshot.of)."""
+    up = GaugeMetricFamily(
+        "itnio_recall_flow_up", "1 if the last poll of this recall flow succeeded, else 0." + BG, labels=["key_id"]
+    )
+    last_success = GaugeMetricFamily(
+        "itnio_recall_flow_last_success_timestamp_seconds",
+        "Unix time of the last successful poll of this recall flow." + BG,
+        labels=["key_id"],
+    )
+    polls = CounterMetricFamily(
+        "itnio_recall_flow_polls", "Polls of this recall flow, successful or not." + BG, labels=["key_id"]
+    )
+    poll_errors = CounterMetricFamily(
+        "itnio_recall_flow_poll_errors",
+        "Failed polls of this recall flow, by error kind (api, http, timeout, network, decode)." + BG,
+        labels=["key_id", "kind"],
+    )
+    info = InfoMetricFamily(
+        "itnio_recall_flow",
+        "Recall flow metadata: the name (from the config, else the discovered taskName), the recall type "
+        "(all or failed), and the parent group-call task_id and task_name from discovery (empty when the flow "
+        "was not discovered)." + BG,
+        labels=["key_id"],
+    )
+    status = GaugeMetricFamily(
+        "itnio_recall_flow_status",
+        "Recall flow state as the API reports it: 0 pending, 1 in progress, 2 completed, 3 cancelled, "
+        "4 execution exception." + BG,
+        labels=["key_id"],
+    )
+    state = GaugeMetricFamily(
+        "itnio_recall_flow_state",
+        "1 for the current state of the recall flow, 0 for the others." + BG,
+        labels=["key_id", "state"],
+    )
+    interval = GaugeMetricFamily(
+        "itnio_recall_flow_recall_interval_seconds",
+        "Time between recall rounds of the flow (recallInterval)." + BG,
+        labels=["key_id"],
+    )
+    attempts = GaugeMetricFamily(
+        "itnio_recall_flow_recall_attempts",
+        "Number of recall attempts configured for the flow (recallNum)." + BG,
+        labels=["key_id"],
+    )
+    nodes = GaugeMetricFamily(
+        "itnio_recall_flow_nodes",
+        "Number of nodes (recall rounds) of the flow in each state." + BG,
+        labels=["key_id", "state"],
+    )
+    node_status = GaugeMetricFamily(
+        "itnio_recall_node_status",
+        "State of one node (recall round) of a flow: 0 pending, 1 in progress, 2 completed, 3 cancelled, "
+        "4 execution exception." + BG,
+        labels=["key_id", "node_key_id", "task_id", "script_id"],
+    )
+    dropped = GaugeMetricFamily(
+        "itnio_recall_flow_nodes_dropped",
+        "Nodes of the flow beyond poll.max_nodes_per_flow, which get no itnio_recall_node_status series "
+        "(itnio_recall_flow_nodes still counts them)." + BG,
+        labels=["key_id"],
+    )
+    finished = GaugeMetricFamily(
+        "itnio_recall_flow_finished_attempts",
+        "Recall attempts the flow has done (finishNum of recallFlow/queryPage); discovered flows only." + BG,
+        labels=["key_id"],
+    )
+    created = GaugeMetricFamily(
+        "itnio_recall_flow_created_timestamp_seconds",
+        "Unix time at which the flow was created (createTime of recallFlow/queryPage, read in api.timezone); "
+        "discovered flows only." + BG,
+        labels=["key_id"],
+    )
+    node_labels = ["key_id", "node_key_id", "task_id"]
+    node_numbers = GaugeMetricFamily(
+        "itnio_recall_node_numbers",
+        "Phone numbers in the group-call task of the node (numCnt of group/call/detail)." + BG,
+        labels=node_labels,
+    )
+    node_calls = GaugeMetricFamily(
+        "itnio_recall_node_calls",
+        "Calls made by the group-call task of the node (callTotal of group/call/detail); a gauge, as the "
+        "vendor may revise it." + BG,
+        labels=node_labels,
+    )
+    node_succeeded = GaugeMetricFamily(
+        "itnio_recall_node_calls_succeeded",
+        "Successful (answered) calls of the group-call task of the node (success of group/call/detail)." + BG,
+        labels=node_labels,
+    )
+    node_failed = GaugeMetricFamily(
+        "itnio_recall_node_calls_failed",
+        "Failed (unanswered) calls of the group-call task of the node (fail of group/call/detail)." + BG,
+        labels=node_labels,
+    )
+    node_acd = GaugeMetricFamily(
+        "itnio_recall_node_call_duration_average_seconds",
+        "Average duration of the answered calls of the group-call task of the node (acd of "
+        "group/call/detail, assumed to be seconds)." + BG,
+        labels=node_labels,
+    )
+    call_families = (
+        (node_numbers, "numbers"), (node_calls, "calls"), (node_succeeded, "succeeded"),
+        (node_failed, "failed"), (node_acd, "acd_seconds"),
+    )
+    max_nodes = snapshot.max_nodes_per_flow
+    for index, flow in enumerate(snapshot.flows):
+        if pause is not None and index % 200 == 199:
+            pause()
+        key = str(flow.key_id)
+        up.add_metric([key], 1.0 if flow.up else 0.0)
+        if flow.last_success is not None:
+            last_success.add_metric([key], flow.last_success)
+        polls.add_metric([key], flow.polls)
+        counts = dict(flow.errors)
+        for kind in ERROR_KINDS:
+            poll_errors.add_metric([key, kind], counts.get(kind, 0))
+        detail = flow.visible_detail
+        record = flow.record
+        info.add_metric([key], {
+            "name": _utf8(flow.name),
+            "recall_type": detail.recall_type_name if detail else "",
+            "task_id": _opt(record.task_id) if record else "",
+            "task_name": _utf8(record.task_name) if record else "",
+        })
+        if record is not None and record.finish_num is not None:
+            finished.add_metric([key], record.finish_num)
+        if record is not None and record.created is not None:
+            created.add_metric([key], record.created)
+        if detail is None:
+            continue
+        status.add_metric([key], detail.status)
+        current = state_name(detail.status)
+        for name in ALL_STATES:
+            state.add_metric([key, name], 1.0 if name == current else 0.0)
+        interval.add_metric([key], detail.recall_interval_minutes * 60)
+        attempts.add_metric([key], detail.recall_num)
+        per_state = dict.fromkeys(ALL_STATES, 0)
+        for node in detail.nodes:
+            per_state[state_name(node.status)] += 1
+        for node in detail.nodes[:max_nodes]:
+            node_status.add_metric(
+                [key, str(node.key_id), _opt(node.task_id), _opt(node.script_id)], node.status
+            )
+        dropped.add_metric([key], max(0, len(detail.nodes) - max_nodes))
+        if flow.calls:
+            shown = {node.key_id: node.task_id for node in detail.nodes[:max_nodes]}
+            for node_key, stats in flow.calls:
+                if node_key not in shown:
+                    continue
+                labels = [key, str(node_key), _opt(shown[node_key])]
+                for family, field in call_families:
+                    number = getattr(stats, field)
+                    if number is not None:
+                        family.add_metric(labels, number)
+        for name, count in per_state.items():
+            nodes.add_metric([key, name], count)
+
+    cycle = [
+        GaugeMetricFamily(
+            "itnio_exporter_poll_duration_seconds",
+            "Duration of the last complete poll cycle over all flows." + BG,
+            value=snapshot.cycle_duration,
+        ),
+        CounterMetricFamily(
+            "itnio_exporter_poll_cycles", "Poll cycles completed since the exporter started." + BG, value=snapshot.cycles
+        ),
+        GaugeMetricFamily(
+            "itnio_exporter_flows", "Number of recall flows the exporter watches." + BG, value=len(snapshot.flows)
+        ),
+    ]
+    if snapshot.cycles:
+        cycle.append(
+            GaugeMetricFamily(
+                "itnio_exporter_last_poll_timestamp_seconds",
+                "Unix time at which the last complete poll cycle started." + BG,
+                value=snapshot.cycle_started,
+            )
+        )
+    return [
+        up, last_success, polls, poll_errors, info, status, state, interval, attempts, nodes, node_status, dropped,
+        finished, created, *(family for family, _ in call_families), *cycle,
+    ]
+
+
+def _yield_gil() -> None:
+    time.sleep(0)
+
+
+def _opt(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _utf8(text: str) -> str:
+    """``text`` as encodable UTF-8. YAML escapes can put surrogates in a config string; one
+    unencodable name must not make every render fail: a pair becomes its character, a lone
+    surrogate U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+class _Families:
+    """A collector that yields a fixed list of families, for prometheus_client's renderers."""
+
+    def __init__(self, families: Iterable[Metric]):
+        self._families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+def _render(families: list[Metric], openmetrics: bool) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))  # type: ignore[arg-type]
+    if openmetrics:
+        return generate_latest_openmetrics(registry).removesuffix(_OM_EOF)
+    return generate_latest(registry)
+
+
+class GzipPrefix:
+    """A gzip stream for ``data`` left open, so that any tail can finish it cheaply."""
+
+    __slots__ = ("head", "crc", "size")
+
+    def __init__(self, data: bytes, level: int = 6):
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        header = b"\x1f\x8b\x08\x00" + struct.pack("<I", 0) + b"\x00\xff"
+        self.head = header + compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        self.crc = zlib.crc32(data)
+        self.size = len(data)
+
+    def finish(self, tail: bytes) -> bytes:
+        compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+        body = compressor.compress(tail) + compressor.flush(zlib.Z_FINISH)
+        trailer = struct.pack("<II", zlib.crc32(tail, self.crc), (self.size + len(tail)) & 0xFFFFFFFF)
+        return self.head + body + trailer
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedSnapshot:
+    """The cached bytes of one snapshot in every form /metrics may need."""
+
+    text: bytes
+    openmetrics: bytes
+    text_gzip: GzipPrefix
+    openmetrics_gzip: GzipPrefix
+    series: int
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, cooperative: bool = False) -> RenderedSnapshot:
+        """Render ``snapshot``. ``cooperative`` (in a worker thread): hand the GIL to the event
+        loop every millisecond or so (time.sleep(0)), rather than make it wait for Python's
+        5 ms switch interval on every I/O step of every scrape while a large render runs."""
+        pause = _yield_gil if cooperative else None
+        families = snapshot_families(snapshot, pause)
+        both = render_both(families, pause)  # prometheus_client's bytes, several times faster
+        if both is None:
+            text, openmetrics = _render(families, openmetrics=False), _render(families, openmetrics=True)
+        else:
+            text, openmetrics = both
+        return cls(
+            text=text,
+            openmetrics=openmetrics,
+            text_gzip=GzipPrefix(text),
+            openmetrics_gzip=GzipPrefix(openmetrics),
+            series=sum(len(f.samples) for f in families),
+        )
+
+
+def series_count(snapshot: Snapshot) -> int:
+    """A cheap upper estimate of the series a snapshot renders to."""
+    total = 14 * len(snapshot.flows)
+    for flow in snapshot.flows:
+        total += 5 * len(flow.calls)
+        if flow.detail is not None:
+            total += min(len(flow.detail.nodes), snapshot.max_nodes_per_flow)
+    return total
+
+
+class Exposition:
+    """Holds the latest rendered snapshot and assembles /metrics answers from it."""
+
+    def __init__(self, live_registry: CollectorRegistry, snapshot: Snapshot | None = None):
+        self.live_registry = live_registry
+        self.snapshot = snapshot or Snapshot()
+        self.rendered = RenderedSnapshot.of(self.snapshot)
+        self._answers: dict[tuple[bool, bool], tuple[float, bytes]] = {}  # (openmetrics, gzip)
+        self._large_publishes = 0
+
+    async def publish(self, snapshot: Snapshot) -> None:
+        """Render a new snapshot (in a worker thread when large) and make it the current one."""
+        if series_count(snapshot) > OFFLOAD_SERIES:
+            # The render allocates a few objects per series, all acyclic and soon freed by
+            # reference counting; left on, the cyclic collector would rescan them (and the
+            # heap) several times per render, 50-120 ms each with the GIL held at 5,000 flows.
+            _RENDERS_WITHOUT_GC.append(snapshot)
+            gc.disable()
+            try:
+                rendered = await asyncio.get_running_loop().run_in_executor(None, RenderedSnapshot.of, snapshot, True)
+            finally:
+                _RENDERS_WITHOUT_GC.remove(snapshot)
+                if not _RENDERS_WITHOUT_GC:
+                    gc.enable()
+        else:
+            rendered = RenderedSnapshot.of(snapshot)
+        self.snapshot, self.rendered = snapshot, rendered
+        self._answers = {}
+        if rendered.series > OFFLOAD_SERIES:
+            self._settle_heap()
+
+    def _settle_heap(self) -> None:
+        self._large_publishes += 1
+        if self._large_publishes % UNFREEZE_EVERY == 0:
+            gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+
+    def body(self, *, openmetrics: bool, gzip: bool) -> bytes:
+        """The full /metrics body: cached snapshot bytes plus the live request metrics."""
+        large = self.rendered.series > OFFLOAD_SERIES
+        if large:
+            now = time.monotonic()
+            hit = self._answers.get((openmetrics, gzip))
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        body = self._assemble(openmetrics, gzip)
+        if large:
+            self._answers[(openmetrics, gzip)] = (now + LIVE_TTL, body)
+        return body
+
+    def _assemble(self, openmetrics: bool, gzip: bool) -> bytes:
+        if openmetrics:
+            tail = generate_latest_openmetrics(self.live_registry)
+            cached, prefix = self.rendered.openmetrics, self.rendered.openmetrics_gzip
+        else:
+            tail = generate_latest(self.live_registry)
+            cached, prefix = self.rendered.text, self.rendered.text_gzip
+        return prefix.finish(tail) if gzip else cached + tail

@@ -1,0 +1,214 @@
+"""Discovery: watch the flows that ``POST /voice/recallFlow/queryPage`` lists.
+
+Turned on by ``discovery.enabled``. Every ``discovery.refresh`` the whole list of flows
+created within ``discovery.lookback`` (optionally filtered by ``discovery.task_name``)
+is read, page by page, and the poller watches the union of those flows and the static
+``flows:`` list (a static flow keeps its configured name; a discovered one is named
+after its taskName). The poller's :meth:`~exporter.poller.Poller.set_flows` does the
+rest: flows that stay keep their data, new ones are polled at once, and any sharding
+applies to discovered flows as to static ones.
+
+- A run is all or nothing: if any page fails, the previous set is kept, so no flow
+  vanishes because page 3 timed out.
+- The list may change while it is read (a flow created between page 1 and page 2
+  shifts the later pages). Records are merged by keyId, so a record read twice counts
+  once; if the ``total`` changed between pages, or fewer distinct flows were read than
+  the last page's total, the list is read again (up to :data:`MAX_PASSES` passes) and
+  the passes are merged, so a flow that was in the list throughout is never lost.
+- ``endTime`` is :data:`END_MARGIN` ahead of the local clock, so that flows created
+  during the run, or under a vendor clock a little ahead of ours, are listed.
+- A discovered flow that is no longer listed (it left the lookback window, or no longer
+  matches) stays watched until it has ended (status 2, 3 or 4 in its last queryDetail
+  answer, or in its last record when it was never polled), or until queryDetail says
+  it does not exist (-24); then it leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from typing import Protocol
+
+import structlog
+
+from ..aio import cancel
+from ..config import Config, FlowConfig
+from ..vendor.endpoints import CODE_NOT_EXISTING
+from ..vendor.errors import ApiError, NotSent
+from ..vendor.model import NODE_ENDED_STATUSES, VENDOR_TIME_FORMAT, FlowPage, FlowRecord
+from .poller import Poller
+
+log = structlog.get_logger("exporter.polling.discovery")
+
+MAX_PASSES = 3  # reads of the whole list in one run while it keeps changing under us
+MAX_PAGES = 1000  # 100,000 flows at 100 a page: a `pages` beyond this is not believed
+END_MARGIN = 3600.0  # seconds
+
+
+class PageSource(Protocol):
+    async def query_page(
+        self, current: int, size: int, params: dict[str, str], zone: tzinfo, deadline: float | None = None
+    ) -> FlowPage: ...
+
+
+class DiscoveryObserver(Protocol):
+    """Where discovery reports its runs (the exporter's telemetry implements it)."""
+
+    def discovery_on(self) -> None:
+        """Discovery is on: its series exist from now on."""
+
+    def discovered(self, flows: int) -> None:
+        """This many flows are watched because discovery found them."""
+
+    def discovery_failed(self) -> None:
+        """A run failed; the previous set is kept."""
+
+    def discovery_succeeded(self, at: float) -> None:
+        """A run read every page, at unix time ``at``."""
+
+
+def vendor_time(unix: float, zone: tzinfo) -> str:
+    return datetime.fromtimestamp(unix, zone).strftime(VENDOR_TIME_FORMAT)
+
+
+class Discovery:
+    """Owns the set of discovered flows and the task that refreshes it."""
+
+    def __init__(
+        self,
+        poller: Poller,
+        client: Callable[[], PageSource | None],
+        telemetry: DiscoveryObserver,
+        *,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.poller = poller
+        self._client = client  # the current client (it is replaced when api: changes on reload)
+        self.telemetry = telemetry
+        self.clock = clock
+        self.config: Config | None = None
+        self.records: dict[int, FlowRecord] = {}  # discovered flows being watched
+        self._task: asyncio.Task[None] | None = None
+
+    # -- configuration ---------------------------------------------------------------------
+    def merged(self, config: Config) -> Config:
+        """``config`` with the discovered flows added after the static ones (static names win)."""
+        if not config.discovery.enabled:
+            return config
+        static = {flow.key_id for flow in config.flows}
+        extra = [
+            FlowConfig.model_construct(key_id=key_id, name=self.records[key_id].task_name)
+            for key_id in sorted(self.records)
+            if key_id not in static
+        ]
+        return config.model_copy(update={"flows": [*config.flows, *extra]}) if extra else config
+
+    async def apply(self, config: Config, *, run: bool = True) -> None:
+        """Take a (new) config: set the poller's flows and (re)start the refresh task.
+
+        Called at start and on every reload; the flows discovered so far stay while
+        discovery stays on. ``run=False`` starts no task (tests call :meth:`run_once`).
+        """
+        await self.stop()
+        self.config = config
+        if not config.discovery.enabled:
+            self.records = {}
+        else:
+            self.telemetry.discovery_on()
+        await self._publish()
+        if run and config.discovery.enabled:
+            self._task = asyncio.create_task(self.run(), name="discovery")
+
+    async def stop(self) -> None:
+        await cancel(self._task)
+        self._task = None
+
+    async def _publish(self) -> None:
+        assert self.config is not None
+        self.poller.records = dict(self.records)
+        await self.poller.set_flows(self.merged(self.config))
+        if self.config.discovery.enabled:
+            self.telemetry.discovered(len(self.records))
+
+    # -- running ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        """A run now, then one every discovery.refresh, until cancelled."""
+        while True:
+            assert self.config is not None
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug, not an answer: keep the set, try again later
+                log.exception("discovery_run_failed")
+            await asyncio.sleep(self.config.discovery.refresh)
+
+    async def run_once(self) -> bool:
+        """Read the whole list and apply it. False (and nothing changed) if any page failed."""
+        config = self.config
+        client = self._client()
+        if config is None or not config.discovery.enabled or client is None:
+            return False
+        settings = config.discovery
+        zone = config.api.zone
+        now = self.clock()
+        params = {"strTime": vendor_time(now - settings.lookback, zone), "endTime": vendor_time(now + END_MARGIN, zone)}
+        if settings.task_name:
+            params["taskName"] = settings.task_name
+        try:
+            found = await self._read_all(client, params, settings.page_size, zone,
+                                         time.monotonic() + settings.refresh)
+        except (ApiError, NotSent) as exc:
+            self.telemetry.discovery_failed()
+            log.warning("discovery_failed", error=str(exc), keeping=f"{len(self.records)} discovered flows")
+            return False
+        if self.config is not config:  # reloaded while the list was read: the new settings decide
+            return False
+        records = dict(found)
+        for key_id, record in self.records.items():
+            if key_id in found:
+                continue
+            if self._ended(key_id, record):
+                log.info("discovered_flow_left", key_id=key_id, task_name=record.task_name)
+            else:
+                records[key_id] = record  # no longer listed but still running: keep watching
+        for key_id in records.keys() - self.records.keys():
+            log.info("flow_discovered", key_id=key_id, task_name=records[key_id].task_name)
+        self.records = records
+        await self._publish()
+        self.telemetry.discovery_succeeded(self.clock())
+        return True
+
+    def _ended(self, key_id: int, record: FlowRecord) -> bool:
+        state = self.poller.snapshot.flow(key_id)
+        if state is not None:
+            if state.last_error is not None and state.last_error.code == CODE_NOT_EXISTING:
+                return True
+            if state.detail is not None:
+                return state.detail.status in NODE_ENDED_STATUSES
+        return record.status in NODE_ENDED_STATUSES
+
+    async def _read_all(
+        self, client: PageSource, params: dict[str, str], size: int, zone: tzinfo, deadline: float
+    ) -> dict[int, FlowRecord]:
+        """Every record of the list, by keyId; re-read while the list changes under us."""
+        found: dict[int, FlowRecord] = {}
+        for attempt in range(1, MAX_PASSES + 1):
+            totals = []
+            current = 1
+            while True:
+                page = await client.query_page(current, size, params, zone, deadline)
+                totals.append(page.total)
+                for record in page.records:
+                    found[record.key_id] = record
+                pages = page.pages or math.ceil(page.total / size)
+                if current >= min(pages, MAX_PAGES) or not page.records:
+                    break
+                current += 1
+            if len(set(totals)) == 1 and len(found) >= totals[-1]:
+                break
+            log.info("discovery_list_changed_while_read", passes=attempt, totals=totals[:10])
+        return found

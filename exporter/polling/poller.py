@@ -1,0 +1,282 @@
+"""The poll loop: every interval, query every flow and publish an immutable Snapshot.
+
+All flows of a cycle are queried concurrently, at most ``api.max_concurrency``
+requests in flight at once (the client's slots: a retry queues again behind the
+others), and every request and retry ends by the cycle's deadline (its start plus
+``poll.interval``), so a cycle always ends within the interval and a slow or failing
+flow never delays the others beyond ``api.timeout``. Nothing the API answers can end
+the loop.
+
+Authentication (-1) and IP (-2) errors mean the account, not the flow, is broken:
+the cycle stops sending, the next cycles come after an exponential back-off (up to
+``poll.max_backoff``) and start with a single probe; the first success restores the
+normal pace.
+
+The set of flows can change while the loop runs (:meth:`Poller.set_flows`): flows that
+stay keep their data, removed flows leave the snapshot at once and added flows are
+polled at once. Results are always merged into the *current* snapshot, so a cycle that
+was running during the change cannot bring a removed flow back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Protocol, Union
+
+import structlog
+
+from ..config import Config, FlowConfig
+from ..vendor.errors import AccountGuard, ApiError, ErrorKind, NotSent
+from ..vendor.model import FlowDetail, FlowRecord
+from .schedule import Schedule, spread_offsets
+from .schedule import stale_after as flow_stale_after
+from .shard import Shard
+from .snapshot import FlowState, Snapshot
+
+if TYPE_CHECKING:
+    from .enrich import NodeCallEnricher
+
+log = structlog.get_logger("exporter.polling.poller")
+
+Result = Union[FlowDetail, ApiError, NotSent]
+
+
+class FlowSource(Protocol):
+    async def query_detail(
+        self, key_id: int, deadline: float | None = None, may_send: Callable[[], str | None] | None = None
+    ) -> FlowDetail: ...
+
+
+Publisher = Callable[[Snapshot], Awaitable[None]]
+Hook = Callable[[], Awaitable[None]]
+
+
+class Poller:
+    def __init__(
+        self,
+        config: Config,
+        client: FlowSource,
+        publish: Publisher,
+        *,
+        clock: Callable[[], float] = time.time,
+        before_cycle: Hook | None = None,
+        on_backoff: Callable[[float], None] | None = None,
+        shard: Shard | None = None,
+    ):
+        self.config = config
+        self.client = client
+        self.publish = publish
+        self.clock = clock
+        self.before_cycle = before_cycle
+        self.on_backoff = on_backoff or (lambda seconds: None)
+        self.shard = shard or Shard()  # only this shard's flows are polled (exporter.polling.shard)
+        self._flows: tuple[FlowConfig, ...] = tuple(self.shard.select(config.flows))
+        self.schedule = Schedule()  # terminal flows: every poll.terminal_interval (exporter.polling.schedule)
+        self.snapshot = Snapshot(
+            flows=tuple(FlowState(f.key_id, f.name) for f in self._flows),
+            max_nodes_per_flow=config.poll.max_nodes_per_flow,
+        )
+        self.backoff = 0.0  # seconds; > 0 while the account is failing
+        self.last_progress = time.monotonic()  # for /healthz: moves on every answer and cycle
+        self._wake = asyncio.Event()
+        self._extra: set[asyncio.Task[None]] = set()
+        # Set by discovery and enrichment (exporter.polling.discovery, exporter.polling.enrich); read when merging.
+        self.records: Mapping[int, FlowRecord] = {}
+        self.enricher: NodeCallEnricher | None = None
+
+    @property
+    def flows(self) -> Sequence[FlowConfig]:
+        return self._flows
+
+    # -- the loop --------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Poll forever at a fixed rate (or the back-off); a cycle never outlasts the interval."""
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    await self.run_cycle()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a bug, not an answer: keep polling, loudly
+                    log.exception("poll_cycle_failed")
+                self.last_progress = time.monotonic()
+                pause = self.backoff or self.config.poll.interval
+                delay = max(0.0, pause - (time.monotonic() - started))
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                except TimeoutError:
+                    pass
+        finally:
+            for task in list(self._extra):
+                task.cancel()
+
+    def wake(self) -> None:
+        """Start the next cycle now (after a reload, say)."""
+        self._wake.set()
+
+    async def run_cycle(self) -> Snapshot:
+        started_wall, started = self.clock(), time.monotonic()
+        self.last_progress = started
+        if self.before_cycle is not None:
+            try:
+                await self.before_cycle()
+            except Exception:
+                log.exception("before_cycle_failed")
+        deadline = started + self.config.poll.interval
+        due = self.schedule.due((flow.key_id for flow in self._flows), started_wall, self.config.poll.interval)
+        flows = [flow for flow in self._flows if flow.key_id in due]
+        results = await self._poll(flows, deadline, spread=self.config.poll.spread)
+        self._adjust_backoff(results.values())
+        self.schedule.update(results, started_wall, self.config.poll)
+        if self.enricher is not None and not self.backoff:
+            await self.enricher.refresh(self.snapshot, results, deadline)
+        return await self._merge(results, cycle=(started_wall, time.monotonic() - started))
+
+    async def _poll(self, flows: list[FlowConfig], deadline: float, spread: bool = False) -> dict[int, Result]:
+        """Query ``flows``; after an account error, send nothing more this cycle.
+
+        ``spread``: start the requests evenly over the time to the deadline less one
+        api.timeout, instead of all at once."""
+        results: dict[int, Result] = {}
+        if self.backoff and flows:
+            # The account was failing: one probe first, the rest only if it passes.
+            probe = flows[0]
+            results[probe.key_id] = await self._query(probe.key_id, deadline)
+            flows = flows[1:]
+            failed = results[probe.key_id]
+            if isinstance(failed, ApiError) and failed.is_account_error():
+                for flow in flows:
+                    results[flow.key_id] = NotSent(f"account error {failed.code}: waiting for the back-off")
+                return results
+        guard = AccountGuard()
+
+        async def one(key_id: int, offset: float = 0.0) -> None:
+            if offset > 0:
+                await asyncio.sleep(offset)
+            result = await self._query(key_id, deadline, guard.may_send)
+            guard.note(result)
+            results[key_id] = result
+
+        window = deadline - time.monotonic() - self.config.api.timeout
+        offsets = spread_offsets(len(flows), window) if spread else [0.0] * len(flows)
+        await asyncio.gather(*(one(flow.key_id, offset) for flow, offset in zip(flows, offsets)))
+        return results
+
+    async def _query(
+        self, key_id: int, deadline: float, may_send: Callable[[], str | None] | None = None
+    ) -> Result:
+        try:
+            return await self.client.query_detail(key_id, deadline, may_send)
+        except (ApiError, NotSent) as outcome:
+            return outcome
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the daemon never dies of what it reads
+            log.exception("query_failed_unexpectedly", key_id=key_id)
+            return ApiError(ErrorKind.DECODE, "", type(exc).__name__)
+        finally:
+            self.last_progress = time.monotonic()
+
+    def _adjust_backoff(self, results: Iterable[Result]) -> None:
+        results = list(results)
+        account = next((r for r in results if isinstance(r, ApiError) and r.is_account_error()), None)
+        succeeded = any(isinstance(r, FlowDetail) for r in results)
+        if account is not None and not succeeded:
+            poll = self.config.poll
+            self.backoff = min(poll.max_backoff, max(2 * poll.interval, 2 * self.backoff))
+            log.warning("account_backoff", code=account.code, error=account.message, backoff_seconds=self.backoff)
+        elif succeeded and self.backoff:
+            log.info("account_recovered", previous_backoff_seconds=self.backoff)
+            self.backoff = 0.0
+        self.on_backoff(self.backoff)
+
+    # -- changing the set of flows ---------------------------------------------------------
+    async def set_flows(self, config: Config) -> None:
+        """Apply a new config's flows and settings; poll added flows at once."""
+        old = {flow.key_id for flow in self._flows}
+        self.config = config
+        self._flows = tuple(self.shard.select(config.flows))
+        self.schedule.forget(keep=(flow.key_id for flow in self._flows))
+        added = [flow for flow in self._flows if flow.key_id not in old]
+        await self._merge({}, cycle=None)  # removed flows leave /metrics now
+        if added:
+            task = asyncio.create_task(self._poll_added(added))
+            self._extra.add(task)
+            task.add_done_callback(self._extra.discard)
+
+    async def _poll_added(self, flows: list[FlowConfig]) -> None:
+        started = self.clock()
+        results = await self._poll(flows, time.monotonic() + self.config.poll.interval)
+        self.schedule.update(results, started, self.config.poll)
+        await self._merge(results, cycle=None)
+
+    # -- building snapshots ----------------------------------------------------------------
+    async def _merge(self, results: dict[int, Result], cycle: tuple[float, float] | None) -> Snapshot:
+        """A new snapshot: the current flows, their last states, updated with ``results``."""
+        now = self.clock()
+        previous = {state.key_id: state for state in self.snapshot.flows}
+        states = []
+        for flow in self._flows:
+            state = previous.get(flow.key_id) or FlowState(flow.key_id, flow.name)
+            if state.name != flow.name:
+                state = replace(state, name=flow.name)
+            if flow.key_id in results:
+                stale_after = flow_stale_after(self.config.poll, state.detail)  # the flow's own interval
+                state = _next_state(state, results[flow.key_id], now, stale_after)
+            record = self.records.get(flow.key_id)
+            calls = self.enricher.calls_for(flow.key_id) if self.enricher is not None else ()
+            if state.record != record or state.calls != calls:
+                state = replace(state, record=record, calls=calls)
+            states.append(state)
+        current = self.snapshot
+        snapshot = Snapshot(
+            flows=tuple(states),
+            cycles=current.cycles + (1 if cycle else 0),
+            cycle_started=cycle[0] if cycle else current.cycle_started,
+            cycle_duration=cycle[1] if cycle else current.cycle_duration,
+            max_nodes_per_flow=self.config.poll.max_nodes_per_flow,
+        )
+        self.snapshot = snapshot
+        await self.publish(snapshot)
+        return snapshot
+
+
+def _next_state(old: FlowState, result: Result, now: float, stale_after: float) -> FlowState:
+    """The state of a flow after one poll outcome (logging transitions, not repetitions)."""
+    stale = old.last_success is None or now - old.last_success > stale_after
+    if isinstance(result, NotSent):
+        return replace(old, up=False, stale=stale)
+    old = replace(old, polls=old.polls + 1)
+    if isinstance(result, FlowDetail):
+        if old.failing_since_cycles:
+            log.info("flow_recovered", key_id=old.key_id, failed_polls=old.failing_since_cycles)
+        return replace(
+            old, detail=result, up=True, last_success=now, stale=False, last_error=None, failing_since_cycles=0
+        )
+    errors = dict(old.errors)
+    errors[result.kind.value] = errors.get(result.kind.value, 0) + 1
+    same_failure = (
+        old.last_error is not None and old.last_error.kind == result.kind and old.last_error.code == result.code
+    )
+    if not same_failure:
+        log.warning(
+            "flow_poll_failed",
+            key_id=old.key_id,
+            kind=result.kind.value,
+            code=result.code,
+            error=result.message,
+            failed_polls=old.failing_since_cycles + 1,
+        )
+    return replace(
+        old,
+        up=False,
+        stale=stale,
+        errors=tuple(sorted(errors.items())),
+        last_error=result,
+        failing_since_cycles=old.failing_since_cycles + 1,
+    )

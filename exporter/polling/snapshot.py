@@ -1,0 +1,48 @@
+"""The immutable result of a poll cycle: what /metrics shows until the next cycle ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..vendor.errors import ApiError
+from ..vendor.model import CallStats, FlowDetail, FlowRecord
+
+
+@dataclass(frozen=True, slots=True)
+class FlowState:
+    key_id: int
+    name: str
+    # The last successfully decoded answer, kept across failures until it is stale.
+    detail: FlowDetail | None = None
+    up: bool = False
+    last_success: float | None = None  # unix time
+    stale: bool = False  # detail is older than poll.stale_after: its series are not shown
+    polls: int = 0
+    errors: tuple[tuple[str, int], ...] = ()  # (kind, count) since start, per flow
+    last_error: ApiError | None = field(default=None, compare=False)
+    failing_since_cycles: int = 0  # consecutive failed polls
+    record: FlowRecord | None = None  # what discovery's flow list says of it (None: not listed)
+    calls: tuple[tuple[int, CallStats], ...] = ()  # (node key_id, group-call counts), enrich.node_calls
+
+    @property
+    def visible_detail(self) -> FlowDetail | None:
+        return None if self.stale else self.detail
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    flows: tuple[FlowState, ...] = ()
+    cycles: int = 0  # completed cycles
+    cycle_started: float = 0.0  # unix time
+    cycle_duration: float = 0.0  # seconds
+    max_nodes_per_flow: int = 200  # nodes beyond this get no per-node series
+
+    @property
+    def ready(self) -> bool:
+        return self.cycles > 0
+
+    def flow(self, key_id: int) -> FlowState | None:
+        for state in self.flows:
+            if state.key_id == key_id:
+                return state
+        return None

@@ -1,0 +1,27 @@
+"""`--demo`: the built-in simulator and the exporter in one process, no credentials needed."""
+
+from __future__ import annotations
+
+from ..config import Config, Credentials, validate_config
+from .flows import demo_flows
+from .server import DEMO_API_KEY, DEMO_API_SECRET, Simulator
+
+DEMO_INTERVAL = "3s"
+
+
+async def start_demo_simulator() -> tuple[Simulator, Config, Credentials]:
+    """Start the simulator on a free loopback port; return it with a config that polls it."""
+    flows = demo_flows()
+    sim = Simulator(flows=[flow for flow, _ in flows], seed=None)
+    await sim.start("127.0.0.1", 0)
+    config = validate_config(
+        {
+            "api": {"base_url": sim.base_url, "api_key": DEMO_API_KEY, "timeout": "2s"},
+            "poll": {"interval": DEMO_INTERVAL},
+            # The simulator serves the list and call-detail endpoints too: show what they add.
+            "discovery": {"enabled": True, "refresh": "1m"},
+            "enrich": {"node_calls": True},
+            "flows": [{"key_id": flow.key_id, "name": name} for flow, name in flows],
+        }
+    )
+    return sim, config, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "demo")

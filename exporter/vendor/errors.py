@@ -1,0 +1,71 @@
+"""How a request to the vendor failed, or why it was not sent."""
+
+from __future__ import annotations
+
+import enum
+
+from .endpoints import ACCOUNT_CODES, CODE_TIMESTAMP_EXPIRED, CODE_TOO_FREQUENT
+
+
+class ErrorKind(str, enum.Enum):
+    """How a request failed. Every failed request has exactly one kind."""
+
+    API = "api"  # the envelope carried a non-zero vendor code
+    HTTP = "http"  # the answer was not HTTP 200
+    TIMEOUT = "timeout"  # no complete answer within api.timeout
+    NETWORK = "network"  # connection refused, reset, DNS, TLS ...
+    DECODE = "decode"  # not JSON, or JSON of the wrong shape or types
+
+
+class ApiError(Exception):
+    """A failed request. ``code`` is the vendor code (api) or HTTP status (http), else ''."""
+
+    def __init__(self, kind: ErrorKind, code: str = "", message: str = ""):
+        super().__init__(f"{kind.value}{' ' + code if code else ''}: {message}")
+        self.kind = kind
+        self.code = code
+        self.message = message
+        self.server_time: float | None = None  # the answer's Date header, as unix time
+        self.retry_after: float | None = None  # seconds, from a Retry-After header
+
+    def is_retryable(self) -> bool:
+        """Transport trouble worth another try: timeouts, network errors, 5xx and 429."""
+        if self.kind in (ErrorKind.TIMEOUT, ErrorKind.NETWORK):
+            return True
+        return self.kind is ErrorKind.HTTP and (self.code.startswith("5") or self.code == "429")
+
+    def is_clock_skew(self) -> bool:
+        return self.kind is ErrorKind.API and self.code == CODE_TIMESTAMP_EXPIRED
+
+    def is_throttle(self) -> bool:
+        return (self.kind is ErrorKind.HTTP and self.code == "429") or (
+            self.kind is ErrorKind.API and self.code == CODE_TOO_FREQUENT
+        )
+
+    def is_account_error(self) -> bool:
+        """-1 (authentication) and -2 (restricted IP): the account is broken, not the flow."""
+        return self.kind is ErrorKind.API and self.code in ACCOUNT_CODES
+
+
+class NotSent(Exception):
+    """No request was sent for a flow this cycle (deadline, throttling, a broken account)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AccountGuard:
+    """Stops a batch of requests once one of them finds the account broken (-1 or -2).
+
+    Pass :meth:`may_send` to the client, and :meth:`note` every outcome."""
+
+    def __init__(self) -> None:
+        self.error: ApiError | None = None
+
+    def note(self, outcome: object) -> None:
+        if self.error is None and isinstance(outcome, ApiError) and outcome.is_account_error():
+            self.error = outcome
+
+    def may_send(self) -> str | None:
+        return f"account error {self.error.code}: not sent this cycle" if self.error else None

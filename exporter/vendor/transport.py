@@ -1,0 +1,40 @@
+"""How the API client reaches the vendor: TLS verification, private CA, proxy.
+
+TLS is verified by default against the system CAs; ``api.tls.ca_file`` trusts only that
+CA instead (as ``ca_file`` in Prometheus' tls_config); ``api.tls.insecure_skip_verify``
+turns verification off, with a warning at every start and
+``itnio_exporter_config_info{tls_insecure_skip_verify="true"}``. ``api.proxy_url`` sets
+a proxy; without it, HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment apply.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import structlog
+
+from ..config import ApiConfig
+
+log = structlog.get_logger("exporter.vendor.transport")
+
+
+def client_ssl_context(api: ApiConfig) -> ssl.SSLContext:
+    tls = api.tls
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file is not None else None)
+    if tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def client_transport_options(api: ApiConfig) -> dict[str, Any]:
+    """Keyword arguments for :class:`~exporter.vendor.client.ItnioClient`; warns about an unverified vendor."""
+    if api.tls.insecure_skip_verify:
+        log.warning(
+            "tls_verification_disabled",
+            message="api.tls.insecure_skip_verify is true: the vendor's certificate is NOT verified, "
+            "anyone on the path can read the API key and signed requests",
+            base_url=api.base_url,
+        )
+    return {"ssl_context": client_ssl_context(api), "proxy": api.proxy_url}

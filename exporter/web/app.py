@@ -1,0 +1,104 @@
+"""The HTTP side: /metrics, /healthz, /readyz and a landing page. It never calls the API."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .. import __version__
+from ..metrics.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
+
+
+@dataclass(frozen=True)
+class Health:
+    """How the app learns whether the poll loop is alive and whether data are there yet."""
+
+    alive: Callable[[], bool]
+    ready: Callable[[], bool]
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """True when the Accept header asks for OpenMetrics (as Prometheus does when it prefers it)."""
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        params = [p.strip().lower() for p in part.split(";")[1:]]
+        if media == "application/openmetrics-text" and "q=0" not in params:
+            return True
+    return False
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    for part in accept_encoding.split(","):
+        fields = [p.strip().lower() for p in part.split(";")]
+        if fields[0] in ("gzip", "*") and not any(p in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in fields[1:]):
+            return True
+    return False
+
+
+Reloader = Callable[[], Awaitable[list[str]]]
+
+
+def make_app(
+    exposition: Exposition,
+    health: Health,
+    telemetry_path: str = "/metrics",
+    middlewares: Iterable[Callable] = (),
+    *,
+    reload: Reloader | None = None,
+) -> web.Application:
+    async def metrics(request: web.Request) -> web.Response:
+        openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+        gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))
+        body = exposition.body(openmetrics=openmetrics, gzip=gzip)
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+        response.headers["Vary"] = "Accept, Accept-Encoding"
+        if gzip:
+            response.headers["Content-Encoding"] = "gzip"
+        return response
+
+    async def healthz(request: web.Request) -> web.Response:
+        if health.alive():
+            return web.Response(text="OK\n")
+        return web.Response(status=503, text="poll loop is not running\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        if health.ready():
+            return web.Response(text="OK\n")
+        return web.Response(status=503, text="waiting for the first poll cycle\n")
+
+    async def landing(request: web.Request) -> web.Response:
+        path = html.escape(telemetry_path, quote=True)
+        page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>itnio-exporter</title></head>
+<body>
+<h1>itnio-exporter</h1>
+<p>Prometheus exporter for ITNIO TECH automatic-redial (recall) flows. Version {html.escape(__version__)}.</p>
+<ul>
+<li><a href="{path}">Metrics</a></li>
+<li><a href="/healthz">Health</a> (poll loop alive)</li>
+<li><a href="/readyz">Readiness</a> (first poll cycle done)</li>
+</ul>
+</body></html>
+"""
+        return web.Response(text=page, content_type="text/html")
+
+    async def do_reload(request: web.Request) -> web.Response:
+        assert reload is not None
+        problems = await reload()
+        if problems:
+            return web.Response(status=500, text="failed to reload config:\n" + "\n".join(problems) + "\n")
+        return web.Response(text="OK\n")
+
+    app = web.Application(middlewares=list(middlewares))
+    if reload is not None:
+        app.router.add_post("/-/reload", do_reload)
+    app.router.add_get(telemetry_path, metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    if telemetry_path != "/":
+        app.router.add_get("/", landing)
+    return app

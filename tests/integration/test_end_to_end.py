@@ -1,0 +1,149 @@
+"""The exporter and the simulator on loopback, scraped over HTTP like Prometheus does."""
+
+import gzip
+import subprocess
+
+import aiohttp
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.simulator import SimNode
+from exporter.vendor.model import STATES
+from tests.conftest import fetch, parse_samples, require_tool, scrape, value
+
+OM_ACCEPT = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+
+
+async def test_metrics_table_holds_against_the_simulator(sim, make_exporter):
+    exporter = await make_exporter(sim, run_poller=False)
+    await exporter.poller.run_cycle()
+    samples = await scrape(exporter.port)
+
+    for key, flow in sim.flows.items():
+        k = str(key)
+        assert value(samples, "itnio_recall_flow_status", key_id=k) == flow.status
+        assert value(samples, "itnio_recall_flow_up", key_id=k) == 1
+        assert value(samples, "itnio_recall_flow_recall_interval_seconds", key_id=k) == flow.recall_interval * 60
+        assert value(samples, "itnio_recall_flow_recall_attempts", key_id=k) == flow.recall_num
+        assert value(samples, "itnio_recall_flow_info", key_id=k, name=f"flow-{key}", recall_type="failed") == 1
+        for index, state in enumerate(STATES):
+            assert value(samples, "itnio_recall_flow_state", key_id=k, state=state) == (1 if index == flow.status else 0)
+            expected = sum(1 for node in flow.nodes if node.status == index)
+            assert value(samples, "itnio_recall_flow_nodes", key_id=k, state=state) == expected
+        assert value(samples, "itnio_recall_flow_state", key_id=k, state="unknown") == 0
+        for node in flow.nodes:
+            assert value(
+                samples,
+                "itnio_recall_node_status",
+                key_id=k,
+                node_key_id=str(node.key_id),
+                task_id=str(node.task_id),
+                script_id=str(node.script_id),
+            ) == node.status
+        assert value(samples, "itnio_recall_flow_last_success_timestamp_seconds", key_id=k) > 1.6e9
+
+    assert value(samples, "itnio_api_requests_total", endpoint="recallFlow/queryDetail") == len(sim.flows)
+    for code in ("-1", "-2", "-16", "-18", "-22"):
+        assert value(samples, "itnio_api_errors_total", endpoint="recallFlow/queryDetail", kind="api", code=code) == 0
+    assert value(samples, "itnio_api_request_duration_seconds_count", endpoint="recallFlow/queryDetail") == len(sim.flows)
+    assert value(samples, "itnio_exporter_build_info")  == 1
+    assert samples["itnio_exporter_build_info"][0][0]["version"]
+    assert value(samples, "itnio_exporter_poll_duration_seconds") > 0
+    assert value(samples, "itnio_exporter_flows") == len(sim.flows)
+
+
+async def test_exposition_is_clean_and_honest(sim, make_exporter):
+    sim.flows[1].status = 9  # a state outside the documented 0-4
+    sim.flows[2].nodes.append(SimNode(2999, None, None, 7))
+    sim.flow_faults[3] = __import__("exporter.simulator", fromlist=["Fault"]).Fault("http", 502)
+    exporter = await make_exporter(sim, run_poller=False)
+    await exporter.poller.run_cycle()
+    status, headers, body = await fetch(exporter.port)
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = body.decode()
+    families = list(text_string_to_metric_families(text))
+    for family in families:
+        assert "background poll" in family.documentation, family.name
+        for sample in family.samples:
+            assert sample.timestamp is None
+    samples = parse_samples(text)
+    assert value(samples, "itnio_recall_flow_state", key_id="1", state="unknown") == 1
+    assert value(samples, "itnio_recall_flow_status", key_id="1") == 9
+    assert value(samples, "itnio_recall_flow_nodes", key_id="2", state="unknown") == 1
+    assert value(samples, "itnio_recall_node_status", key_id="2", node_key_id="2999", task_id="", script_id="") == 7
+    # three requests failed (the first try and api.retries=2 retries), as the simulator recorded; one poll failed
+    assert value(samples, "itnio_api_errors_total", kind="http", code="502") == 3 == sim.errors()[("http", "502")]
+    assert value(samples, "itnio_api_retries_total") == 2
+    assert value(samples, "itnio_recall_flow_poll_errors_total", key_id="3", kind="http") == 1
+    assert value(samples, "itnio_recall_flow_up", key_id="3") == 0
+    # never succeeded: no data series and no made-up timestamp for flow 3
+    assert value(samples, "itnio_recall_flow_status", key_id="3") is None
+    assert value(samples, "itnio_recall_flow_last_success_timestamp_seconds", key_id="3") is None
+
+    promtool = require_tool("promtool")
+    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), result
+
+
+async def test_openmetrics_and_gzip_are_negotiated(sim, make_exporter):
+    exporter = await make_exporter(sim, run_poller=False)
+    await exporter.poller.run_cycle()
+    _, _, plain = await fetch(exporter.port)
+
+    status, headers, body = await fetch(exporter.port, headers={"Accept": OM_ACCEPT})
+    assert status == 200 and headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    text = body.decode()
+    assert text.endswith("# EOF\n") and text.count("# EOF") == 1
+    names = {family.name for family in parse_openmetrics(text)}
+    assert {"itnio_recall_flow_state", "itnio_recall_flow", "itnio_api_requests", "itnio_exporter_build"} <= names
+
+    status, headers, body = await fetch(exporter.port, headers={"Accept-Encoding": "gzip, deflate"})
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == plain
+    # aiohttp's own decoder (one gzip member) reads it too, and the OpenMetrics variant
+    async with aiohttp.ClientSession() as session:
+        async with session.get(
+            f"http://127.0.0.1:{exporter.port}/metrics", headers={"Accept": OM_ACCEPT, "Accept-Encoding": "gzip"}
+        ) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert (await response.read()).endswith(b"# EOF\n")
+
+    _, headers, body = await fetch(exporter.port, headers={"Accept-Encoding": "gzip;q=0, identity"})
+    assert "Content-Encoding" not in headers and body == plain
+
+
+async def test_scrapes_never_call_the_api(sim, make_exporter):
+    exporter = await make_exporter(sim, run_poller=False)
+    await exporter.poller.run_cycle()
+    before = sum(sim.answers.values())
+    for _ in range(5):
+        await fetch(exporter.port)
+    assert sum(sim.answers.values()) == before
+
+
+async def test_health_readiness_and_landing_page(sim, make_exporter):
+    sim.latency = 0.5
+    exporter = await make_exporter(sim)
+    status, _, _ = await fetch(exporter.port, "/readyz")
+    assert status == 503  # the first cycle is still waiting on the simulator's latency
+    status, _, _ = await fetch(exporter.port, "/healthz")
+    assert status == 200
+    for _ in range(100):
+        status, _, _ = await fetch(exporter.port, "/readyz")
+        if status == 200:
+            break
+        await __import__("asyncio").sleep(0.1)
+    assert status == 200
+    status, headers, body = await fetch(exporter.port, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b'href="/metrics"' in body and b"itnio-exporter" in body
+    await exporter.stop()
+    # with the loop stopped, health says so (the exporter object still answers in-process)
+    assert not exporter.alive()
+
+
+async def test_custom_telemetry_path(sim, make_exporter):
+    exporter = await make_exporter(sim, run_poller=False, exporter_options={"telemetry_path": "/probe/metrics"})
+    assert (await fetch(exporter.port, "/probe/metrics"))[0] == 200
+    assert (await fetch(exporter.port, "/metrics"))[0] == 404
+    assert b'href="/probe/metrics"' in (await fetch(exporter.port, "/"))[2]

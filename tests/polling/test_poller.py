@@ -1,0 +1,138 @@
+"""The poll loop: node removal, last good data until stale, slow flows, a loop that never dies."""
+
+import asyncio
+
+from exporter.config import Credentials, validate_config
+from exporter.metrics.exposition import Exposition
+from exporter.metrics.telemetry import Telemetry
+from exporter.polling.poller import Poller
+from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Fault, Simulator, static_flows
+from exporter.vendor.client import ItnioClient
+from tests.conftest import exporter_config, parse_samples, scrape, value
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_800_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def poller_for(sim: Simulator, clock: FakeClock, **sections) -> tuple[Poller, Exposition, ItnioClient]:
+    config = validate_config(exporter_config(sim, **sections))
+    telemetry = Telemetry()
+    exposition = Exposition(telemetry.registry)
+    client = ItnioClient(
+        sim.base_url, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "t"), timeout=config.api.timeout,
+        max_connections=config.api.max_concurrency, max_response_bytes=1 << 20, telemetry=telemetry,
+    )
+    return Poller(config, client, exposition.publish, clock=clock), exposition, client
+
+
+def samples_of(exposition: Exposition):
+    return parse_samples(exposition.body(openmetrics=False, gzip=False).decode())
+
+
+async def test_a_removed_node_disappears_at_the_next_successful_poll(sim, make_exporter):
+    exporter = await make_exporter(sim, run_poller=False)
+    await exporter.poller.run_cycle()
+    samples = await scrape(exporter.port)
+    assert value(samples, "itnio_recall_node_status", key_id="2", node_key_id="2001") is not None
+    removed = sim.flows[2].nodes.pop(1)
+    await exporter.poller.run_cycle()
+    samples = await scrape(exporter.port)
+    assert value(samples, "itnio_recall_node_status", key_id="2", node_key_id=str(removed.key_id)) is None
+    assert value(samples, "itnio_recall_node_status", key_id="2", node_key_id="2000") is not None
+    assert sum(v for labels, v in samples["itnio_recall_flow_nodes"] if labels["key_id"] == "2") == 2
+
+
+async def test_failed_flow_keeps_last_data_until_stale_then_only_up_and_last_success(sim):
+    clock = FakeClock()
+    # Flow 4 is cancelled (terminal): poll it every cycle here, as any other flow.
+    poller, exposition, client = await poller_for(
+        sim, clock, poll={"interval": "10s", "stale_after": "30s", "terminal_interval": "10s"}
+    )
+    try:
+        await poller.run_cycle()
+        first_success = clock.now
+        sim.flow_faults[4] = Fault("http", 503)
+        for elapsed in (10, 20, 30):  # still within stale_after
+            clock.now = first_success + elapsed
+            await poller.run_cycle()
+            samples = samples_of(exposition)
+            assert value(samples, "itnio_recall_flow_up", key_id="4") == 0
+            assert value(samples, "itnio_recall_flow_status", key_id="4") == sim.flows[4].status
+            assert value(samples, "itnio_recall_node_status", key_id="4", node_key_id="4000") is not None
+        clock.now = first_success + 31
+        await poller.run_cycle()
+        samples = samples_of(exposition)
+        assert value(samples, "itnio_recall_flow_up", key_id="4") == 0
+        assert value(samples, "itnio_recall_flow_last_success_timestamp_seconds", key_id="4") == first_success
+        for name in ("itnio_recall_flow_status", "itnio_recall_flow_recall_attempts", "itnio_recall_flow_state",
+                     "itnio_recall_flow_nodes", "itnio_recall_node_status"):
+            assert all(labels["key_id"] != "4" for labels, _ in samples[name]), name
+        assert value(samples, "itnio_recall_flow_poll_errors_total", key_id="4", kind="http") == 4
+        # the other flows are untouched
+        assert value(samples, "itnio_recall_flow_up", key_id="3") == 1
+        assert value(samples, "itnio_recall_flow_status", key_id="3") == sim.flows[3].status
+        # recovery brings everything back
+        del sim.flow_faults[4]
+        clock.now += 10
+        await poller.run_cycle()
+        samples = samples_of(exposition)
+        assert value(samples, "itnio_recall_flow_up", key_id="4") == 1
+        assert value(samples, "itnio_recall_flow_status", key_id="4") == sim.flows[4].status
+        assert value(samples, "itnio_recall_flow_last_success_timestamp_seconds", key_id="4") == clock.now
+    finally:
+        await client.close()
+
+
+async def test_a_hanging_flow_does_not_delay_the_others_beyond_the_timeout():
+    sim = Simulator(flows=static_flows(8, 2), hang_seconds=60)
+    sim.flow_faults[1] = Fault("timeout")
+    await sim.start()
+    clock = FakeClock()
+    poller, exposition, client = await poller_for(
+        sim, clock, api={"timeout": "1s", "max_concurrency": 2}, poll={"interval": "5s"}
+    )
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        snapshot = await poller.run_cycle()
+        # One slot is held for the 1 s timeout; the other serves the other seven flows. Far under the 60 s hang.
+        assert loop.time() - started < 15
+        assert [state.up for state in snapshot.flows] == [False] + [True] * 7
+        assert snapshot.flows[0].last_error.kind.value == "timeout"
+    finally:
+        await client.close()
+        await sim.stop()
+
+
+async def test_the_loop_survives_a_broken_client_and_keeps_its_pace(sim):
+    calls = []
+
+    class Broken:
+        async def query_detail(self, key_id, deadline=None, may_send=None):
+            calls.append(key_id)
+            if key_id == 2:
+                raise RuntimeError("not an ApiError")
+            raise ZeroDivisionError
+
+    config = validate_config(exporter_config(sim, poll={"interval": "200ms"}, api={"timeout": "100ms"}))
+    published = []
+
+    async def publish(snapshot):
+        published.append(snapshot)
+
+    poller = Poller(config, Broken(), publish)
+    task = asyncio.create_task(poller.run())
+    try:
+        while len(published) < 3:
+            await asyncio.sleep(0.05)
+        assert not task.done()  # still polling after three cycles of nothing but exceptions
+    finally:
+        task.cancel()
+    last = published[-1]
+    assert all(not state.up and state.last_error.kind.value == "decode" for state in last.flows)
+    assert last.cycles == len(published) and len(calls) >= 3 * len(sim.flows)
