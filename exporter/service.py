@@ -194,10 +194,10 @@ class Exporter:
         """Per-node call outcomes on or off (enrich.node_calls); the cache survives a reload."""
         assert self.poller is not None
         if not config.enrich.node_calls:
-            self.poller.enricher = None
+            self.poller.use_enricher(None)
         elif self.poller.enricher is None:
             self.telemetry.preinitialise(GROUP_CALL_DETAIL)
-            self.poller.enricher = NodeCallEnricher(lambda: self.client)
+            self.poller.use_enricher(NodeCallEnricher(lambda: self.client))
 
     async def _check_secret_file(self) -> None:
         if self._secret_file is None or self.client is None:
@@ -209,7 +209,7 @@ class Exporter:
             return
         if secret is not None:
             self.credentials = Credentials(self.credentials.api_key, secret, "api_secret_file")
-            self.client.credentials = self.credentials
+            self.client.use_credentials(self.credentials)
             log.info("api_secret_reloaded", path=str(self._secret_file.path))
 
     async def reload(self) -> list[str]:
@@ -237,13 +237,13 @@ class Exporter:
         assert self.poller is not None and self.client is not None
         if config.api != self.config.api and self.client is not None:
             old, self.client = self.client, self._make_client(config, credentials)
-            self.poller.client = self.client
+            self.poller.use_client(self.client)
             # Requests in flight finish on the old session; close it once they are done.
             task = asyncio.create_task(_close_later(old, config.api.timeout + self.config.api.timeout))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         else:
-            self.client.credentials = credentials
+            self.client.use_credentials(credentials)
         if config.api.api_secret_file != self.config.api.api_secret_file:
             self._secret_file = self._watch(config)
         self.config, self.credentials = config, credentials

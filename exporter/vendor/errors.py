@@ -28,6 +28,12 @@ class ApiError(Exception):
         self.server_time: float | None = None  # the answer's Date header, as unix time
         self.retry_after: float | None = None  # seconds, from a Retry-After header
 
+    def note_answer(self, server_time: float | None, retry_after: float | None) -> None:
+        """What the answer's headers said: its Date (unix time; to correct the clock after -16)
+        and its Retry-After (seconds). The client that got the answer notes them, once."""
+        self.server_time = server_time
+        self.retry_after = retry_after
+
     def is_retryable(self) -> bool:
         """Transport trouble worth another try: timeouts, network errors, 5xx and 429."""
         if self.kind in (ErrorKind.TIMEOUT, ErrorKind.NETWORK):
