@@ -1,4 +1,5 @@
-"""The layout of exporter/ holds: imports run downward only, no cycles, no aiohttp internals.
+"""The layout of exporter/ holds: imports run downward only, no cycles, no aiohttp internals,
+and no module sets another object's attributes.
 
 Layers, bottom to top: config < vendor < polling < metrics < web < service < cli < __main__.
 A module may import its own package and the layers below its own. The simulator uses config
@@ -175,3 +176,27 @@ def test_no_private_attributes_of_aiohttp() -> None:
             ):
                 wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
     assert not wrong, "private attributes used (aiohttp's internals, or another object's):\n  " + "\n  ".join(wrong)
+
+
+def test_only_the_owner_writes_its_attributes() -> None:
+    """Wiring goes through constructors and named methods (``Poller.use_client``,
+    ``ItnioClient.use_credentials`` ...), never ``other.attribute = value``.
+
+    The one exception is ``ssl.SSLContext``, whose settings are attributes (named ``context``)."""
+    wrong = []
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+                targets = [node.target]
+            else:
+                continue
+            for target in targets:
+                for item in target.elts if isinstance(target, ast.Tuple) else [target]:
+                    if (
+                        isinstance(item, ast.Attribute)
+                        and not (isinstance(item.value, ast.Name) and item.value.id in ("self", "cls", "context"))
+                    ):
+                        wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(item)} = ...")
+    assert not wrong, "attributes set from outside their object (give the owner a method):\n  " + "\n  ".join(wrong)
