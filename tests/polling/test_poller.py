@@ -1,22 +1,18 @@
-"""The poll loop: node removal, last good data until stale, slow flows, a loop that never dies."""
+"""The poll loop (exporter/polling/poller.py): node removal, last good data until stale, slow flows, a loop that never dies."""
 
 import asyncio
 
-from exporter.config import Credentials, validate_config
+from exporter.config import (
+    Credentials,
+    validate_config,
+)
 from exporter.metrics.exposition import Exposition
 from exporter.metrics.telemetry import Telemetry
 from exporter.polling.poller import Poller
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Fault, Simulator, static_flows
 from exporter.vendor.client import ItnioClient
 from tests.conftest import exporter_config, parse_samples, scrape, value
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_800_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import FakeClock
 
 
 async def poller_for(sim: Simulator, clock: FakeClock, **sections) -> tuple[Poller, Exposition, ItnioClient]:

@@ -1,43 +1,24 @@
-"""The signed client against the simulator: envelopes, and each failure kind counted once."""
+"""The signed client (exporter/vendor/client.py) against the simulator: envelopes, retries, pauses,
+every endpoint, and each failure kind counted once."""
 
 import asyncio
 import socket
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
 
-from exporter.config import Credentials
+from exporter.config import (
+    Credentials,
+)
 from exporter.metrics.telemetry import Telemetry
-from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, ENVELOPES, Fault, Simulator, static_flows
-from exporter.vendor.client import ItnioClient
-from exporter.vendor.decoding import parse_flow_detail
-from exporter.vendor.endpoints import QUERY_DETAIL
+from exporter.simulator import ENVELOPES, Fault, Simulator, static_flows
+from exporter.vendor.endpoints import GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from exporter.vendor.errors import ApiError, ErrorKind, NotSent
-from tests.conftest import parse_samples, serve, value
-
-
-def make_client(base_url: str, *, secret: str = DEMO_API_SECRET, timeout: float = 2.0, clock=None, retries=0, **kwargs):
-    """A client with no retries unless asked, so that one call is one request."""
-    telemetry = Telemetry()
-    extra = {"clock": clock} if clock else {}
-    client = ItnioClient(
-        base_url,
-        Credentials(DEMO_API_KEY, secret, "test"),
-        timeout=timeout,
-        max_connections=4,
-        max_response_bytes=kwargs.get("max_response_bytes", 1 << 20),
-        telemetry=telemetry,
-        retries=retries,
-        **extra,
-    )
-    return client, telemetry
-
-
-def counters(telemetry: Telemetry):
-    from prometheus_client import generate_latest
-
-    return parse_samples(generate_latest(telemetry.registry).decode())
+from tests.conftest import serve, value
+from tests.helpers import counters, make_client
 
 
 def error_count(telemetry, kind, code=""):
@@ -65,58 +46,6 @@ async def test_every_envelope_variant_is_a_success(variant):
     assert detail.nodes[0].task_id == 7002000 and detail.nodes[0].script_id == 100
     assert request_count(telemetry) == 1
     assert sum(v for _, v in counters(telemetry)["itnio_api_errors_total"]) == 0
-
-
-@pytest.mark.parametrize(
-    "body, code",
-    [
-        ({"code": -16, "msg": "Timestamp expired"}, "-16"),
-        ({"code": "-1", "msg": "Authentication error"}, "-1"),
-        ({"status": "-2", "reason": "Restricted IP access"}, "-2"),
-        ({"status": -22, "reason": "Parameter exception"}, "-22"),
-        ({"status": "-24", "reason": "x", "data": {"status": 0}}, "-24"),
-    ],
-)
-def test_non_zero_codes_in_every_variant_are_api_errors(body, code):
-    with pytest.raises(ApiError) as info:
-        parse_flow_detail(body)
-    assert (info.value.kind, info.value.code) == (ErrorKind.API, code)
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        [],
-        {"msg": "no code"},
-        {"code": "zero"},
-        {"code": True},
-        {"code": 0},
-        {"code": 0, "data": []},
-        {"code": 0, "data": {"status": "1", "recallInterval": 1, "recallNum": 1, "recallType": 0}},
-        {"code": 0, "data": {"status": 1.5, "recallInterval": 1, "recallNum": 1, "recallType": 0}},
-        {"code": 0, "data": {"status": 1, "recallNum": 1, "recallType": 0}},
-        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0, "nodeList": {}}},
-        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0, "nodeList": [3]}},
-        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0,
-                             "nodeList": [{"keyId": 1, "nodeStatus": None}]}},
-        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0,
-                             "nodeList": [{"keyId": 1, "nodeStatus": 1}, {"keyId": 1, "nodeStatus": 2}]}},
-    ],
-)
-def test_wrong_shapes_are_decode_errors(body):
-    with pytest.raises(ApiError) as info:
-        parse_flow_detail(body)
-    assert info.value.kind is ErrorKind.DECODE
-
-
-def test_optional_ids_may_be_null_and_nodelist_absent():
-    detail = parse_flow_detail(
-        {"code": "0", "data": {"status": 2, "recallInterval": 3, "recallNum": 2, "recallType": 0,
-                               "nodeList": [{"keyId": 5, "taskId": None, "nodeStatus": 2, "scriptId": None}]}}
-    )
-    assert detail.nodes[0].task_id is None and detail.recall_type_name == "all"
-    assert parse_flow_detail({"code": 0, "data": {"status": 0, "recallInterval": 1, "recallNum": 1,
-                                                  "recallType": 1}}).nodes == ()
 
 
 async def _fail_once(sim: Simulator, **client_kwargs) -> tuple[ApiError, Telemetry]:
@@ -383,3 +312,66 @@ async def test_oversized_answer_is_a_decode_error_read_no_further():
         await runner.cleanup()
     assert info.value.kind is ErrorKind.DECODE and "exceeds" in info.value.message
     assert error_count(telemetry, "decode") == 1
+
+
+def window(sim, *, name=None):
+    now = time.time()
+    fmt = lambda t: datetime.fromtimestamp(t, ZoneInfo("UTC")).strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
+    params = {"strTime": fmt(now - 86400), "endTime": fmt(now + 3600)}
+    if name:
+        params["taskName"] = name
+    return params
+
+
+@pytest.mark.parametrize("variant", ENVELOPES)
+async def test_the_client_pages_and_gets_call_detail_with_every_envelope(variant):
+    flows = static_flows(5, 1)
+    flows[0].created = time.time() - 10 * 86400  # outside the day asked for
+    flows[1].task_name = "promo-march"
+    sim = Simulator(flows=flows, envelope_variant=variant)
+    await sim.start()
+    client, telemetry = make_client(sim.base_url)
+    try:
+        first = await client.query_page(1, 3, window(sim))
+        second = await client.query_page(2, 3, window(sim))
+        only = await client.query_page(1, 100, window(sim, name="promo"))
+        stats = await client.group_call_detail(7002000)
+    finally:
+        await client.close()
+        await sim.stop()
+    assert (first.total, first.pages, len(first.records), len(second.records)) == (4, 2, 3, 1)
+    assert sorted(r.key_id for r in first.records + second.records) == [2, 3, 4, 5]
+    assert [r.key_id for r in only.records] == [2]
+    assert {k: sim.page_requests[0][k] for k in ("current", "size")} == {"current": 1, "size": 3}
+    assert stats.calls == sim.call_data(7002000)["callTotal"] and stats.acd_seconds == 42
+    samples = counters(telemetry)
+    assert value(samples, "itnio_api_requests_total", endpoint=QUERY_PAGE) == 3
+    assert value(samples, "itnio_api_requests_total", endpoint=GROUP_CALL_DETAIL) == 1
+
+
+async def test_failures_of_the_new_endpoints_are_counted_like_the_rest():
+    sim = Simulator(flows=static_flows(2, 1))
+    sim.page_faults[1] = Fault("http", 502)
+    sim.task_faults[5] = Fault("api", -24)
+    await sim.start()
+    client, telemetry = make_client(sim.base_url)
+    try:
+        with pytest.raises(ApiError):
+            await client.query_page(1, 10, window(sim))
+        del sim.page_faults[1]
+        with pytest.raises(ApiError) as info:
+            await client.group_call_detail(5)
+        assert info.value.code == "-24"
+        with pytest.raises(ApiError) as info:
+            await client.query_page(1, 10, {"strTime": "yesterday"})
+        assert info.value.code == "-22"
+    finally:
+        await client.close()
+        await sim.stop()
+    samples = counters(telemetry)
+    assert value(samples, "itnio_api_errors_total", endpoint=QUERY_PAGE, kind="http", code="502") == 1
+    assert value(samples, "itnio_api_errors_total", endpoint=QUERY_PAGE, kind="api", code="-22") == 1
+    assert value(samples, "itnio_api_errors_total", endpoint=GROUP_CALL_DETAIL, kind="api", code="-24") == 1
+    # the task id is in the path, never in a label
+    assert all(labels["endpoint"] in ("recallFlow/queryDetail", QUERY_PAGE, GROUP_CALL_DETAIL)
+               for labels, _ in samples["itnio_api_requests_total"])

@@ -1,4 +1,5 @@
-"""Issue 4, client side: verified TLS to the vendor, private CA, insecure_skip_verify, proxy, redirects."""
+"""How the client reaches the vendor (exporter/vendor/transport.py): verified TLS, a private CA,
+insecure_skip_verify, proxies, and redirects that are not followed."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import structlog
 import trustme
 from aiohttp import web
 
-from exporter.config import ConfigError, Credentials, validate_config
+from exporter.config import (
+    Credentials,
+    validate_config,
+)
 from exporter.metrics.telemetry import Telemetry
 from exporter.service import build_client
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Simulator
 from exporter.vendor.endpoints import QUERY_DETAIL
 from exporter.vendor.errors import ApiError, ErrorKind
-from tests.conftest import exporter_config, fetch, parse_samples, serve, value
+from tests.conftest import exporter_config, serve
 
 CREDS = Credentials(DEMO_API_KEY, DEMO_API_SECRET, "test")
 
@@ -96,25 +100,6 @@ async def test_insecure_skip_verify_is_loud(sim: Simulator, tls_sim: tuple[str, 
     assert [e["log_level"] for e in logs if e["event"] == "tls_verification_disabled"] == ["warning"]
     await insecure.query()
     assert insecure.config_info() == {"tls_insecure_skip_verify": "true"}
-
-
-async def test_config_info_is_exported(sim: Simulator, make_exporter: Any) -> None:
-    exporter = await make_exporter(sim, run_poller=False, api={"tls": {"insecure_skip_verify": True}})
-    status, _, body = await fetch(exporter.port, headers={"Accept-Encoding": "identity"})
-    assert status == 200
-    samples = parse_samples(body.decode())
-    assert value(samples, "itnio_exporter_config_info", tls_insecure_skip_verify="true") == 1
-
-
-def test_bad_ca_file_is_a_config_error(sim: Simulator, tmp_path: Path) -> None:
-    (tmp_path / "not-a-ca.pem").write_text("hello\n")
-    for name in ("missing.pem", "not-a-ca.pem"):
-        with pytest.raises(ConfigError) as caught:
-            validate_config(exporter_config(sim, api={"tls": {"ca_file": str(tmp_path / name)}}))
-        assert caught.value.problems[0].startswith("api.tls.ca_file: ")
-    with pytest.raises(ConfigError) as caught:
-        validate_config(exporter_config(sim, api={"proxy_url": "socks5://user:s3cret@proxy:1080"}))
-    assert caught.value.problems[0].startswith("api.proxy_url: ") and "s3cret" not in str(caught.value)
 
 
 async def test_redirect_to_another_host_is_not_followed(sim: Simulator, clients: list[Client]) -> None:
