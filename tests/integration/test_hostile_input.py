@@ -1,7 +1,8 @@
-"""Hostile answers through the whole pipeline: a real server answering hostile bytes, the real
-client, poller and exposition. The poller never raises out of a cycle, a wrong shape is counted once
-as ``decode``, and /metrics always parses (both formats) and passes ``promtool check metrics``.
-(The decoder alone is tested in tests/vendor/test_decoding.py.)
+"""Hostile input, fuzzed: any JSON value decodes or raises ApiError, and hostile answers go through
+the whole pipeline (a real server answering hostile bytes, the real client, poller and exposition).
+The poller never raises out of a cycle, a wrong shape is counted once as ``decode``, and /metrics
+always parses (both formats) and passes ``promtool check metrics``. The decoder's hand-picked cases
+are in tests/vendor/test_decoding.py.
 
 Hypothesis runs derandomized and without an example database, so every run (and CI) sees the
 same examples and nothing is written to the working tree.
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
+from typing import Any
 
 import pytest
 from aiohttp import web
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
@@ -32,18 +35,139 @@ from exporter.vendor.client import ItnioClient
 from exporter.vendor.decoding import parse_call_stats, parse_flow_detail, parse_flow_page
 from exporter.vendor.endpoints import QUERY_DETAIL
 from exporter.vendor.errors import ApiError, ErrorKind
-from exporter.vendor.model import FlowDetail
+from exporter.vendor.model import FlowDetail, NodeDetail
 from tests.conftest import parse_samples, require_tool, serve, value
-from tests.helpers import (
-    decode_or_error,
-    hostile_settings,
-    json_values,
-    mutated,
-    near_values,
-    roundtrip,
-    scalars,
-    valid_bodies,
+from tests.helpers import BIG, mutated, roundtrip
+
+
+def hostile_settings(max_examples: int) -> settings:
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        print_blob=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategies
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.sampled_from([BIG, BIG + 1, -BIG, -BIG - 1, 2**70, -(2**70), 0, -1])
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 1.0, 1e300])
+    | st.text(max_size=20)
+    | st.sampled_from(["0", " 0 ", "-16", "NaN", "1e3", "٠", "\u202e", "🙂", "\x00", '"\\\n'])
 )
+json_values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=25,
+)
+# Field names the decoder looks at, so random dicts hit the interesting paths often.
+KEYS = ["code", "status", "msg", "reason", "data", "nodeList", "keyId", "taskId", "nodeStatus", "scriptId",
+        "recallInterval", "recallNum", "recallType"]
+near_keys = st.sampled_from(KEYS) | st.text(max_size=6)
+near_values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(near_keys, children, max_size=6),
+    max_leaves=30,
+)
+extra_fields = st.dictionaries(st.text(max_size=8).filter(lambda k: k not in KEYS), json_values, max_size=3)
+int64 = st.integers(min_value=-BIG, max_value=BIG)  # the decoder's documented range, bounds included
+
+
+@st.composite
+def valid_bodies(draw) -> tuple[dict[str, Any], FlowDetail]:
+    """A success answer in one of the envelope variants, with unknown fields sprinkled anywhere,
+    and the FlowDetail it must decode to (built independently of the decoder)."""
+    key_ids = draw(st.lists(int64, unique=True, max_size=6))
+    raw_nodes, nodes = [], []
+    for key_id in key_ids:
+        node: dict[str, Any] = {"keyId": key_id, "nodeStatus": draw(int64)}
+        expected_optional = {}
+        for field in ("taskId", "scriptId"):
+            choice = draw(st.sampled_from(["absent", "null", "int"]))
+            expected_optional[field] = None
+            if choice == "null":
+                node[field] = None
+            elif choice == "int":
+                node[field] = expected_optional[field] = draw(int64)
+        node.update(draw(extra_fields))
+        raw_nodes.append(node)
+        nodes.append(NodeDetail(key_id, expected_optional["taskId"], expected_optional["scriptId"], node["nodeStatus"]))
+    data: dict[str, Any] = {
+        "status": draw(int64),
+        "recallInterval": draw(int64),
+        "recallNum": draw(int64),
+        "recallType": draw(int64),
+    }
+    node_list = draw(st.sampled_from(["list", "null", "absent"])) if not raw_nodes else "list"
+    if node_list == "list":
+        data["nodeList"] = raw_nodes
+    elif node_list == "null":
+        data["nodeList"] = None
+    data.update(draw(extra_fields))
+    envelope = draw(
+        st.sampled_from([
+            {"code": 0, "msg": "success"},
+            {"code": "0", "msg": "success"},
+            {"code": " 0 "},
+            {"code": 0.0},
+            {"status": 0, "reason": "ok"},
+            {"status": "0", "reason": None},
+            {"code": 0, "msg": ["not", "a", "string"]},
+        ])
+    )
+    body = {**envelope, "data": data, **draw(extra_fields)}
+    expected = FlowDetail(data["status"], data["recallInterval"], data["recallNum"], data["recallType"], tuple(nodes))
+    return body, expected
+
+
+def decode_or_error(body: Any) -> FlowDetail | ApiError:
+    try:
+        return parse_flow_detail(body)
+    except ApiError as error:
+        return error
+
+
+
+# ---------------------------------------------------------------------------------------------
+# The decoder
+
+
+@hostile_settings(400)
+@given(body=json_values | near_values | valid_bodies().map(lambda pair: pair[0]))
+def test_any_json_value_decodes_or_raises_an_api_or_decode_error(body):
+    for candidate in (body, roundtrip(body)):
+        result = decode_or_error(candidate)  # anything but ApiError escapes and fails the test
+        if isinstance(result, FlowDetail):
+            assert isinstance(candidate, dict)
+            assert all(type(v) is int for v in (result.status, result.recall_num, result.recall_type,
+                                                 result.recall_interval_minutes))
+            assert all(abs(n.key_id) <= BIG and type(n.status) is int for n in result.nodes)
+        else:
+            assert result.kind in (ErrorKind.API, ErrorKind.DECODE), result
+            if result.kind is ErrorKind.API:
+                assert int(result.code) != 0 and abs(int(result.code)) <= 2**31
+            else:
+                assert result.code == ""
+            if not isinstance(candidate, dict):
+                assert result.kind is ErrorKind.DECODE
+
+
+@hostile_settings(150)
+@given(pair=valid_bodies())
+def test_valid_bodies_with_unknown_fields_decode_to_exactly_their_values(pair):
+    body, expected = pair
+    assert parse_flow_detail(body) == expected
+    assert parse_flow_detail(roundtrip(body)) == expected
 
 
 @pytest.mark.parametrize("status", [-5, 5, 99, 2**40, -(2**63), 2**63])
@@ -63,6 +187,9 @@ def test_statuses_outside_the_documented_scale_are_accepted_and_rendered_unknown
     assert value(samples, "itnio_recall_node_status", key_id="3", node_key_id="10") == float(status)
     promtool_ok([text.encode()])
 
+
+# ---------------------------------------------------------------------------------------------
+# The whole pipeline: a real server answering hostile bytes, the real client, poller and exposition
 
 KEY = 7
 

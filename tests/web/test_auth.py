@@ -8,16 +8,7 @@ import bcrypt
 import pytest
 
 from exporter.simulator import Simulator
-from tests.helpers import (
-    HASH,
-    PASSWORD,
-    TLS,
-    USERS,
-    Pki,
-    basic,
-    get,
-    write_web_config,
-)
+from tests.helpers import HASH, PASSWORD, TLS, USERS, Pki, basic, get, write_web_config
 from tests.web.conftest import Start
 
 
