@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from exporter.simulator import DEMO_API_SECRET, Fault, SimFlow, Simulator, static_flows
+from exporter.simulator import DEMO_API_SECRET, Fault, SimFlow, static_flows
 from exporter.vendor.endpoints import QUERY_PAGE
 from tests.conftest import scrape, value
 
@@ -28,11 +28,8 @@ def listed_flows(count: int, first_key: int = 1, nodes: int = 1) -> list[SimFlow
 
 
 @pytest.fixture
-async def listing_sim():
-    sim = Simulator(flows=listed_flows(5))
-    await sim.start()
-    yield sim
-    await sim.stop()
+async def listing_sim(make_sim):
+    return await make_sim(flows=listed_flows(5))
 
 
 def discovering(**discovery):
@@ -65,54 +62,47 @@ async def test_discovered_flows_are_watched_with_their_list_metadata(listing_sim
     assert all(v == 1 for _, v in samples["itnio_recall_flow_up"])
 
 
-async def test_task_name_filter_and_time_zone_reach_the_request(make_exporter):
+async def test_task_name_filter_and_time_zone_reach_the_request(make_exporter, make_sim):
     flows = listed_flows(3)
     flows[1].task_name = "spring-promo"
-    sim = Simulator(flows=flows, timezone="Asia/Shanghai")
-    await sim.start()
-    try:
-        exporter = await make_exporter(sim, run_poller=False, flows=[], api={"timezone": "Asia/Shanghai"},
-                                       **discovering(task_name="promo"))
-        assert await exporter.discovery.run_once()
-        assert watched(exporter) == [2]
-        assert sim.page_requests[0]["params"]["taskName"] == "promo"
-        await exporter.poller.run_cycle()
-        samples = await scrape(exporter.port)
-        # createTime was written in Shanghai time and read back in it: the same instant
-        assert value(samples, "itnio_recall_flow_created_timestamp_seconds", key_id="2") == int(flows[1].created)
-    finally:
-        await sim.stop()
+    sim = await make_sim(flows=flows, timezone="Asia/Shanghai")
+    exporter = await make_exporter(sim, run_poller=False, flows=[], api={"timezone": "Asia/Shanghai"},
+                                   **discovering(task_name="promo"))
+    assert await exporter.discovery.run_once()
+    assert watched(exporter) == [2]
+    assert sim.page_requests[0]["params"]["taskName"] == "promo"
+    await exporter.poller.run_cycle()
+    samples = await scrape(exporter.port)
+    # createTime was written in Shanghai time and read back in it: the same instant
+    assert value(samples, "itnio_recall_flow_created_timestamp_seconds", key_id="2") == int(flows[1].created)
 
 
 @pytest.mark.parametrize("change", ["created", "deleted"])
-async def test_a_list_that_shifts_between_pages_loses_no_flow_and_counts_none_twice(change, make_exporter):
-    sim = Simulator(flows=listed_flows(7))
-    await sim.start()
-    try:
-        def between_pages(page: int) -> None:
-            if page != 1 or sim.after_page is None:
-                return
-            sim.after_page = None  # once
-            if change == "created":  # newest first: everything after page 1 moves down one place
-                (new,) = listed_flows(1, first_key=50)
-                new.created = time.time()
-                sim.flows[50] = new
-            else:  # everything after page 1 moves up one place
-                del sim.flows[7]
+async def test_a_list_that_shifts_between_pages_loses_no_flow_and_counts_none_twice(change, make_exporter, make_sim):
+    sim = await make_sim(flows=listed_flows(7))
 
-        sim.after_page = between_pages
-        exporter = await make_exporter(sim, run_poller=False, flows=[], **discovering(page_size=3))
-        assert await exporter.discovery.run_once()
-        expected = {1, 2, 3, 4, 5, 6, 7} | ({50} if change == "created" else set())
-        assert sorted(watched(exporter)) == sorted(expected) and len(watched(exporter)) == len(expected)
-        # the change was noticed and the list read again
-        assert len(sim.page_requests) > 3
-        await exporter.poller.run_cycle()
-        samples = await scrape(exporter.port)
-        assert value(samples, "itnio_exporter_flows") == len(expected)
-        assert len(samples["itnio_recall_flow_up"]) == len(expected)
-    finally:
-        await sim.stop()
+    def between_pages(page: int) -> None:
+        if page != 1 or sim.after_page is None:
+            return
+        sim.after_page = None  # once
+        if change == "created":  # newest first: everything after page 1 moves down one place
+            (new,) = listed_flows(1, first_key=50)
+            new.created = time.time()
+            sim.flows[50] = new
+        else:  # everything after page 1 moves up one place
+            del sim.flows[7]
+
+    sim.after_page = between_pages
+    exporter = await make_exporter(sim, run_poller=False, flows=[], **discovering(page_size=3))
+    assert await exporter.discovery.run_once()
+    expected = {1, 2, 3, 4, 5, 6, 7} | ({50} if change == "created" else set())
+    assert sorted(watched(exporter)) == sorted(expected) and len(watched(exporter)) == len(expected)
+    # the change was noticed and the list read again
+    assert len(sim.page_requests) > 3
+    await exporter.poller.run_cycle()
+    samples = await scrape(exporter.port)
+    assert value(samples, "itnio_exporter_flows") == len(expected)
+    assert len(samples["itnio_recall_flow_up"]) == len(expected)
 
 
 async def test_flows_leave_only_out_of_the_window_and_ended_and_a_failed_run_keeps_the_set(listing_sim, make_exporter):
@@ -180,9 +170,8 @@ async def wait_for(condition, timeout=6.0):
         await asyncio.sleep(0.1)
 
 
-async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them(tmp_path, exporter_from_file):
-    sim = Simulator(flows=listed_flows(2))
-    await sim.start()
+async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them(tmp_path, exporter_from_file, make_sim):
+    sim = await make_sim(flows=listed_flows(2))
     path = tmp_path / "config.yaml"
 
     def write(discovery: str, flows: str = "flows: []") -> None:
@@ -221,41 +210,36 @@ async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them
         assert value(samples, "itnio_recall_flow_up", key_id="3") is None
     finally:
         await exporter.stop()
-        await sim.stop()
 
 
 async def _eq(awaitable, expected) -> bool:
     return await awaitable == expected
 
 
-async def test_discovered_flows_are_partitioned_exactly_across_shards(make_exporter):
+async def test_discovered_flows_are_partitioned_exactly_across_shards(make_exporter, make_sim):
     from exporter.polling.shard import Shard
 
-    sim = Simulator(flows=listed_flows(30))
-    await sim.start()
-    try:
-        exporters = [
-            await make_exporter(sim, run_poller=False, flows=[{"key_id": 7, "name": "static"}],
-                                exporter_options={"shard": Shard(i, 3)}, **discovering(page_size=7))
-            for i in range(3)
-        ]
-        for exporter in exporters:
-            assert await exporter.discovery.run_once()
-            await exporter.poller.run_cycle()
-        shards = [set(watched(exporter)) for exporter in exporters]
-        assert all(shards), shards  # each replica has a share
-        assert sum(len(s) for s in shards) == 30 and set().union(*shards) == set(range(1, 31))
-        for exporter, mine in zip(exporters, shards):
-            samples = await scrape(exporter.port)
-            assert {int(labels["key_id"]) for labels, _ in samples["itnio_recall_flow_up"]} == mine
-        # every flow was polled by one replica only: discovered flows once when added and once by the
-        # cycle, the static flow by the cycle; with a flow polled by two replicas these would be higher
-        expected = {key: 1 if key == 7 else 2 for key in range(1, 31)}
-        for _ in range(100):  # the polls of added flows run in the background
-            if sum(sim.requests_per_flow.values()) >= sum(expected.values()):
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)
-        assert sim.requests_per_flow == expected
-    finally:
-        await sim.stop()
+    sim = await make_sim(flows=listed_flows(30))
+    exporters = [
+        await make_exporter(sim, run_poller=False, flows=[{"key_id": 7, "name": "static"}],
+                            exporter_options={"shard": Shard(i, 3)}, **discovering(page_size=7))
+        for i in range(3)
+    ]
+    for exporter in exporters:
+        assert await exporter.discovery.run_once()
+        await exporter.poller.run_cycle()
+    shards = [set(watched(exporter)) for exporter in exporters]
+    assert all(shards), shards  # each replica has a share
+    assert sum(len(s) for s in shards) == 30 and set().union(*shards) == set(range(1, 31))
+    for exporter, mine in zip(exporters, shards):
+        samples = await scrape(exporter.port)
+        assert {int(labels["key_id"]) for labels, _ in samples["itnio_recall_flow_up"]} == mine
+    # every flow was polled by one replica only: discovered flows once when added and once by the
+    # cycle, the static flow by the cycle; with a flow polled by two replicas these would be higher
+    expected = {key: 1 if key == 7 else 2 for key in range(1, 31)}
+    for _ in range(100):  # the polls of added flows run in the background
+        if sum(sim.requests_per_flow.values()) >= sum(expected.values()):
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    assert sim.requests_per_flow == expected

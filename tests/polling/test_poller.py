@@ -84,10 +84,9 @@ async def test_failed_flow_keeps_last_data_until_stale_then_only_up_and_last_suc
         await client.close()
 
 
-async def test_a_hanging_flow_does_not_delay_the_others_beyond_the_timeout():
-    sim = Simulator(flows=static_flows(8, 2), hang_seconds=60)
+async def test_a_hanging_flow_does_not_delay_the_others_beyond_the_timeout(make_sim):
+    sim = await make_sim(flows=static_flows(8, 2), hang_seconds=60)
     sim.flow_faults[1] = Fault("timeout")
-    await sim.start()
     clock = FakeClock()
     poller, exposition, client = await poller_for(
         sim, clock, api={"timeout": "1s", "max_concurrency": 2}, poll={"interval": "5s"}
@@ -102,7 +101,6 @@ async def test_a_hanging_flow_does_not_delay_the_others_beyond_the_timeout():
         assert snapshot.flows[0].last_error.kind.value == "timeout"
     finally:
         await client.close()
-        await sim.stop()
 
 
 async def test_the_loop_survives_a_broken_client_and_keeps_its_pace(sim):

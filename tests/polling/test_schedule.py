@@ -13,16 +13,15 @@ from exporter.metrics.exposition import Exposition
 from exporter.metrics.telemetry import Telemetry
 from exporter.polling.poller import Poller
 from exporter.polling.schedule import spread_offsets
-from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Simulator, static_flows
+from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, static_flows
 from exporter.vendor.client import ItnioClient
 from tests.conftest import exporter_config, parse_samples, value
 from tests.helpers import FakeClock
 
 
-async def test_terminal_flows_are_polled_at_the_terminal_interval_and_never_go_stale_for_it():
+async def test_terminal_flows_are_polled_at_the_terminal_interval_and_never_go_stale_for_it(make_sim):
     # flows 1..5 have statuses 0..4: 3 (completed) and 4 (cancelled) are terminal
-    sim = Simulator(flows=static_flows(5, 2))
-    await sim.start()
+    sim = await make_sim(flows=static_flows(5, 2))
     clock = FakeClock()
     config = validate_config(
         exporter_config(sim, poll={"interval": "1m", "terminal_interval": "15m", "stale_after": "3m"})
@@ -67,7 +66,6 @@ async def test_terminal_flows_are_polled_at_the_terminal_interval_and_never_go_s
         assert sim.requests_per_flow[3] == before + 1
     finally:
         await client.close()
-        await sim.stop()
 
 
 def test_spread_offsets_cover_the_window_evenly():
@@ -76,9 +74,8 @@ def test_spread_offsets_cover_the_window_evenly():
     assert spread_offsets(3, -1) == [0.0, 0.0, 0.0]
 
 
-async def test_spread_starts_requests_across_the_interval_and_ends_by_the_deadline():
-    sim = Simulator(flows=static_flows(4, 1))
-    await sim.start()
+async def test_spread_starts_requests_across_the_interval_and_ends_by_the_deadline(make_sim):
+    sim = await make_sim(flows=static_flows(4, 1))
     config = validate_config(exporter_config(sim, poll={"interval": "1s", "spread": True}, api={"timeout": "200ms"}))
     telemetry = Telemetry()
     client = ItnioClient(sim.base_url, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "t"), timeout=0.2,
@@ -99,4 +96,3 @@ async def test_spread_starts_requests_across_the_interval_and_ends_by_the_deadli
         assert snapshot.cycle_duration == pytest.approx(took, abs=0.05)
     finally:
         await client.close()
-        await sim.stop()
