@@ -1,9 +1,6 @@
 """The benchmark harness (benchmarks/bench.py): its pieces, not its speed."""
 
 
-
-
-
 def test_benchmark_calls_per_hour_follow_the_terminal_interval():
     import benchmarks.bench as bench
 

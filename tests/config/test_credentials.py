@@ -1,6 +1,5 @@
 """The API key and secret (exporter/config/credentials.py): where they come from, and never shown."""
 
-
 import pytest
 
 from exporter.config import ConfigError, resolve_credentials, validate_config

@@ -1,6 +1,5 @@
 """Prometheus durations in config fields (exporter/config/durations.py)."""
 
-
 import pytest
 
 from exporter.config import parse_duration

@@ -1,6 +1,5 @@
 """The fast renderer (exporter/metrics/fastrender.py): byte for byte what prometheus_client renders."""
 
-
 import pytest
 
 

@@ -1,7 +1,5 @@
 """Call outcomes per node through group/call/detail (exporter/polling/enrich.py), against the simulator."""
 
-
-
 from exporter.simulator import Fault, SimFlow, SimNode, static_flows
 from exporter.vendor.endpoints import GROUP_CALL_DETAIL
 from tests.conftest import scrape, value
