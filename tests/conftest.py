@@ -1,4 +1,4 @@
-"""Shared fixtures: the simulator and the exporter on loopback, and a scraping helper."""
+"""Shared fixtures: the simulator, the exporter and plain servers on loopback, certificates, and scraping helpers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -17,6 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.config import Credentials, load_config, resolve_credentials, validate_config
 from exporter.service import Exporter
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Simulator, static_flows
+
+if TYPE_CHECKING:
+    from tests.helpers import Pki
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -50,6 +53,57 @@ async def sim() -> AsyncIterator[Simulator]:
     await simulator.start()
     yield simulator
     await simulator.stop()
+
+
+SimFactory = Callable[..., Awaitable[Simulator]]
+
+
+@pytest.fixture
+async def make_sim() -> AsyncIterator[SimFactory]:
+    """Start a Simulator(**kwargs) on a free loopback port; every one started is stopped after the test.
+
+    A test may stop one itself (stop() is idempotent), e.g. to check what stopping leaves behind.
+    """
+    started: list[Simulator] = []
+
+    async def factory(**kwargs: Any) -> Simulator:
+        simulator = Simulator(**kwargs)
+        await simulator.start()
+        started.append(simulator)
+        return simulator
+
+    yield factory
+    for simulator in started:
+        await simulator.stop()
+
+
+ServerFactory = Callable[..., Awaitable[int]]
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[ServerFactory]:
+    """Serve an aiohttp app, or one POST handler, on a free loopback port (see :func:`serve`): returns the port.
+
+    Every server started is cleaned up after the test.
+    """
+    runners: list[Any] = []
+
+    async def factory(handler_or_app, path: str = "/voice/recallFlow/queryDetail", ssl_context=None) -> int:
+        runner, port = await serve(handler_or_app, path, ssl_context=ssl_context)
+        runners.append(runner)
+        return port
+
+    yield factory
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, in tmp_path."""
+    from tests.helpers import Pki  # tests.helpers imports this module
+
+    return Pki(tmp_path)
 
 
 def exporter_config(sim: Simulator, **sections: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The command line as a user runs it: real processes, real exit codes, real output."""
+"""The command line (exporter/cli.py) as a user runs it: real processes, real exit codes, real output."""
 
 import os
 import signal
@@ -7,12 +7,14 @@ import sys
 import textwrap
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from exporter import __version__
+from exporter import __version__, cli
 from exporter.vendor.model import STATES
 from tests.conftest import free_port, parse_samples
+from tests.helpers import TLS, USERS, Pki, write_web_config
 
 EXE = [sys.executable, "-m", "exporter"]
 
@@ -150,3 +152,72 @@ def test_demo_serves_flows_in_every_state_within_seconds_and_stops_on_sigterm():
             raise
     assert proc.returncode == 0, err
     assert '"event": "stopping"' in err and "demo-secret" not in err + out
+
+
+def test_config_check_reports_the_new_sections(tmp_path):
+    bad = write(tmp_path, """
+        api:
+          api_key: k
+          api_secret: s
+          timezone: Nowhere/Atlantis
+        discovery:
+          enabled: true
+          page_size: 500
+          refresh: soon
+        enrich:
+          node_calls: "yes"
+    """)
+    result = run("--config.check", "--config.file", str(bad))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    fields = sorted(line.split(":")[0] for line in result.stderr.strip().splitlines())
+    assert fields == ["api.timezone", "discovery.page_size", "discovery.refresh", "enrich.node_calls"], result.stderr
+    good = write(tmp_path, """
+        api:
+          api_key: k
+          api_secret: s
+        discovery:
+          enabled: true
+        enrich:
+          node_calls: true
+    """, "good.yaml")
+    result = run("--config.check", "--config.file", str(good))
+    assert result.returncode == 0, result.stderr
+    assert "OK (0 flows, discovery on, node calls on)" in result.stdout
+
+
+def test_shard_flags_are_checked_with_one_line_errors(tmp_path):
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "exporter", "--config.file", "x.yaml", *args],
+                              capture_output=True, text=True, timeout=30)
+
+    for args, line in [
+        (("--shard.count", "3", "--shard.index", "3"), "--shard.index: 3 must be between 0 and 2 (--shard.count 3)"),
+        (("--shard.count", "0"), "--shard.count: 0 must be a whole number of at least 1"),
+        (("--shard.count", "two"), "--shard.count: 'two' must be a whole number of at least 1"),
+        (("--shard.index", "1"), "--shard.index: 1 must be between 0 and 0 (--shard.count 1)"),
+        (("--shard.from-hostname", "--shard.index", "0", "--shard.count", "2"),
+         "--shard.from-hostname: give either it or --shard.index, not both"),
+    ]:
+        result = run(*args)
+        assert result.returncode == 1 and result.stderr.splitlines() == [line], (args, result.stderr)
+
+
+def _write_exporter_config(directory: Path) -> Path:
+    path = directory / "config.yaml"
+    path.write_text("api:\n  api_key: k\n  api_secret: s\nflows:\n  - key_id: 1\n")
+    return path
+
+
+def test_cli_invalid_web_config_exits_1_with_one_line(pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _write_exporter_config(pki.dir)
+    web = write_web_config(pki.dir, TLS + "  client_auth_type: Sometimes\n")
+    for extra in ([], ["--config.check"]):
+        assert cli.main(["--config.file", str(config), "--web.config.file", str(web), *extra]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "tls_server_config.client_auth_type: 'Sometimes' is not one of" in err[0]
+    web = write_web_config(pki.dir, TLS + USERS)
+    assert cli.main(["--config.file", str(config), "--web.config.file", str(web), "--config.check"]) == 0
+    assert "OK (TLS on, 1 users)" in capsys.readouterr().out

@@ -3,7 +3,7 @@
 Every ```promql block parses with promtool; every ```yaml block is recognised and, when it is an
 exporter config, validates; every relative link and #anchor resolves; every metric the docs name is
 a row of docs/metrics.md, and that table is what an exporter with every feature on serves.
-(The web-config and scrape-config blocks are checked with promtool in tests/web/test_web_security.py.)
+(The web-config and scrape-config blocks are checked with promtool in tests/web/test_webconfig.py.)
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.simulator import Simulator, static_flows
+from exporter.simulator import static_flows
 from tests.conftest import scrape, value
 
 CYCLES = 200
@@ -32,8 +32,8 @@ def rss_bytes() -> int:
 
 
 @pytest.mark.slow
-async def test_chaos_soak(make_exporter):
-    sim = Simulator(
+async def test_chaos_soak(make_exporter, make_sim):
+    sim = await make_sim(
         flows=static_flows(6, 3),
         hang_seconds=3,
         seed=20261126,
@@ -42,7 +42,6 @@ async def test_chaos_soak(make_exporter):
         retry_after="0",
         api_fault_codes=(-18, -22, -16, -15, -1, -2, -24),
     )
-    await sim.start()
     tasks_before = set(asyncio.all_tasks())
     exporter = await make_exporter(
         sim,

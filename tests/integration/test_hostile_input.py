@@ -1,6 +1,8 @@
-"""Hostile response bodies (issue 3): the decoder either decodes or raises ApiError, the poller
-never raises out of a cycle, a wrong shape is counted once as ``decode``, and /metrics always
-parses (both formats) and passes ``promtool check metrics``.
+"""Hostile input, fuzzed: any JSON value decodes or raises ApiError, and hostile answers go through
+the whole pipeline (a real server answering hostile bytes, the real client, poller and exposition).
+The poller never raises out of a cycle, a wrong shape is counted once as ``decode``, and /metrics
+always parses (both formats) and passes ``promtool check metrics``. The decoder's hand-picked cases
+are in tests/vendor/test_decoding.py.
 
 Hypothesis runs derandomized and without an example database, so every run (and CI) sees the
 same examples and nothing is written to the working tree.
@@ -21,17 +23,21 @@ from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
-from exporter.config import Credentials, validate_config
+from exporter.config import (
+    Credentials,
+    validate_config,
+)
 from exporter.metrics.exposition import Exposition, RenderedSnapshot
 from exporter.metrics.telemetry import Telemetry
 from exporter.polling.poller import Poller
 from exporter.polling.snapshot import FlowState, Snapshot
 from exporter.vendor.client import ItnioClient
-from exporter.vendor.decoding import parse_flow_detail
+from exporter.vendor.decoding import parse_call_stats, parse_flow_detail, parse_flow_page
 from exporter.vendor.endpoints import QUERY_DETAIL
 from exporter.vendor.errors import ApiError, ErrorKind
 from exporter.vendor.model import FlowDetail, NodeDetail
 from tests.conftest import parse_samples, require_tool, serve, value
+from tests.helpers import BIG, mutated, roundtrip
 
 
 def hostile_settings(max_examples: int) -> settings:
@@ -48,7 +54,6 @@ def hostile_settings(max_examples: int) -> settings:
 # ---------------------------------------------------------------------------------------------
 # Strategies
 
-BIG = 2**63
 scalars = (
     st.none()
     | st.booleans()
@@ -132,10 +137,6 @@ def decode_or_error(body: Any) -> FlowDetail | ApiError:
         return error
 
 
-def roundtrip(body: Any) -> Any:
-    """What the client sees after the body went over the wire (NaN/Infinity included)."""
-    return json.loads(json.dumps(body, allow_nan=True))
-
 
 # ---------------------------------------------------------------------------------------------
 # The decoder
@@ -169,150 +170,6 @@ def test_valid_bodies_with_unknown_fields_decode_to_exactly_their_values(pair):
     assert parse_flow_detail(roundtrip(body)) == expected
 
 
-def base_body() -> dict[str, Any]:
-    return {
-        "code": 0,
-        "msg": "success",
-        "data": {
-            "status": 1,
-            "recallInterval": 5,
-            "recallNum": 3,
-            "recallType": 1,
-            "nodeList": [
-                {"keyId": 10, "taskId": 700, "nodeStatus": 2, "scriptId": 100},
-                {"keyId": 11, "taskId": 701, "nodeStatus": 1, "scriptId": 100},
-            ],
-        },
-    }
-
-
-MISSING = object()
-WRONG_FOR_INT = ["1", "", 1.0, 1.5, math.nan, math.inf, -math.inf, True, False, [], [1], {}, {"v": 1},
-                 2**70, -(2**70), BIG + 1, -BIG - 1]
-REQUIRED_INTS = [("data", "status"), ("data", "recallInterval"), ("data", "recallNum"), ("data", "recallType"),
-                 ("node", "keyId"), ("node", "nodeStatus")]
-OPTIONAL_INTS = [("node", "taskId"), ("node", "scriptId")]
-
-
-def mutated(where: str, field: str, new: Any) -> dict[str, Any]:
-    body = base_body()
-    target = body["data"] if where == "data" else body["data"]["nodeList"][1]
-    if new is MISSING:
-        del target[field]
-    else:
-        target[field] = new
-    return body
-
-
-@pytest.mark.parametrize("new", WRONG_FOR_INT + [None, MISSING], ids=repr)
-@pytest.mark.parametrize("where, field", REQUIRED_INTS)
-def test_a_required_int_of_the_wrong_type_or_range_is_decode(where, field, new):
-    for body in (mutated(where, field, new), roundtrip(mutated(where, field, new)) if new is not MISSING else None):
-        if body is None:
-            continue
-        with pytest.raises(ApiError) as info:
-            parse_flow_detail(body)
-        assert info.value.kind is ErrorKind.DECODE and info.value.code == ""
-        assert field in info.value.message
-
-
-@pytest.mark.parametrize("new", WRONG_FOR_INT, ids=repr)
-@pytest.mark.parametrize("where, field", OPTIONAL_INTS)
-def test_an_optional_int_of_the_wrong_type_is_decode(where, field, new):
-    with pytest.raises(ApiError) as info:
-        parse_flow_detail(roundtrip(mutated(where, field, new)))
-    assert info.value.kind is ErrorKind.DECODE and field in info.value.message
-
-
-@pytest.mark.parametrize("new", [None, MISSING], ids=["null", "absent"])
-@pytest.mark.parametrize("where, field", OPTIONAL_INTS)
-def test_an_optional_int_may_be_null_or_absent(where, field, new):
-    detail = parse_flow_detail(mutated(where, field, new))
-    node = detail.nodes[1]
-    assert getattr(node, {"taskId": "task_id", "scriptId": "script_id"}[field]) is None
-    assert (node.key_id, node.status) == (11, 1)
-    assert detail.nodes[0] == NodeDetail(10, 700, 100, 2)
-
-
-@pytest.mark.parametrize("new, nodes", [(None, 0), (MISSING, 0), ([], 0)], ids=["null", "absent", "empty"])
-def test_node_list_may_be_null_absent_or_empty(new, nodes):
-    detail = parse_flow_detail(mutated("data", "nodeList", new))
-    assert detail == FlowDetail(1, 5, 3, 1, ())
-
-
-@pytest.mark.parametrize(
-    "mutate",
-    [
-        lambda b: b["data"].__setitem__("nodeList", "10,11"),
-        lambda b: b["data"].__setitem__("nodeList", ""),
-        lambda b: b["data"].__setitem__("nodeList", 0),
-        lambda b: b["data"].__setitem__("nodeList", False),
-        lambda b: b["data"].__setitem__("nodeList", {"keyId": 10, "nodeStatus": 1}),
-        lambda b: b["data"].__setitem__("nodeList", 2),
-        lambda b: b["data"].__setitem__("nodeList", True),
-        lambda b: b["data"]["nodeList"].append(None),
-        lambda b: b["data"]["nodeList"].append([12, 1]),
-        lambda b: b["data"]["nodeList"].append("node"),
-        lambda b: b["data"]["nodeList"].append({"keyId": 10, "nodeStatus": 0}),  # keyId twice
-        lambda b: b.__setitem__("data", None),
-        lambda b: b.__setitem__("data", []),
-        lambda b: b.__setitem__("data", "{}"),
-        lambda b: b.pop("data"),
-        lambda b: b.pop("code"),
-        lambda b: b.__setitem__("code", None),
-        lambda b: b.__setitem__("code", True),
-        lambda b: b.__setitem__("code", "zero"),
-        lambda b: b.__setitem__("code", ""),
-        lambda b: b.__setitem__("code", 0.5),
-        lambda b: b.__setitem__("code", math.nan),
-        lambda b: b.__setitem__("code", math.inf),
-        lambda b: b.__setitem__("code", []),
-        lambda b: b.__setitem__("code", {"value": 0}),
-        lambda b: b.__setitem__("code", 2**40),
-        lambda b: b.__setitem__("code", "9" * 5000),  # beyond int()'s digit limit
-    ],
-)
-def test_wrong_shapes_are_decode(mutate):
-    body = base_body()
-    mutate(body)
-    with pytest.raises(ApiError) as info:
-        parse_flow_detail(roundtrip(body))
-    assert info.value.kind is ErrorKind.DECODE and info.value.code == ""
-
-
-@pytest.mark.parametrize("body", [None, True, 0, 1.5, math.nan, "", "{}", [], [base_body()]], ids=repr)
-def test_a_top_level_that_is_not_an_object_is_decode(body):
-    with pytest.raises(ApiError) as info:
-        parse_flow_detail(body)
-    assert info.value.kind is ErrorKind.DECODE
-
-
-@pytest.mark.parametrize(
-    "envelope, code, message",
-    [
-        ({"code": 7, "msg": "x"}, "7", "x"),
-        ({"code": "-16", "msg": "Timestamp expired"}, "-16", "Timestamp expired"),
-        ({"code": -1.0}, "-1", ""),
-        ({"code": " 42 ", "msg": 5}, "42", ""),
-        ({"status": 2**31, "reason": "r" * 500}, str(2**31), "r" * 200),
-        ({"status": -(2**31), "reason": "\u202e🙂\x00"}, str(-(2**31)), "\u202e🙂\x00"),
-    ],
-)
-def test_non_zero_envelope_codes_are_api_errors_even_with_valid_data(envelope, code, message):
-    body = {**envelope, "data": base_body()["data"]}
-    with pytest.raises(ApiError) as info:
-        parse_flow_detail(roundtrip(body))
-    assert (info.value.kind, info.value.code, info.value.message) == (ErrorKind.API, code, message)
-
-
-def test_the_int_range_bounds_are_exact():
-    for value_ in (BIG, -BIG):
-        assert parse_flow_detail(mutated("data", "recallNum", value_)).recall_num == value_
-    for value_ in (BIG + 1, -BIG - 1):
-        with pytest.raises(ApiError, match="out of range"):
-            parse_flow_detail(mutated("data", "recallNum", value_))
-
-
 @pytest.mark.parametrize("status", [-5, 5, 99, 2**40, -(2**63), 2**63])
 def test_statuses_outside_the_documented_scale_are_accepted_and_rendered_unknown(status):
     body = mutated("data", "status", status)
@@ -335,6 +192,8 @@ def test_statuses_outside_the_documented_scale_are_accepted_and_rendered_unknown
 # The whole pipeline: a real server answering hostile bytes, the real client, poller and exposition
 
 KEY = 7
+
+
 FLOW_NAME = 'hostile "flow" \\ \n ✓'
 
 
@@ -443,6 +302,8 @@ api_errors = st.fixed_dictionaries(
     {"code": st.integers(-(2**31), 2**31).filter(bool) | st.integers(-99, -1).map(str)},
     optional={"msg": json_values, "data": json_values},
 )
+
+
 raw_bodies = st.one_of(
     api_errors.map(lambda v: json.dumps(v, allow_nan=True).encode()),
     json_values.map(lambda v: json.dumps(v, allow_nan=True).encode()),
@@ -481,6 +342,8 @@ def test_the_poller_never_raises_and_counts_what_it_cannot_decode_once():
 
 
 VALID_DATA = b'"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0'
+
+
 # (name, raw body, the kind of error it must be, or None for a success) -- stated independently of the oracle
 HOSTILE_RAW = [
     ("empty", b"", "decode"),
@@ -542,11 +405,36 @@ def promtool_ok(bodies: list[bytes]) -> None:
             result, body.decode(errors="replace")[:2000])
 
 
-def test_deep_nesting_inside_an_unknown_field_is_ignored():
-    body = base_body()
-    deep: Any = 1
-    for _ in range(5000):
-        deep = [deep]
-    body["data"]["extra"] = deep
-    body["data"]["nodeList"][0]["extra"] = {"a": deep}
-    assert parse_flow_detail(body).nodes[0] == NodeDetail(10, 700, 100, 2)
+def test_hostile_list_and_call_answers_are_api_errors_or_render_cleanly():
+    """Whatever the two new endpoints answer: an ApiError, or values that render to valid text."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from exporter.metrics.exposition import RenderedSnapshot
+    from exporter.polling.snapshot import FlowState, Snapshot
+    from exporter.vendor.model import FlowDetail, NodeDetail
+
+    fields = st.sampled_from(["keyId", "taskId", "taskName", "createTime", "finishNum", "status", "numCnt",
+                              "callTotal", "success", "fail", "acd"])
+    obj = st.dictionaries(fields, scalars, max_size=8)
+    body = st.fixed_dictionaries({"code": st.sampled_from([0, "0", 1]), "data": st.fixed_dictionaries(
+        {"records": st.lists(obj, max_size=3)}) | obj})
+
+    @hostile_settings(60)
+    @given(body)
+    def check(raw):
+        for parse in (parse_flow_page, parse_call_stats):
+            try:
+                parsed = parse(raw)
+            except ApiError:
+                continue
+            if parse is parse_call_stats:
+                detail = FlowDetail(1, 1, 1, 1, (NodeDetail(5, 6, None, 1),))
+                state = FlowState(1, "n", detail=detail, up=True, calls=((5, parsed),))
+            else:
+                state = FlowState(1, "n", record=parsed.records[0]) if parsed.records else FlowState(1, "n")
+            text = RenderedSnapshot.of(Snapshot(flows=(state,), cycles=1)).text.decode()
+            assert list(text_string_to_metric_families(text))
+
+    check()

@@ -31,9 +31,8 @@ def write_config(path: Path, sim: Simulator, flows, *, secret_file: Path | None 
     return path
 
 
-async def test_account_errors_back_off_the_whole_poller_and_a_rotated_secret_recovers(tmp_path, exporter_from_file):
-    sim = Simulator(flows=static_flows(5, 1))
-    await sim.start()
+async def test_account_errors_back_off_the_whole_poller_and_a_rotated_secret_recovers(tmp_path, exporter_from_file, make_sim):
+    sim = await make_sim(flows=static_flows(5, 1))
     secret = tmp_path / "secret"
     secret.write_text("an-old-secret\n")
     exporter = await exporter_from_file(
@@ -69,12 +68,10 @@ async def test_account_errors_back_off_the_whole_poller_and_a_rotated_secret_rec
         assert value(samples, "itnio_api_requests_total") == sum(sim.answers.values()) == 8
     finally:
         await exporter.stop()
-        await sim.stop()
 
 
-async def test_reload_keeps_data_of_flows_that_stay_adds_and_removes_at_once(tmp_path, exporter_from_file):
-    sim = Simulator(flows=static_flows(4, 2))
-    await sim.start()
+async def test_reload_keeps_data_of_flows_that_stay_adds_and_removes_at_once(tmp_path, exporter_from_file, make_sim):
+    sim = await make_sim(flows=static_flows(4, 2))
     path = write_config(tmp_path / "c.yaml", sim, [1, 2, 3])
     exporter = await exporter_from_file(path)
     try:
@@ -107,7 +104,6 @@ async def test_reload_keeps_data_of_flows_that_stay_adds_and_removes_at_once(tmp
         assert value(samples, "itnio_recall_flow_up", key_id="4") == 1
     finally:
         await exporter.stop()
-        await sim.stop()
 
 
 async def fetch_post(port: int, path: str):
@@ -146,26 +142,23 @@ async def test_nodes_beyond_the_cap_get_no_series_but_are_counted(sim, make_expo
     assert value(samples, "itnio_recall_flow_nodes_dropped", key_id="2") == 0
 
 
-async def test_a_cycle_ends_within_the_interval_whatever_the_retries(make_exporter):
-    sim = Simulator(flows=static_flows(4, 1), hang_seconds=30)
+async def test_a_cycle_ends_within_the_interval_whatever_the_retries(make_exporter, make_sim):
+    sim = await make_sim(flows=static_flows(4, 1), hang_seconds=30)
     for key in (1, 2):
         sim.flow_faults[key] = Fault("timeout")
-    await sim.start()
     exporter = await make_exporter(sim, run_poller=False, api={"timeout": "1s", "retries": 5, "max_concurrency": 2},
                                    poll={"interval": "1500ms"})
     try:
         snapshot = await exporter.poller.run_cycle()
     finally:
         await exporter.stop()
-        await sim.stop()
     # bounded by the 1.5 s deadline, not 6 attempts x 1 s; generous slack for a loaded machine
     assert snapshot.cycle_duration < 4
     assert [s.up for s in snapshot.flows] == [False, False, True, True]
 
 
-async def test_sighup_reloads_and_sigterm_exits_0_promptly_with_requests_in_flight(tmp_path):
-    sim = Simulator(flows=static_flows(3, 1), hang_seconds=30)
-    await sim.start()
+async def test_sighup_reloads_and_sigterm_exits_0_promptly_with_requests_in_flight(tmp_path, make_sim):
+    sim = await make_sim(flows=static_flows(3, 1), hang_seconds=30)
     path = write_config(tmp_path / "c.yaml", sim, [1, 2], interval="2s")
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
@@ -205,7 +198,6 @@ async def test_sighup_reloads_and_sigterm_exits_0_promptly_with_requests_in_flig
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-        await sim.stop()
     _, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert elapsed < 2.0, f"took {elapsed:.2f}s to stop"

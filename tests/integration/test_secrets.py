@@ -33,11 +33,10 @@ async def post(port: int, path: str) -> bytes:
             return await response.read()
 
 
-async def test_no_secret_or_sign_in_logs_metrics_pages_errors_or_reprs(tmp_path, exporter_from_file):
+async def test_no_secret_or_sign_in_logs_metrics_pages_errors_or_reprs(tmp_path, exporter_from_file, make_sim):
     out = io.StringIO()
     logs.configure("debug", "json", stream=out)
-    sim = Simulator(api_secret=SECRET_1, flows=static_flows(6, 2), hang_seconds=5, timestamp_window=60)
-    await sim.start()
+    sim = await make_sim(api_secret=SECRET_1, flows=static_flows(6, 2), hang_seconds=5, timestamp_window=60)
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET_1 + "\n")
     path = tmp_path / "config.yaml"
@@ -91,7 +90,6 @@ async def test_no_secret_or_sign_in_logs_metrics_pages_errors_or_reprs(tmp_path,
                      repr(exporter.client), repr(config)])
     finally:
         await exporter.stop()
-        await sim.stop()
         structlog.reset_defaults()
 
     log_text = out.getvalue()

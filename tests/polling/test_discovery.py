@@ -1,4 +1,4 @@
-"""Discovery through queryPage and per-node call outcomes, against the simulator on loopback."""
+"""Discovery through queryPage (exporter/polling/discovery.py), against the simulator on loopback."""
 
 import asyncio
 import re
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from exporter.simulator import DEMO_API_SECRET, Fault, SimFlow, SimNode, Simulator, static_flows
-from exporter.vendor.endpoints import GROUP_CALL_DETAIL, QUERY_PAGE
+from exporter.simulator import DEMO_API_SECRET, Fault, SimFlow, static_flows
+from exporter.vendor.endpoints import QUERY_PAGE
 from tests.conftest import scrape, value
 
 DAY = 86400
@@ -28,11 +28,8 @@ def listed_flows(count: int, first_key: int = 1, nodes: int = 1) -> list[SimFlow
 
 
 @pytest.fixture
-async def listing_sim():
-    sim = Simulator(flows=listed_flows(5))
-    await sim.start()
-    yield sim
-    await sim.stop()
+async def listing_sim(make_sim):
+    return await make_sim(flows=listed_flows(5))
 
 
 def discovering(**discovery):
@@ -65,54 +62,47 @@ async def test_discovered_flows_are_watched_with_their_list_metadata(listing_sim
     assert all(v == 1 for _, v in samples["itnio_recall_flow_up"])
 
 
-async def test_task_name_filter_and_time_zone_reach_the_request(make_exporter):
+async def test_task_name_filter_and_time_zone_reach_the_request(make_exporter, make_sim):
     flows = listed_flows(3)
     flows[1].task_name = "spring-promo"
-    sim = Simulator(flows=flows, timezone="Asia/Shanghai")
-    await sim.start()
-    try:
-        exporter = await make_exporter(sim, run_poller=False, flows=[], api={"timezone": "Asia/Shanghai"},
-                                       **discovering(task_name="promo"))
-        assert await exporter.discovery.run_once()
-        assert watched(exporter) == [2]
-        assert sim.page_requests[0]["params"]["taskName"] == "promo"
-        await exporter.poller.run_cycle()
-        samples = await scrape(exporter.port)
-        # createTime was written in Shanghai time and read back in it: the same instant
-        assert value(samples, "itnio_recall_flow_created_timestamp_seconds", key_id="2") == int(flows[1].created)
-    finally:
-        await sim.stop()
+    sim = await make_sim(flows=flows, timezone="Asia/Shanghai")
+    exporter = await make_exporter(sim, run_poller=False, flows=[], api={"timezone": "Asia/Shanghai"},
+                                   **discovering(task_name="promo"))
+    assert await exporter.discovery.run_once()
+    assert watched(exporter) == [2]
+    assert sim.page_requests[0]["params"]["taskName"] == "promo"
+    await exporter.poller.run_cycle()
+    samples = await scrape(exporter.port)
+    # createTime was written in Shanghai time and read back in it: the same instant
+    assert value(samples, "itnio_recall_flow_created_timestamp_seconds", key_id="2") == int(flows[1].created)
 
 
 @pytest.mark.parametrize("change", ["created", "deleted"])
-async def test_a_list_that_shifts_between_pages_loses_no_flow_and_counts_none_twice(change, make_exporter):
-    sim = Simulator(flows=listed_flows(7))
-    await sim.start()
-    try:
-        def between_pages(page: int) -> None:
-            if page != 1 or sim.after_page is None:
-                return
-            sim.after_page = None  # once
-            if change == "created":  # newest first: everything after page 1 moves down one place
-                (new,) = listed_flows(1, first_key=50)
-                new.created = time.time()
-                sim.flows[50] = new
-            else:  # everything after page 1 moves up one place
-                del sim.flows[7]
+async def test_a_list_that_shifts_between_pages_loses_no_flow_and_counts_none_twice(change, make_exporter, make_sim):
+    sim = await make_sim(flows=listed_flows(7))
 
-        sim.after_page = between_pages
-        exporter = await make_exporter(sim, run_poller=False, flows=[], **discovering(page_size=3))
-        assert await exporter.discovery.run_once()
-        expected = {1, 2, 3, 4, 5, 6, 7} | ({50} if change == "created" else set())
-        assert sorted(watched(exporter)) == sorted(expected) and len(watched(exporter)) == len(expected)
-        # the change was noticed and the list read again
-        assert len(sim.page_requests) > 3
-        await exporter.poller.run_cycle()
-        samples = await scrape(exporter.port)
-        assert value(samples, "itnio_exporter_flows") == len(expected)
-        assert len(samples["itnio_recall_flow_up"]) == len(expected)
-    finally:
-        await sim.stop()
+    def between_pages(page: int) -> None:
+        if page != 1 or sim.after_page is None:
+            return
+        sim.after_page = None  # once
+        if change == "created":  # newest first: everything after page 1 moves down one place
+            (new,) = listed_flows(1, first_key=50)
+            new.created = time.time()
+            sim.flows[50] = new
+        else:  # everything after page 1 moves up one place
+            del sim.flows[7]
+
+    sim.after_page = between_pages
+    exporter = await make_exporter(sim, run_poller=False, flows=[], **discovering(page_size=3))
+    assert await exporter.discovery.run_once()
+    expected = {1, 2, 3, 4, 5, 6, 7} | ({50} if change == "created" else set())
+    assert sorted(watched(exporter)) == sorted(expected) and len(watched(exporter)) == len(expected)
+    # the change was noticed and the list read again
+    assert len(sim.page_requests) > 3
+    await exporter.poller.run_cycle()
+    samples = await scrape(exporter.port)
+    assert value(samples, "itnio_exporter_flows") == len(expected)
+    assert len(samples["itnio_recall_flow_up"]) == len(expected)
 
 
 async def test_flows_leave_only_out_of_the_window_and_ended_and_a_failed_run_keeps_the_set(listing_sim, make_exporter):
@@ -163,60 +153,6 @@ async def test_a_deleted_flow_that_is_no_longer_listed_leaves(listing_sim, make_
     assert sorted(watched(exporter)) == [1, 2, 4, 5]
 
 
-def node_series(samples, metric):
-    return {(labels["key_id"], labels["node_key_id"], labels["task_id"]): v for labels, v in samples.get(metric, [])}
-
-
-async def test_node_call_outcomes_are_fetched_until_one_fetch_after_the_node_ended(make_exporter):
-    flow = SimFlow(1, nodes=[SimNode(11, 111, 1, 1), SimNode(12, 112, 1, 0), SimNode(13, 113, 1, 1)])
-    other = SimFlow(2, nodes=[SimNode(21, None, None, 1), SimNode(22, 222, 1, 2)])
-    sim = Simulator(flows=[flow, other])
-    sim.call_stats[111] = {"numCnt": 10, "callTotal": 12, "success": "8", "fail": 4, "acd": "31.5"}
-    await sim.start()
-    try:
-        exporter = await make_exporter(sim, run_poller=False, enrich={"node_calls": True},
-                                       poll={"interval": "5s", "max_nodes_per_flow": 2})
-        await exporter.poller.run_cycle()
-        samples = await scrape(exporter.port)
-        # 12 is pending, 13 is beyond the cap, 21 has no task: only 111 and the ended 222 are asked
-        assert dict(sim.requests_per_task) == {111: 1, 222: 1}
-        assert node_series(samples, "itnio_recall_node_calls") == {("1", "11", "111"): 12.0, ("2", "22", "222"): float(sim.call_data(222)["callTotal"])}
-        assert value(samples, "itnio_recall_node_numbers", node_key_id="11") == 10
-        assert value(samples, "itnio_recall_node_calls_succeeded", node_key_id="11") == 8
-        assert value(samples, "itnio_recall_node_calls_failed", node_key_id="11") == 4
-        assert value(samples, "itnio_recall_node_call_duration_average_seconds", node_key_id="11") == 31.5
-        assert value(samples, "itnio_api_requests_total", endpoint=GROUP_CALL_DETAIL) == 2
-
-        # 11 ends: it is asked once more (the last calls of the round count), then never again
-        flow.nodes[0].status = 2
-        sim.call_stats[111] = {**sim.call_stats[111], "callTotal": 14, "success": 9, "fail": 5}
-        for _ in range(3):
-            await exporter.poller.run_cycle()
-        assert dict(sim.requests_per_task) == {111: 2, 222: 1}
-        samples = await scrape(exporter.port)
-        assert value(samples, "itnio_recall_node_calls", node_key_id="11") == 14
-        assert value(samples, "itnio_recall_node_calls_failed", node_key_id="11") == 5
-
-        # a failing fetch keeps the previous counts; the failure is counted like any other
-        flow.nodes[1].status = 1
-        sim.call_stats[112] = {"callTotal": 3}
-        await exporter.poller.run_cycle()
-        sim.task_faults[112] = Fault("api", -18)
-        await exporter.poller.run_cycle()
-        samples = await scrape(exporter.port)
-        assert value(samples, "itnio_recall_node_calls", node_key_id="12") == 3
-        assert value(samples, "itnio_recall_node_numbers", node_key_id="12") is None  # not in the answer
-        assert value(samples, "itnio_api_errors_total", endpoint=GROUP_CALL_DETAIL, kind="api", code="-18") == 1
-
-        # a node that leaves takes its series along
-        flow.nodes.pop(1)
-        await exporter.poller.run_cycle()
-        samples = await scrape(exporter.port)
-        assert value(samples, "itnio_recall_node_calls", node_key_id="12") is None
-    finally:
-        await sim.stop()
-
-
 async def test_without_the_features_no_new_endpoint_or_series_appears(sim, make_exporter):
     exporter = await make_exporter(sim, run_poller=False)
     await exporter.poller.run_cycle()
@@ -234,9 +170,8 @@ async def wait_for(condition, timeout=6.0):
         await asyncio.sleep(0.1)
 
 
-async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them(tmp_path, exporter_from_file):
-    sim = Simulator(flows=listed_flows(2))
-    await sim.start()
+async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them(tmp_path, exporter_from_file, make_sim):
+    sim = await make_sim(flows=listed_flows(2))
     path = tmp_path / "config.yaml"
 
     def write(discovery: str, flows: str = "flows: []") -> None:
@@ -275,65 +210,36 @@ async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them
         assert value(samples, "itnio_recall_flow_up", key_id="3") is None
     finally:
         await exporter.stop()
-        await sim.stop()
 
 
 async def _eq(awaitable, expected) -> bool:
     return await awaitable == expected
 
 
-async def test_an_account_error_on_call_detail_stops_the_cycles_enrichment_requests(make_exporter):
-    flows = static_flows(3, 2)
-    for flow in flows:
-        for node in flow.nodes:
-            node.status = 1
-    sim = Simulator(flows=flows)
-    for flow in flows:
-        for node in flow.nodes:
-            sim.task_faults[node.task_id] = Fault("api", -2)
-    await sim.start()
-    try:
-        exporter = await make_exporter(sim, run_poller=False, enrich={"node_calls": True},
-                                       api={"max_concurrency": 1})
-        await exporter.poller.run_cycle()
-        samples = await scrape(exporter.port)
-        # six nodes running, one request: the -2 stops the rest; the flows themselves are fine
-        assert value(samples, "itnio_api_requests_total", endpoint=GROUP_CALL_DETAIL) == 1
-        assert value(samples, "itnio_api_errors_total", endpoint=GROUP_CALL_DETAIL, kind="api", code="-2") == 1
-        assert all(v == 1 for _, v in samples["itnio_recall_flow_up"])
-        assert "itnio_recall_node_calls" not in samples
-    finally:
-        await sim.stop()
-
-
-async def test_discovered_flows_are_partitioned_exactly_across_shards(make_exporter):
+async def test_discovered_flows_are_partitioned_exactly_across_shards(make_exporter, make_sim):
     from exporter.polling.shard import Shard
 
-    sim = Simulator(flows=listed_flows(30))
-    await sim.start()
-    try:
-        exporters = [
-            await make_exporter(sim, run_poller=False, flows=[{"key_id": 7, "name": "static"}],
-                                exporter_options={"shard": Shard(i, 3)}, **discovering(page_size=7))
-            for i in range(3)
-        ]
-        for exporter in exporters:
-            assert await exporter.discovery.run_once()
-            await exporter.poller.run_cycle()
-        shards = [set(watched(exporter)) for exporter in exporters]
-        assert all(shards), shards  # each replica has a share
-        assert sum(len(s) for s in shards) == 30 and set().union(*shards) == set(range(1, 31))
-        for exporter, mine in zip(exporters, shards):
-            samples = await scrape(exporter.port)
-            assert {int(labels["key_id"]) for labels, _ in samples["itnio_recall_flow_up"]} == mine
-        # every flow was polled by one replica only: discovered flows once when added and once by the
-        # cycle, the static flow by the cycle; with a flow polled by two replicas these would be higher
-        expected = {key: 1 if key == 7 else 2 for key in range(1, 31)}
-        for _ in range(100):  # the polls of added flows run in the background
-            if sum(sim.requests_per_flow.values()) >= sum(expected.values()):
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)
-        assert sim.requests_per_flow == expected
-    finally:
-        await sim.stop()
+    sim = await make_sim(flows=listed_flows(30))
+    exporters = [
+        await make_exporter(sim, run_poller=False, flows=[{"key_id": 7, "name": "static"}],
+                            exporter_options={"shard": Shard(i, 3)}, **discovering(page_size=7))
+        for i in range(3)
+    ]
+    for exporter in exporters:
+        assert await exporter.discovery.run_once()
+        await exporter.poller.run_cycle()
+    shards = [set(watched(exporter)) for exporter in exporters]
+    assert all(shards), shards  # each replica has a share
+    assert sum(len(s) for s in shards) == 30 and set().union(*shards) == set(range(1, 31))
+    for exporter, mine in zip(exporters, shards):
+        samples = await scrape(exporter.port)
+        assert {int(labels["key_id"]) for labels, _ in samples["itnio_recall_flow_up"]} == mine
+    # every flow was polled by one replica only: discovered flows once when added and once by the
+    # cycle, the static flow by the cycle; with a flow polled by two replicas these would be higher
+    expected = {key: 1 if key == 7 else 2 for key in range(1, 31)}
+    for _ in range(100):  # the polls of added flows run in the background
+        if sum(sim.requests_per_flow.values()) >= sum(expected.values()):
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    assert sim.requests_per_flow == expected

@@ -1,22 +1,18 @@
-"""The poll loop: node removal, last good data until stale, slow flows, a loop that never dies."""
+"""The poll loop (exporter/polling/poller.py): node removal, last good data until stale, slow flows, a loop that never dies."""
 
 import asyncio
 
-from exporter.config import Credentials, validate_config
+from exporter.config import (
+    Credentials,
+    validate_config,
+)
 from exporter.metrics.exposition import Exposition
 from exporter.metrics.telemetry import Telemetry
 from exporter.polling.poller import Poller
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Fault, Simulator, static_flows
 from exporter.vendor.client import ItnioClient
 from tests.conftest import exporter_config, parse_samples, scrape, value
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_800_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import FakeClock
 
 
 async def poller_for(sim: Simulator, clock: FakeClock, **sections) -> tuple[Poller, Exposition, ItnioClient]:
@@ -88,10 +84,9 @@ async def test_failed_flow_keeps_last_data_until_stale_then_only_up_and_last_suc
         await client.close()
 
 
-async def test_a_hanging_flow_does_not_delay_the_others_beyond_the_timeout():
-    sim = Simulator(flows=static_flows(8, 2), hang_seconds=60)
+async def test_a_hanging_flow_does_not_delay_the_others_beyond_the_timeout(make_sim):
+    sim = await make_sim(flows=static_flows(8, 2), hang_seconds=60)
     sim.flow_faults[1] = Fault("timeout")
-    await sim.start()
     clock = FakeClock()
     poller, exposition, client = await poller_for(
         sim, clock, api={"timeout": "1s", "max_concurrency": 2}, poll={"interval": "5s"}
@@ -106,7 +101,6 @@ async def test_a_hanging_flow_does_not_delay_the_others_beyond_the_timeout():
         assert snapshot.flows[0].last_error.kind.value == "timeout"
     finally:
         await client.close()
-        await sim.stop()
 
 
 async def test_the_loop_survives_a_broken_client_and_keeps_its_pace(sim):

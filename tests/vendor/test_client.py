@@ -1,43 +1,24 @@
-"""The signed client against the simulator: envelopes, and each failure kind counted once."""
+"""The signed client (exporter/vendor/client.py) against the simulator: envelopes, retries, pauses,
+every endpoint, and each failure kind counted once."""
 
 import asyncio
 import socket
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
 
-from exporter.config import Credentials
+from exporter.config import (
+    Credentials,
+)
 from exporter.metrics.telemetry import Telemetry
-from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, ENVELOPES, Fault, Simulator, static_flows
-from exporter.vendor.client import ItnioClient
-from exporter.vendor.decoding import parse_flow_detail
-from exporter.vendor.endpoints import QUERY_DETAIL
+from exporter.simulator import ENVELOPES, Fault, Simulator, static_flows
+from exporter.vendor.endpoints import GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from exporter.vendor.errors import ApiError, ErrorKind, NotSent
-from tests.conftest import parse_samples, serve, value
-
-
-def make_client(base_url: str, *, secret: str = DEMO_API_SECRET, timeout: float = 2.0, clock=None, retries=0, **kwargs):
-    """A client with no retries unless asked, so that one call is one request."""
-    telemetry = Telemetry()
-    extra = {"clock": clock} if clock else {}
-    client = ItnioClient(
-        base_url,
-        Credentials(DEMO_API_KEY, secret, "test"),
-        timeout=timeout,
-        max_connections=4,
-        max_response_bytes=kwargs.get("max_response_bytes", 1 << 20),
-        telemetry=telemetry,
-        retries=retries,
-        **extra,
-    )
-    return client, telemetry
-
-
-def counters(telemetry: Telemetry):
-    from prometheus_client import generate_latest
-
-    return parse_samples(generate_latest(telemetry.registry).decode())
+from tests.conftest import value
+from tests.helpers import counters, make_client
 
 
 def error_count(telemetry, kind, code=""):
@@ -49,15 +30,13 @@ def request_count(telemetry):
 
 
 @pytest.mark.parametrize("variant", ENVELOPES)
-async def test_every_envelope_variant_is_a_success(variant):
-    sim = Simulator(flows=static_flows(2, 3), envelope_variant=variant)
-    await sim.start()
+async def test_every_envelope_variant_is_a_success(variant, make_sim):
+    sim = await make_sim(flows=static_flows(2, 3), envelope_variant=variant)
     client, telemetry = make_client(sim.base_url)
     try:
         detail = await client.query_detail(2)
     finally:
         await client.close()
-        await sim.stop()
     # data.status (the flow state) is not confused with the envelope's status
     assert detail.status == 1
     assert [node.key_id for node in detail.nodes] == [2000, 2001, 2002]
@@ -65,58 +44,6 @@ async def test_every_envelope_variant_is_a_success(variant):
     assert detail.nodes[0].task_id == 7002000 and detail.nodes[0].script_id == 100
     assert request_count(telemetry) == 1
     assert sum(v for _, v in counters(telemetry)["itnio_api_errors_total"]) == 0
-
-
-@pytest.mark.parametrize(
-    "body, code",
-    [
-        ({"code": -16, "msg": "Timestamp expired"}, "-16"),
-        ({"code": "-1", "msg": "Authentication error"}, "-1"),
-        ({"status": "-2", "reason": "Restricted IP access"}, "-2"),
-        ({"status": -22, "reason": "Parameter exception"}, "-22"),
-        ({"status": "-24", "reason": "x", "data": {"status": 0}}, "-24"),
-    ],
-)
-def test_non_zero_codes_in_every_variant_are_api_errors(body, code):
-    with pytest.raises(ApiError) as info:
-        parse_flow_detail(body)
-    assert (info.value.kind, info.value.code) == (ErrorKind.API, code)
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        [],
-        {"msg": "no code"},
-        {"code": "zero"},
-        {"code": True},
-        {"code": 0},
-        {"code": 0, "data": []},
-        {"code": 0, "data": {"status": "1", "recallInterval": 1, "recallNum": 1, "recallType": 0}},
-        {"code": 0, "data": {"status": 1.5, "recallInterval": 1, "recallNum": 1, "recallType": 0}},
-        {"code": 0, "data": {"status": 1, "recallNum": 1, "recallType": 0}},
-        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0, "nodeList": {}}},
-        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0, "nodeList": [3]}},
-        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0,
-                             "nodeList": [{"keyId": 1, "nodeStatus": None}]}},
-        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0,
-                             "nodeList": [{"keyId": 1, "nodeStatus": 1}, {"keyId": 1, "nodeStatus": 2}]}},
-    ],
-)
-def test_wrong_shapes_are_decode_errors(body):
-    with pytest.raises(ApiError) as info:
-        parse_flow_detail(body)
-    assert info.value.kind is ErrorKind.DECODE
-
-
-def test_optional_ids_may_be_null_and_nodelist_absent():
-    detail = parse_flow_detail(
-        {"code": "0", "data": {"status": 2, "recallInterval": 3, "recallNum": 2, "recallType": 0,
-                               "nodeList": [{"keyId": 5, "taskId": None, "nodeStatus": 2, "scriptId": None}]}}
-    )
-    assert detail.nodes[0].task_id is None and detail.recall_type_name == "all"
-    assert parse_flow_detail({"code": 0, "data": {"status": 0, "recallInterval": 1, "recallNum": 1,
-                                                  "recallType": 1}}).nodes == ()
 
 
 async def _fail_once(sim: Simulator, **client_kwargs) -> tuple[ApiError, Telemetry]:
@@ -139,34 +66,26 @@ async def _fail_once(sim: Simulator, **client_kwargs) -> tuple[ApiError, Telemet
         (Fault("network"), "network", ""),
     ],
 )
-async def test_each_injected_fault_is_counted_once_with_its_kind(fault, kind, code):
-    sim = Simulator(flows=static_flows(1, 1), seed=3)
+async def test_each_injected_fault_is_counted_once_with_its_kind(fault, kind, code, make_sim):
+    sim = await make_sim(flows=static_flows(1, 1), seed=3)
     sim.flow_faults[1] = fault
-    await sim.start()
-    try:
-        for _ in range(3):  # decode alternates between invalid JSON and a wrong shape
-            error, telemetry = await _fail_once(sim)
-            assert (error.kind.value, error.code) == (kind, code)
-            assert request_count(telemetry) == 1
-            assert error_count(telemetry, kind, code) == 1
-            # counted once: no other kind moved
-            assert sum(v for _, v in counters(telemetry)["itnio_api_errors_total"]) == 1
-    finally:
-        await sim.stop()
+    for _ in range(3):  # decode alternates between invalid JSON and a wrong shape
+        error, telemetry = await _fail_once(sim)
+        assert (error.kind.value, error.code) == (kind, code)
+        assert request_count(telemetry) == 1
+        assert error_count(telemetry, kind, code) == 1
+        # counted once: no other kind moved
+        assert sum(v for _, v in counters(telemetry)["itnio_api_errors_total"]) == 1
     assert sim.errors() == {fault.record(): 3}
 
 
-async def test_timeout_is_counted_as_timeout_within_the_deadline():
-    sim = Simulator(flows=static_flows(1, 1), hang_seconds=30)
+async def test_timeout_is_counted_as_timeout_within_the_deadline(make_sim):
+    sim = await make_sim(flows=static_flows(1, 1), hang_seconds=30)
     sim.flow_faults[1] = Fault("timeout")
-    await sim.start()
-    try:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        error, telemetry = await _fail_once(sim, timeout=0.3)
-        assert loop.time() - started < 10  # bounded by api.timeout, not by the 30 s hang
-    finally:
-        await sim.stop()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    error, telemetry = await _fail_once(sim, timeout=0.3)
+    assert loop.time() - started < 10  # bounded by api.timeout, not by the 30 s hang
     assert error.kind is ErrorKind.TIMEOUT
     assert error_count(telemetry, "timeout") == 1 and request_count(telemetry) == 1
 
@@ -185,22 +104,17 @@ async def test_connection_refused_is_a_network_error():
     assert error_count(telemetry, "network") == 1
 
 
-async def test_wrong_secret_is_refused_with_minus_1_and_not_retried():
-    sim = Simulator(flows=static_flows(1, 1))
-    await sim.start()
-    try:
-        error, telemetry = await _fail_once(sim, secret="not-the-secret", retries=2)
-    finally:
-        await sim.stop()
+async def test_wrong_secret_is_refused_with_minus_1_and_not_retried(make_sim):
+    sim = await make_sim(flows=static_flows(1, 1))
+    error, telemetry = await _fail_once(sim, secret="not-the-secret", retries=2)
     assert (error.kind, error.code) == (ErrorKind.API, "-1")
     assert error_count(telemetry, "api", "-1") == 1 and request_count(telemetry) == 1
     assert sim.errors() == {("api", "-1"): 1}
 
 
-async def test_clock_skew_is_corrected_from_the_date_header():
+async def test_clock_skew_is_corrected_from_the_date_header(make_sim):
     # The vendor's clock is 10 minutes ahead and it accepts only +-60 s.
-    sim = Simulator(flows=static_flows(1, 1), timestamp_window=60, clock=lambda: time.time() + 600)
-    await sim.start()
+    sim = await make_sim(flows=static_flows(1, 1), timestamp_window=60, clock=lambda: time.time() + 600)
     client, telemetry = make_client(sim.base_url)
     try:
         detail = await client.query_detail(1)  # -16, corrected, signed again: success
@@ -211,49 +125,39 @@ async def test_clock_skew_is_corrected_from_the_date_header():
         assert sim.answers == {("api", "-16"): 1, ("ok", ""): 2}
     finally:
         await client.close()
-        await sim.stop()
     samples = counters(telemetry)
     assert error_count(telemetry, "api", "-16") == 1 and request_count(telemetry) == 3
     assert value(samples, "itnio_api_retries_total", endpoint=QUERY_DETAIL) == 1
     assert 595 <= value(samples, "itnio_exporter_clock_offset_seconds") <= 605
 
 
-async def test_clock_skew_is_retried_only_once():
+async def test_clock_skew_is_retried_only_once(make_sim):
     # A server that always says -16 (its Date header agrees with us): one correction, then give up.
-    sim = Simulator(flows=static_flows(1, 1))
+    sim = await make_sim(flows=static_flows(1, 1))
     sim.flow_faults[1] = Fault("api", -16)
-    await sim.start()
-    try:
-        error, telemetry = await _fail_once(sim, retries=2)
-    finally:
-        await sim.stop()
+    error, telemetry = await _fail_once(sim, retries=2)
     assert error.code == "-16" and sim.errors() == {("api", "-16"): 2}
     assert request_count(telemetry) == 2
 
 
-async def test_transport_failures_are_retried_with_backoff_then_counted_each():
-    sim = Simulator(flows=static_flows(1, 1))
+async def test_transport_failures_are_retried_with_backoff_then_counted_each(make_sim):
+    sim = await make_sim(flows=static_flows(1, 1))
     sim.flow_faults[1] = Fault("http", 502)
-    await sim.start()
-    try:
+    error, telemetry = await _fail_once(sim, retries=2)
+    assert error.code == "502"
+    assert sim.errors() == {("http", "502"): 3}
+    assert request_count(telemetry) == 3 and error_count(telemetry, "http", "502") == 3
+    assert value(counters(telemetry), "itnio_api_retries_total", endpoint=QUERY_DETAIL) == 2
+    # business errors are not retried blindly
+    for code in (-18, -22, -2):
+        sim.flow_faults[1] = Fault("api", code)
         error, telemetry = await _fail_once(sim, retries=2)
-        assert error.code == "502"
-        assert sim.errors() == {("http", "502"): 3}
-        assert request_count(telemetry) == 3 and error_count(telemetry, "http", "502") == 3
-        assert value(counters(telemetry), "itnio_api_retries_total", endpoint=QUERY_DETAIL) == 2
-        # business errors are not retried blindly
-        for code in (-18, -22, -2):
-            sim.flow_faults[1] = Fault("api", code)
-            error, telemetry = await _fail_once(sim, retries=2)
-            assert error.code == str(code) and request_count(telemetry) == 1
-    finally:
-        await sim.stop()
+        assert error.code == str(code) and request_count(telemetry) == 1
 
 
-async def test_a_transient_fault_is_healed_by_a_retry():
-    sim = Simulator(flows=static_flows(1, 1))
+async def test_a_transient_fault_is_healed_by_a_retry(make_sim):
+    sim = await make_sim(flows=static_flows(1, 1))
     sim.flow_faults[1] = Fault("network")
-    await sim.start()
     client, telemetry = make_client(sim.base_url, retries=2)
     try:
         async def heal():
@@ -266,16 +170,14 @@ async def test_a_transient_fault_is_healed_by_a_retry():
         await healer
     finally:
         await client.close()
-        await sim.stop()
     assert detail.status == 0
     assert error_count(telemetry, "network") >= 1
     assert request_count(telemetry) == error_count(telemetry, "network") + 1
 
 
-async def test_retries_never_pass_the_deadline():
-    sim = Simulator(flows=static_flows(1, 1), hang_seconds=30)
+async def test_retries_never_pass_the_deadline(make_sim):
+    sim = await make_sim(flows=static_flows(1, 1), hang_seconds=30)
     sim.flow_faults[1] = Fault("timeout")
-    await sim.start()
     client, telemetry = make_client(sim.base_url, timeout=0.3, retries=5)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -284,13 +186,12 @@ async def test_retries_never_pass_the_deadline():
             await client.query_detail(1, deadline=time.monotonic() + 0.5)
     finally:
         await client.close()
-        await sim.stop()
     assert info.value.kind is ErrorKind.TIMEOUT
     assert loop.time() - started < 5  # 0.5 s allowed; far from the 6 x 0.3 s that unbounded retries take
     assert request_count(telemetry) == 2  # the second attempt gets what is left of the 0.5 s
 
 
-async def test_429_honours_retry_after_and_pauses_every_request():
+async def test_429_honours_retry_after_and_pauses_every_request(make_server):
     hits = []
 
     async def handler(request: web.Request) -> web.Response:
@@ -300,22 +201,20 @@ async def test_429_honours_retry_after_and_pauses_every_request():
         return web.json_response({"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1,
                                                       "recallType": 0, "nodeList": []}})
 
-    runner, port = await serve(handler)
+    port = await make_server(handler)
     client, telemetry = make_client(f"http://127.0.0.1:{port}", retries=2)
     try:
         await client.query_detail(1)
         await client.query_detail(2)
     finally:
         await client.close()
-        await runner.cleanup()
     assert len(hits) == 3 and hits[1] - hits[0] >= 0.9
     assert error_count(telemetry, "http", "429") == 1
 
 
-async def test_too_frequent_pauses_and_a_pause_past_the_deadline_sends_nothing():
-    sim = Simulator(flows=static_flows(1, 1))
+async def test_too_frequent_pauses_and_a_pause_past_the_deadline_sends_nothing(make_sim):
+    sim = await make_sim(flows=static_flows(1, 1))
     sim.flow_faults[1] = Fault("api", -15)
-    await sim.start()
     client, telemetry = make_client(sim.base_url, retries=2)
     try:
         with pytest.raises(ApiError) as info:
@@ -325,32 +224,29 @@ async def test_too_frequent_pauses_and_a_pause_past_the_deadline_sends_nothing()
             await client.query_detail(1, deadline=time.monotonic() + 0.2)
     finally:
         await client.close()
-        await sim.stop()
     assert sim.errors() == {("api", "-15"): 1} and request_count(telemetry) == 1
 
 
-async def test_unknown_flow_is_the_vendor_code_not_a_crash():
-    sim = Simulator(flows=static_flows(1, 1))
-    await sim.start()
+async def test_unknown_flow_is_the_vendor_code_not_a_crash(make_sim):
+    sim = await make_sim(flows=static_flows(1, 1))
     client, telemetry = make_client(sim.base_url)
     try:
         with pytest.raises(ApiError) as info:
             await client.query_detail(999)
     finally:
         await client.close()
-        await sim.stop()
     assert (info.value.kind, info.value.code) == (ErrorKind.API, "-24")
     assert error_count(telemetry, "api", "-24") == 1
 
 
-async def test_each_request_is_signed_afresh():
+async def test_each_request_is_signed_afresh(make_server):
     seen = []
 
     async def handler(request: web.Request) -> web.Response:
         seen.append((request.headers["Timestamp"], request.headers["Sign"], request.headers["Api-Key"]))
         return web.json_response({"code": 1})
 
-    runner, port = await serve(handler)
+    port = await make_server(handler)
     ticks = iter(range(1630468800, 1630468900))
     client, _ = make_client(f"http://127.0.0.1:{port}", secret="7bz1lzh9", clock=lambda: next(ticks))
     client.use_credentials(Credentials("bDqJFiq9", "7bz1lzh9", "test"))
@@ -360,12 +256,11 @@ async def test_each_request_is_signed_afresh():
                 await client.query_detail(12)
     finally:
         await client.close()
-        await runner.cleanup()
     assert seen[0] == ("1630468800", "05d7a50893e22a5c4bb3216ae3396c7c", "bDqJFiq9")
     assert seen[1][0] == "1630468801" and seen[1][1] != seen[0][1]
 
 
-async def test_oversized_answer_is_a_decode_error_read_no_further():
+async def test_oversized_answer_is_a_decode_error_read_no_further(make_server):
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
         await response.prepare(request)
@@ -373,13 +268,71 @@ async def test_oversized_answer_is_a_decode_error_read_no_further():
             await response.write(b" " * 65536)
         return response
 
-    runner, port = await serve(handler)
+    port = await make_server(handler)
     client, telemetry = make_client(f"http://127.0.0.1:{port}", max_response_bytes=100_000)
     try:
         with pytest.raises(ApiError) as info:
             await client.query_detail(1)
     finally:
         await client.close()
-        await runner.cleanup()
     assert info.value.kind is ErrorKind.DECODE and "exceeds" in info.value.message
     assert error_count(telemetry, "decode") == 1
+
+
+def window(sim, *, name=None):
+    now = time.time()
+    fmt = lambda t: datetime.fromtimestamp(t, ZoneInfo("UTC")).strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
+    params = {"strTime": fmt(now - 86400), "endTime": fmt(now + 3600)}
+    if name:
+        params["taskName"] = name
+    return params
+
+
+@pytest.mark.parametrize("variant", ENVELOPES)
+async def test_the_client_pages_and_gets_call_detail_with_every_envelope(variant, make_sim):
+    flows = static_flows(5, 1)
+    flows[0].created = time.time() - 10 * 86400  # outside the day asked for
+    flows[1].task_name = "promo-march"
+    sim = await make_sim(flows=flows, envelope_variant=variant)
+    client, telemetry = make_client(sim.base_url)
+    try:
+        first = await client.query_page(1, 3, window(sim))
+        second = await client.query_page(2, 3, window(sim))
+        only = await client.query_page(1, 100, window(sim, name="promo"))
+        stats = await client.group_call_detail(7002000)
+    finally:
+        await client.close()
+    assert (first.total, first.pages, len(first.records), len(second.records)) == (4, 2, 3, 1)
+    assert sorted(r.key_id for r in first.records + second.records) == [2, 3, 4, 5]
+    assert [r.key_id for r in only.records] == [2]
+    assert {k: sim.page_requests[0][k] for k in ("current", "size")} == {"current": 1, "size": 3}
+    assert stats.calls == sim.call_data(7002000)["callTotal"] and stats.acd_seconds == 42
+    samples = counters(telemetry)
+    assert value(samples, "itnio_api_requests_total", endpoint=QUERY_PAGE) == 3
+    assert value(samples, "itnio_api_requests_total", endpoint=GROUP_CALL_DETAIL) == 1
+
+
+async def test_failures_of_the_new_endpoints_are_counted_like_the_rest(make_sim):
+    sim = await make_sim(flows=static_flows(2, 1))
+    sim.page_faults[1] = Fault("http", 502)
+    sim.task_faults[5] = Fault("api", -24)
+    client, telemetry = make_client(sim.base_url)
+    try:
+        with pytest.raises(ApiError):
+            await client.query_page(1, 10, window(sim))
+        del sim.page_faults[1]
+        with pytest.raises(ApiError) as info:
+            await client.group_call_detail(5)
+        assert info.value.code == "-24"
+        with pytest.raises(ApiError) as info:
+            await client.query_page(1, 10, {"strTime": "yesterday"})
+        assert info.value.code == "-22"
+    finally:
+        await client.close()
+    samples = counters(telemetry)
+    assert value(samples, "itnio_api_errors_total", endpoint=QUERY_PAGE, kind="http", code="502") == 1
+    assert value(samples, "itnio_api_errors_total", endpoint=QUERY_PAGE, kind="api", code="-22") == 1
+    assert value(samples, "itnio_api_errors_total", endpoint=GROUP_CALL_DETAIL, kind="api", code="-24") == 1
+    # the task id is in the path, never in a label
+    assert all(labels["endpoint"] in ("recallFlow/queryDetail", QUERY_PAGE, GROUP_CALL_DETAIL)
+               for labels, _ in samples["itnio_api_requests_total"])

@@ -1,3 +1,5 @@
+"""Request signing (exporter/vendor/signing.py): the vendor's test vector and the headers it goes in."""
+
 from exporter.vendor.signing import sign, signed_headers
 
 

@@ -1,4 +1,5 @@
-"""Issue 4, client side: verified TLS to the vendor, private CA, insecure_skip_verify, proxy, redirects."""
+"""How the client reaches the vendor (exporter/vendor/transport.py): verified TLS, a private CA,
+insecure_skip_verify, proxies, and redirects that are not followed."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import structlog
 import trustme
 from aiohttp import web
 
-from exporter.config import ConfigError, Credentials, validate_config
+from exporter.config import (
+    Credentials,
+    validate_config,
+)
 from exporter.metrics.telemetry import Telemetry
 from exporter.service import build_client
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Simulator
 from exporter.vendor.endpoints import QUERY_DETAIL
 from exporter.vendor.errors import ApiError, ErrorKind
-from tests.conftest import exporter_config, fetch, parse_samples, serve, value
+from tests.conftest import ServerFactory, exporter_config
 
 CREDS = Credentials(DEMO_API_KEY, DEMO_API_SECRET, "test")
 
@@ -58,16 +62,15 @@ async def clients() -> AsyncIterator[list[Client]]:
 
 
 @pytest.fixture
-async def tls_sim(sim: Simulator, tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+async def tls_sim(sim: Simulator, tmp_path: Path, make_server: ServerFactory) -> tuple[str, Path]:
     """The simulator's app over TLS, with a certificate from a private CA: (base_url, CA file)."""
     ca = trustme.CA()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
     ca_file = tmp_path / "vendor-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    runner, port = await serve(sim.app(), ssl_context=context)
-    yield f"https://127.0.0.1:{port}", ca_file
-    await runner.cleanup()
+    port = await make_server(sim.app(), ssl_context=context)
+    return f"https://127.0.0.1:{port}", ca_file
 
 
 async def test_vendor_certificate_verified_unless_its_ca_is_given(
@@ -98,26 +101,9 @@ async def test_insecure_skip_verify_is_loud(sim: Simulator, tls_sim: tuple[str, 
     assert insecure.config_info() == {"tls_insecure_skip_verify": "true"}
 
 
-async def test_config_info_is_exported(sim: Simulator, make_exporter: Any) -> None:
-    exporter = await make_exporter(sim, run_poller=False, api={"tls": {"insecure_skip_verify": True}})
-    status, _, body = await fetch(exporter.port, headers={"Accept-Encoding": "identity"})
-    assert status == 200
-    samples = parse_samples(body.decode())
-    assert value(samples, "itnio_exporter_config_info", tls_insecure_skip_verify="true") == 1
-
-
-def test_bad_ca_file_is_a_config_error(sim: Simulator, tmp_path: Path) -> None:
-    (tmp_path / "not-a-ca.pem").write_text("hello\n")
-    for name in ("missing.pem", "not-a-ca.pem"):
-        with pytest.raises(ConfigError) as caught:
-            validate_config(exporter_config(sim, api={"tls": {"ca_file": str(tmp_path / name)}}))
-        assert caught.value.problems[0].startswith("api.tls.ca_file: ")
-    with pytest.raises(ConfigError) as caught:
-        validate_config(exporter_config(sim, api={"proxy_url": "socks5://user:s3cret@proxy:1080"}))
-    assert caught.value.problems[0].startswith("api.proxy_url: ") and "s3cret" not in str(caught.value)
-
-
-async def test_redirect_to_another_host_is_not_followed(sim: Simulator, clients: list[Client]) -> None:
+async def test_redirect_to_another_host_is_not_followed(
+    sim: Simulator, clients: list[Client], make_server: ServerFactory
+) -> None:
     received: list[dict[str, str]] = []
 
     async def record(request: web.Request) -> web.Response:
@@ -126,29 +112,25 @@ async def test_redirect_to_another_host_is_not_followed(sim: Simulator, clients:
 
     other_app = web.Application()
     other_app.router.add_route("*", "/{tail:.*}", record)
-    other, other_port = await serve(other_app)
+    other_port = await make_server(other_app)
 
     async def redirect(request: web.Request) -> web.Response:
         raise web.HTTPTemporaryRedirect(f"http://localhost:{other_port}{request.path}")
 
     redirect_app = web.Application()
     redirect_app.router.add_route("*", "/{tail:.*}", redirect)
-    redirector, port = await serve(redirect_app)
-    try:
-        client = Client(sim, base_url=f"http://127.0.0.1:{port}")
-        clients.append(client)
-        with pytest.raises(ApiError) as caught:
-            await client.query()
-        assert (caught.value.kind, caught.value.code) == (ErrorKind.HTTP, "307")
-        assert client.errors("http", "307") == 1
-        assert received == []  # the other host saw nothing, and no Sign header
-    finally:
-        await redirector.cleanup()
-        await other.cleanup()
+    port = await make_server(redirect_app)
+    client = Client(sim, base_url=f"http://127.0.0.1:{port}")
+    clients.append(client)
+    with pytest.raises(ApiError) as caught:
+        await client.query()
+    assert (caught.value.kind, caught.value.code) == (ErrorKind.HTTP, "307")
+    assert client.errors("http", "307") == 1
+    assert received == []  # the other host saw nothing, and no Sign header
 
 
 @pytest.fixture
-async def proxy() -> AsyncIterator[tuple[str, list[str]]]:
+async def proxy(make_server: ServerFactory) -> tuple[str, list[str]]:
     """A stand-in HTTP proxy on loopback that records the absolute URLs it is asked for."""
     seen: list[str] = []
 
@@ -158,9 +140,8 @@ async def proxy() -> AsyncIterator[tuple[str, list[str]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner, port = await serve(app)
-    yield f"http://127.0.0.1:{port}", seen
-    await runner.cleanup()
+    port = await make_server(app)
+    return f"http://127.0.0.1:{port}", seen
 
 
 async def test_proxy_url_is_used(sim: Simulator, proxy: tuple[str, list[str]], clients: list[Client]) -> None:

@@ -1,8 +1,10 @@
-"""Label values from the config (flow names) survive rendering exactly (issue 3).
+"""Rendering /metrics (exporter/metrics/exposition.py).
 
-The text format and OpenMetrics allow any UTF-8 in a label value, with ``\\``, ``"`` and the
-newline escaped. Every name below must come back from prometheus_client's parsers (both
-formats) unchanged, must not inject series, and the page must pass ``promtool check metrics``.
+Label values from the config (flow names) survive rendering exactly: the text format and
+OpenMetrics allow any UTF-8 in a label value, with ``\\``, ``"`` and the newline escaped. Every
+name below must come back from prometheus_client's parsers (both formats) unchanged, must not
+inject series, and the page must pass ``promtool check metrics``. Large pages are rendered once
+and reused briefly.
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.config import ConfigError, parse_yaml, validate_config
+from exporter.config import (
+    ConfigError,
+    Credentials,
+    parse_yaml,
+    validate_config,
+)
 from exporter.metrics.exposition import Exposition, RenderedSnapshot
 from exporter.metrics.telemetry import Telemetry
 from exporter.polling.poller import Poller
 from exporter.polling.snapshot import FlowState, Snapshot
+from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET
+from exporter.vendor.client import ItnioClient
 from exporter.vendor.model import FlowDetail, NodeDetail
-from tests.conftest import require_tool
+from tests.conftest import exporter_config, require_tool
 
 HOSTILE_NAMES = [
     "",
@@ -193,3 +202,30 @@ def test_a_lone_surrogate_in_a_yaml_name_is_a_config_error_and_never_stops_rende
     promtool_ok(text)
     # Names reach the renderer by other roads too: it still renders, with a replacement character.
     assert 'name="\ufffd"'.encode() in render(["\udfff"]).text
+
+
+async def test_large_answers_are_reused_briefly_and_dropped_with_each_new_snapshot(sim, monkeypatch):
+    import gzip as gzip_module
+
+    from exporter.metrics import exposition as exposition_module
+
+    monkeypatch.setattr(exposition_module, "OFFLOAD_SERIES", 10)  # make the simulator's 5 flows "large"
+    telemetry = Telemetry()
+    config = validate_config(exporter_config(sim))
+    exposition = Exposition(telemetry.registry)
+    client = ItnioClient(sim.base_url, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "t"), timeout=2,
+                         max_connections=4, max_response_bytes=1 << 20, telemetry=telemetry)
+    poller = Poller(config, client, exposition.publish)
+    try:
+        await poller.run_cycle()
+        plain = exposition.body(openmetrics=False, gzip=False)
+        assert exposition.body(openmetrics=False, gzip=False) is plain  # reused within LIVE_TTL
+        assert gzip_module.decompress(exposition.body(openmetrics=False, gzip=True)) == plain
+        assert b"itnio_api_requests_total{endpoint=\"recallFlow/queryDetail\"} 5.0" in plain
+        await poller.run_cycle()  # a new snapshot: fresh counters at once (the 2 terminal flows wait)
+        monkeypatch.setattr(exposition_module, "LIVE_TTL", 0.0)  # and re-rendered once it expires
+        fresh = exposition.body(openmetrics=False, gzip=False)
+        assert b"itnio_api_requests_total{endpoint=\"recallFlow/queryDetail\"} 8.0" in fresh
+        assert exposition.body(openmetrics=False, gzip=False) is not fresh
+    finally:
+        await client.close()

@@ -1,105 +1,33 @@
-"""Issue 4, serving side: TLS, client certificates, basic auth and headers from a web config.
+"""The web config (exporter/web/webconfig.py): TLS and client certificates over real loopback
+connections, certificates renewed without a restart, one line per invalid field, and the shipped
+examples accepted by promtool and by this exporter.
 
-Real TLS over loopback, with certificates made by trustme in each test.
+Certificates are made by trustme in each test.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 import shutil
 import ssl
 import subprocess
-import threading
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import bcrypt
 import pytest
-import trustme
 import yaml
 
-from exporter import cli
-from exporter.config import ConfigError
-from exporter.service import Exporter
+from exporter.config import (
+    ConfigError,
+)
 from exporter.simulator import Simulator
 from exporter.web.webconfig import TLS12_CIPHERS, WebConfig, build_ssl_context, load_web_config, validate_web_config
 from tests.conftest import require_tool
+from tests.helpers import TLS, Pki, get, write_web_config
+from tests.web.conftest import Start
 
 ROOT = Path(__file__).resolve().parents[2]
-PASSWORD = "correct horse"
-# Generated hashes use the lowest cost to keep the tests fast; any cost is accepted.
-HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-class Pki:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, written to ``dir``."""
-
-    def __init__(self, directory: Path):
-        self.dir = directory
-        self.ca = trustme.CA()
-        self.client_ca = trustme.CA()
-        self.write_server_cert()
-        self.ca.cert_pem.write_to_path(str(directory / "ca.pem"))
-        self.client_ca.cert_pem.write_to_path(str(directory / "client-ca.pem"))
-        self.client = self.client_ca.issue_cert("prometheus@example.com")
-
-    def write_server_cert(self) -> trustme.LeafCert:
-        cert = self.ca.issue_cert("127.0.0.1")
-        cert.private_key_pem.write_to_path(str(self.dir / "server.key"))
-        cert.cert_chain_pems[0].write_to_path(str(self.dir / "server.crt"))
-        return cert
-
-    def client_context(self, *, with_cert: bool = False) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        self.ca.configure_trust(context)
-        if with_cert:
-            self.client.configure_cert(context)
-        return context
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki(tmp_path)
-
-
-def write_web_config(directory: Path, text: str) -> Path:
-    path = directory / "web-config.yml"
-    path.write_text(text)
-    return path
-
-
-TLS = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
-USERS = f"basic_auth_users:\n  alice: '{HASH}'\n"
-
-Start = Callable[..., Awaitable[Exporter]]
-
-
-@pytest.fixture
-def start(sim: Simulator, make_exporter) -> Start:
-    """An exporter serving with the web config at ``web_config_path``."""
-
-    async def factory(web_config_path: Path, **kwargs: Any) -> Exporter:
-        options = {"web_config": WebConfig(web_config_path), **kwargs}
-        return await make_exporter(sim, run_poller=False, exporter_options=options)
-
-    return factory
-
-
-async def get(
-    url: str, *, ssl_context: ssl.SSLContext | bool | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str]]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(url, ssl=ssl_context if ssl_context is not None else True, headers=headers or {}) as r:
-            await r.read()
-            return r.status, dict(r.headers)
 
 
 async def peer_serial(port: int, context: ssl.SSLContext) -> int:
@@ -110,9 +38,6 @@ async def peer_serial(port: int, context: ssl.SSLContext) -> int:
     from cryptography import x509
 
     return x509.load_der_x509_certificate(der).serial_number
-
-
-# -- TLS --------------------------------------------------------------------------------------
 
 
 async def test_tls_serves_https_and_refuses_plain_http(pki: Pki, start: Start) -> None:
@@ -201,85 +126,6 @@ def _serial_of(path: Path) -> int:
     return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
 
 
-# -- basic auth and headers ---------------------------------------------------------------------
-
-
-async def test_basic_auth_over_tls(pki: Pki, start: Start, monkeypatch: pytest.MonkeyPatch) -> None:
-    threads: list[threading.Thread] = []
-    real_checkpw = bcrypt.checkpw
-
-    def spy(password: bytes, hashed: bytes) -> bool:
-        threads.append(threading.current_thread())
-        return real_checkpw(password, hashed)
-
-    monkeypatch.setattr(bcrypt, "checkpw", spy)
-    exporter = await start(write_web_config(pki.dir, TLS + USERS))
-    auth = exporter.auth
-    assert auth is not None
-    url = f"https://127.0.0.1:{exporter.port}/metrics"
-    context = pki.client_context()
-
-    status, headers = await get(url, ssl_context=context)
-    assert (status, headers.get("WWW-Authenticate")) == (401, "Basic")
-    assert auth.bcrypt_checks == 0  # no credentials: nothing to check
-
-    status, headers = await get(url, ssl_context=context, headers=basic("alice", "wrong"))
-    assert (status, headers.get("WWW-Authenticate")) == (401, "Basic")
-    assert (auth.bcrypt_checks, auth.dummy_checks) == (1, 0)
-
-    # An unknown user costs a bcrypt too, against the dummy hash.
-    status, _ = await get(url, ssl_context=context, headers=basic("mallory", PASSWORD))
-    assert status == 401
-    assert (auth.bcrypt_checks, auth.dummy_checks) == (2, 1)
-
-    status, _ = await get(url, ssl_context=context, headers=basic("alice", PASSWORD))
-    assert status == 200
-    assert (auth.bcrypt_checks, auth.cache_hits) == (3, 0)
-    # The second scrape is answered from the cache: no bcrypt.
-    status, _ = await get(url, ssl_context=context, headers=basic("alice", PASSWORD))
-    assert status == 200
-    assert (auth.bcrypt_checks, auth.cache_hits) == (3, 1)
-
-    assert len(threads) == 3 and all(t is not threading.main_thread() for t in threads)
-    assert "correct" not in repr(auth) and HASH not in repr(exporter.web_config)
-
-
-async def test_dummy_hash_has_the_users_cost(pki: Pki, start: Start) -> None:
-    exporter = await start(write_web_config(pki.dir, USERS))
-    assert exporter.auth is not None
-    dummy = exporter.auth._dummy_for(exporter.web_config.users)  # type: ignore[union-attr]
-    assert dummy[:7] == HASH[:7].encode() and len(dummy) == 60  # $2b$04$
-    assert not bcrypt.checkpw(PASSWORD.encode(), dummy)
-
-
-async def test_every_endpoint_protected_unless_health_is_opened(pki: Pki, start: Start, sim: Simulator) -> None:
-    closed = await start(write_web_config(pki.dir, USERS))
-    for path in ("/metrics", "/healthz", "/readyz", "/", "/no-such-page"):
-        status, _ = await get(f"http://127.0.0.1:{closed.port}{path}")
-        assert status == 401, path
-    opened = await start(pki.dir / "web-config.yml", health_unauthenticated=True)
-    assert (await get(f"http://127.0.0.1:{opened.port}/metrics"))[0] == 401
-    for path in ("/healthz", "/readyz"):
-        status, _ = await get(f"http://127.0.0.1:{opened.port}{path}")
-        assert status in (200, 503), path  # answered, not 401
-
-
-async def test_configured_headers_on_every_answer(pki: Pki, start: Start) -> None:
-    text = USERS + (
-        "http_server_config:\n  headers:\n    X-Frame-Options: deny\n    X-Content-Type-Options: nosniff\n"
-        "    Strict-Transport-Security: max-age=31536000\n"
-    )
-    exporter = await start(write_web_config(pki.dir, text))
-    for headers in ({}, basic("alice", PASSWORD)):
-        for path in ("/metrics", "/no-such-page"):
-            _, got = await get(f"http://127.0.0.1:{exporter.port}{path}", headers=headers)
-            assert got["X-Frame-Options"] == "deny"
-            assert got["Strict-Transport-Security"] == "max-age=31536000"
-
-
-# -- validation ---------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize(
     ("text", "field"),
     [
@@ -326,27 +172,6 @@ def test_all_client_auth_types_and_cipher_names(pki: Pki) -> None:
     )
     names = {c["name"] for c in build_ssl_context(model.tls_server_config).get_ciphers() if c["protocol"] == "TLSv1.2"}
     assert names == {"ECDHE-ECDSA-AES128-GCM-SHA256"}
-
-
-def _write_exporter_config(directory: Path) -> Path:
-    path = directory / "config.yaml"
-    path.write_text("api:\n  api_key: k\n  api_secret: s\nflows:\n  - key_id: 1\n")
-    return path
-
-
-def test_cli_invalid_web_config_exits_1_with_one_line(pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
-    config = _write_exporter_config(pki.dir)
-    web = write_web_config(pki.dir, TLS + "  client_auth_type: Sometimes\n")
-    for extra in ([], ["--config.check"]):
-        assert cli.main(["--config.file", str(config), "--web.config.file", str(web), *extra]) == 1
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "tls_server_config.client_auth_type: 'Sometimes' is not one of" in err[0]
-    web = write_web_config(pki.dir, TLS + USERS)
-    assert cli.main(["--config.file", str(config), "--web.config.file", str(web), "--config.check"]) == 0
-    assert "OK (TLS on, 1 users)" in capsys.readouterr().out
-
-
-# -- the shipped examples pass promtool ---------------------------------------------------------
 
 
 def _check_with_promtool(pki: Pki, text: str) -> None:

@@ -1,0 +1,107 @@
+"""The config schema (exporter/config/schema.py): defaults, and one clear line per problem, naming the field."""
+
+from pathlib import Path
+
+import pytest
+
+from exporter.config import ConfigError, validate_config
+from exporter.simulator import Simulator
+from tests.conftest import exporter_config
+from tests.helpers import problems_of
+
+MINIMAL = {"api": {"api_key": "k", "api_secret": "s"}, "flows": [{"key_id": 12}]}
+
+
+def test_defaults():
+    config = validate_config(MINIMAL)
+    assert config.api.base_url == "https://api.itniotech.com"
+    assert config.api.timeout == 10
+    assert config.api.max_concurrency == 4
+    assert config.poll.interval == 60
+    assert config.poll.stale_after_seconds == 180
+    assert config.flows[0].name == ""
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({**MINIMAL, "bogus": 1}, "bogus: unknown field"),
+        ({**MINIMAL, "api": {"api_key": "k", "api_secret": "s", "timeout": 10}}, "api.timeout: 10 has no unit"),
+        ({**MINIMAL, "api": {"api_key": "k", "api_secret": "s", "max_concurrency": "4"}}, "api.max_concurrency: "),
+        ({**MINIMAL, "api": {"api_key": "k", "api_secret": "s", "max_concurrency": 0}}, "api.max_concurrency: "),
+        ({**MINIMAL, "api": {"base_url": "ftp://x", "api_key": "k", "api_secret": "s"}}, "api.base_url: "),
+        ({**MINIMAL, "poll": {"interval": "fast"}}, "poll.interval: 'fast' is not a duration"),
+        ({**MINIMAL, "poll": {"interval": "1m", "stale_after": "30s"}}, "poll.stale_after: 30s must not be shorter"),
+        ({**MINIMAL, "poll": {"interval": "5s"}}, "api.timeout: 10s must not exceed poll.interval (5s)"),
+        ({**MINIMAL, "flows": [{"key_id": 1}, {"key_id": 2}, {"key_id": "x"}]}, "flows[2].key_id: "),
+        ({**MINIMAL, "flows": [{"key_id": 1}, {"name": "a"}]}, "flows[1].key_id: required field is missing"),
+        ({**MINIMAL, "flows": [{"key_id": 1, "colour": "red"}]}, "flows[0].colour: unknown field"),
+        ({**MINIMAL, "flows": [{"key_id": 7}, {"key_id": 8}, {"key_id": 7}]}, "flows[2].key_id: duplicate key_id 7"),
+        ({**MINIMAL, "flows": []}, "flows: at least one flow"),
+        ([1, 2], "(top level): the config must be a YAML mapping"),
+    ],
+)
+def test_each_problem_is_one_line_naming_the_field(raw, expected):
+    problems = problems_of(raw)
+    assert any(line.startswith(expected) for line in problems), problems
+    assert all("\n" not in line for line in problems)
+
+
+def test_all_problems_are_reported_at_once():
+    problems = problems_of({"api": {"timeout": "x", "nope": 1}, "poll": {"interval": 3}, "flows": [{"key_id": "a"}]})
+    fields = sorted(line.split(":")[0] for line in problems)
+    assert fields == ["api.nope", "api.timeout", "flows[0].key_id", "poll.interval"]
+
+
+BASE = {"api": {"api_key": "k", "api_secret": "s"}}
+
+
+def test_discovery_defaults_and_flows_may_be_empty_when_it_is_on():
+    config = validate_config({**BASE, "flows": [{"key_id": 1}]})
+    assert not config.discovery.enabled and not config.enrich.node_calls
+    assert (config.discovery.lookback, config.discovery.refresh, config.discovery.page_size) == (7 * 86400, 300, 100)
+    assert config.api.timezone == "UTC"
+    config = validate_config({**BASE, "discovery": {"enabled": True, "lookback": "2d", "task_name": "promo"}})
+    assert config.flows == [] and config.discovery.lookback == 172800 and config.discovery.task_name == "promo"
+    assert problems_of({**BASE, "flows": []}) == ["flows: at least one flow to watch is needed (or discovery.enabled: true)"]
+
+
+@pytest.mark.parametrize(
+    "section, expected",
+    [
+        ({"discovery": {"enabled": True, "page_size": 101}}, "discovery.page_size: "),
+        ({"discovery": {"enabled": True, "page_size": 0}}, "discovery.page_size: "),
+        ({"discovery": {"enabled": True, "refresh": 300}}, "discovery.refresh: 300 has no unit"),
+        ({"discovery": {"enabled": "yes"}}, "discovery.enabled: "),
+        ({"discovery": {"enabled": True, "colour": 1}}, "discovery.colour: unknown field"),
+        ({"discovery": {"enabled": True, "task_name": " "}}, "discovery.task_name: must not be empty"),
+        ({"enrich": {"node_calls": 1}}, "enrich.node_calls: "),
+        ({"api": {**BASE["api"], "timezone": "Mars/Olympus"}}, "api.timezone: 'Mars/Olympus' is not an IANA time zone"),
+    ],
+)
+def test_new_sections_report_problems_per_field(section, expected):
+    problems = problems_of({**BASE, "flows": [{"key_id": 1}], **section})
+    assert len(problems) == 1 and problems[0].startswith(expected), problems
+
+
+def test_rate_is_configurable_and_checked(sim):
+    config = validate_config(exporter_config(sim, api={"max_requests_per_second": 2.5}))
+    assert config.api.max_requests_per_second == 2.5
+    assert validate_config(exporter_config(sim)).api.max_requests_per_second is None
+    with pytest.raises(ConfigError) as error:
+        validate_config(exporter_config(sim, api={"max_requests_per_second": 0}))
+    assert error.value.problems[0].startswith("api.max_requests_per_second:")
+    with pytest.raises(ConfigError) as error:
+        validate_config(exporter_config(sim, poll={"interval": "1m", "terminal_interval": "30s"}))
+    assert error.value.problems == ["poll.terminal_interval: 30s must not be shorter than poll.interval (1m)"]
+
+
+def test_bad_ca_file_is_a_config_error(sim: Simulator, tmp_path: Path) -> None:
+    (tmp_path / "not-a-ca.pem").write_text("hello\n")
+    for name in ("missing.pem", "not-a-ca.pem"):
+        with pytest.raises(ConfigError) as caught:
+            validate_config(exporter_config(sim, api={"tls": {"ca_file": str(tmp_path / name)}}))
+        assert caught.value.problems[0].startswith("api.tls.ca_file: ")
+    with pytest.raises(ConfigError) as caught:
+        validate_config(exporter_config(sim, api={"proxy_url": "socks5://user:s3cret@proxy:1080"}))
+    assert caught.value.problems[0].startswith("api.proxy_url: ") and "s3cret" not in str(caught.value)

@@ -1,0 +1,230 @@
+"""Decoding the vendor's answers (exporter/vendor/decoding.py): every envelope variant, strict types
+and ranges, and wrong shapes that raise ApiError and nothing else. (Fuzzed in tests/integration/test_hostile_input.py.)"""
+
+import math
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from exporter.vendor.decoding import parse_call_stats, parse_flow_detail, parse_flow_page
+from exporter.vendor.errors import ApiError, ErrorKind
+from exporter.vendor.model import FlowDetail, NodeDetail
+from tests.helpers import BIG, MISSING, base_body, mutated, roundtrip
+
+
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ({"code": -16, "msg": "Timestamp expired"}, "-16"),
+        ({"code": "-1", "msg": "Authentication error"}, "-1"),
+        ({"status": "-2", "reason": "Restricted IP access"}, "-2"),
+        ({"status": -22, "reason": "Parameter exception"}, "-22"),
+        ({"status": "-24", "reason": "x", "data": {"status": 0}}, "-24"),
+    ],
+)
+def test_non_zero_codes_in_every_variant_are_api_errors(body, code):
+    with pytest.raises(ApiError) as info:
+        parse_flow_detail(body)
+    assert (info.value.kind, info.value.code) == (ErrorKind.API, code)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        {"msg": "no code"},
+        {"code": "zero"},
+        {"code": True},
+        {"code": 0},
+        {"code": 0, "data": []},
+        {"code": 0, "data": {"status": "1", "recallInterval": 1, "recallNum": 1, "recallType": 0}},
+        {"code": 0, "data": {"status": 1.5, "recallInterval": 1, "recallNum": 1, "recallType": 0}},
+        {"code": 0, "data": {"status": 1, "recallNum": 1, "recallType": 0}},
+        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0, "nodeList": {}}},
+        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0, "nodeList": [3]}},
+        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0,
+                             "nodeList": [{"keyId": 1, "nodeStatus": None}]}},
+        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0,
+                             "nodeList": [{"keyId": 1, "nodeStatus": 1}, {"keyId": 1, "nodeStatus": 2}]}},
+    ],
+)
+def test_wrong_shapes_are_decode_errors(body):
+    with pytest.raises(ApiError) as info:
+        parse_flow_detail(body)
+    assert info.value.kind is ErrorKind.DECODE
+
+
+def test_optional_ids_may_be_null_and_nodelist_absent():
+    detail = parse_flow_detail(
+        {"code": "0", "data": {"status": 2, "recallInterval": 3, "recallNum": 2, "recallType": 0,
+                               "nodeList": [{"keyId": 5, "taskId": None, "nodeStatus": 2, "scriptId": None}]}}
+    )
+    assert detail.nodes[0].task_id is None and detail.recall_type_name == "all"
+    assert parse_flow_detail({"code": 0, "data": {"status": 0, "recallInterval": 1, "recallNum": 1,
+                                                  "recallType": 1}}).nodes == ()
+
+
+def test_a_page_decodes_loose_numbers_and_vendor_times_strictly():
+    zone = ZoneInfo("Asia/Shanghai")
+    body = {"status": "0", "reason": "success", "data": {"total": "2", "pages": 1, "current": 1, "size": 100, "records": [
+        {"keyId": "7", "taskId": 70, "taskName": "promo", "createTime": "2024-03-01 08:00:00", "finishNum": "2", "status": 1},
+        {"keyId": 8, "createTime": 1709251200000},
+    ]}}
+    page = parse_flow_page(body, zone)
+    first, second = page.records
+    assert (first.key_id, first.task_id, first.task_name, first.finish_num, first.status) == (7, 70, "promo", 2, 1)
+    assert first.created == datetime(2024, 3, 1, 8, tzinfo=zone).timestamp() == 1709251200
+    assert second.created == 1709251200 and second.task_name == "" and second.task_id is None
+    assert (page.total, page.pages) == (2, 1)
+    for bad in ({"keyId": "x"}, {"keyId": 1.5}, {"taskId": 1}, {"keyId": 1, "createTime": "yesterday"},
+                {"keyId": 1, "finishNum": [1]}, {"keyId": True}):
+        with pytest.raises(ApiError) as info:
+            parse_flow_page({"code": 0, "data": {"records": [bad]}})
+        assert info.value.kind is ErrorKind.DECODE
+    with pytest.raises(ApiError) as info:
+        parse_flow_page({"code": "-22", "msg": "Parameter exception"})
+    assert (info.value.kind, info.value.code) == (ErrorKind.API, "-22")
+    with pytest.raises(ApiError):
+        parse_flow_page({"code": 0, "data": {"records": {}}})
+
+
+def test_call_stats_accept_numbers_or_numeric_strings_and_nothing_else():
+    stats = parse_call_stats({"code": 0, "data": {"numCnt": "10", "callTotal": 12, "success": "8", "fail": 4, "acd": "37.5"}})
+    assert (stats.numbers, stats.calls, stats.succeeded, stats.failed, stats.acd_seconds) == (10, 12, 8, 4, 37.5)
+    assert parse_call_stats({"code": 0, "data": {}}).calls is None
+    for bad in ({"callTotal": "many"}, {"acd": float("inf")}, {"success": True}, {"fail": {}}):
+        with pytest.raises(ApiError) as info:
+            parse_call_stats({"code": 0, "data": bad})
+        assert info.value.kind is ErrorKind.DECODE
+
+
+WRONG_FOR_INT = ["1", "", 1.0, 1.5, math.nan, math.inf, -math.inf, True, False, [], [1], {}, {"v": 1},
+                 2**70, -(2**70), BIG + 1, -BIG - 1]
+
+
+REQUIRED_INTS = [("data", "status"), ("data", "recallInterval"), ("data", "recallNum"), ("data", "recallType"),
+                 ("node", "keyId"), ("node", "nodeStatus")]
+
+
+OPTIONAL_INTS = [("node", "taskId"), ("node", "scriptId")]
+
+
+@pytest.mark.parametrize("new", WRONG_FOR_INT + [None, MISSING], ids=repr)
+@pytest.mark.parametrize("where, field", REQUIRED_INTS)
+def test_a_required_int_of_the_wrong_type_or_range_is_decode(where, field, new):
+    for body in (mutated(where, field, new), roundtrip(mutated(where, field, new)) if new is not MISSING else None):
+        if body is None:
+            continue
+        with pytest.raises(ApiError) as info:
+            parse_flow_detail(body)
+        assert info.value.kind is ErrorKind.DECODE and info.value.code == ""
+        assert field in info.value.message
+
+
+@pytest.mark.parametrize("new", WRONG_FOR_INT, ids=repr)
+@pytest.mark.parametrize("where, field", OPTIONAL_INTS)
+def test_an_optional_int_of_the_wrong_type_is_decode(where, field, new):
+    with pytest.raises(ApiError) as info:
+        parse_flow_detail(roundtrip(mutated(where, field, new)))
+    assert info.value.kind is ErrorKind.DECODE and field in info.value.message
+
+
+@pytest.mark.parametrize("new", [None, MISSING], ids=["null", "absent"])
+@pytest.mark.parametrize("where, field", OPTIONAL_INTS)
+def test_an_optional_int_may_be_null_or_absent(where, field, new):
+    detail = parse_flow_detail(mutated(where, field, new))
+    node = detail.nodes[1]
+    assert getattr(node, {"taskId": "task_id", "scriptId": "script_id"}[field]) is None
+    assert (node.key_id, node.status) == (11, 1)
+    assert detail.nodes[0] == NodeDetail(10, 700, 100, 2)
+
+
+@pytest.mark.parametrize("new, nodes", [(None, 0), (MISSING, 0), ([], 0)], ids=["null", "absent", "empty"])
+def test_node_list_may_be_null_absent_or_empty(new, nodes):
+    detail = parse_flow_detail(mutated("data", "nodeList", new))
+    assert detail == FlowDetail(1, 5, 3, 1, ())
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b["data"].__setitem__("nodeList", "10,11"),
+        lambda b: b["data"].__setitem__("nodeList", ""),
+        lambda b: b["data"].__setitem__("nodeList", 0),
+        lambda b: b["data"].__setitem__("nodeList", False),
+        lambda b: b["data"].__setitem__("nodeList", {"keyId": 10, "nodeStatus": 1}),
+        lambda b: b["data"].__setitem__("nodeList", 2),
+        lambda b: b["data"].__setitem__("nodeList", True),
+        lambda b: b["data"]["nodeList"].append(None),
+        lambda b: b["data"]["nodeList"].append([12, 1]),
+        lambda b: b["data"]["nodeList"].append("node"),
+        lambda b: b["data"]["nodeList"].append({"keyId": 10, "nodeStatus": 0}),  # keyId twice
+        lambda b: b.__setitem__("data", None),
+        lambda b: b.__setitem__("data", []),
+        lambda b: b.__setitem__("data", "{}"),
+        lambda b: b.pop("data"),
+        lambda b: b.pop("code"),
+        lambda b: b.__setitem__("code", None),
+        lambda b: b.__setitem__("code", True),
+        lambda b: b.__setitem__("code", "zero"),
+        lambda b: b.__setitem__("code", ""),
+        lambda b: b.__setitem__("code", 0.5),
+        lambda b: b.__setitem__("code", math.nan),
+        lambda b: b.__setitem__("code", math.inf),
+        lambda b: b.__setitem__("code", []),
+        lambda b: b.__setitem__("code", {"value": 0}),
+        lambda b: b.__setitem__("code", 2**40),
+        lambda b: b.__setitem__("code", "9" * 5000),  # beyond int()'s digit limit
+    ],
+)
+def test_wrong_shapes_are_decode(mutate):
+    body = base_body()
+    mutate(body)
+    with pytest.raises(ApiError) as info:
+        parse_flow_detail(roundtrip(body))
+    assert info.value.kind is ErrorKind.DECODE and info.value.code == ""
+
+
+@pytest.mark.parametrize("body", [None, True, 0, 1.5, math.nan, "", "{}", [], [base_body()]], ids=repr)
+def test_a_top_level_that_is_not_an_object_is_decode(body):
+    with pytest.raises(ApiError) as info:
+        parse_flow_detail(body)
+    assert info.value.kind is ErrorKind.DECODE
+
+
+@pytest.mark.parametrize(
+    "envelope, code, message",
+    [
+        ({"code": 7, "msg": "x"}, "7", "x"),
+        ({"code": "-16", "msg": "Timestamp expired"}, "-16", "Timestamp expired"),
+        ({"code": -1.0}, "-1", ""),
+        ({"code": " 42 ", "msg": 5}, "42", ""),
+        ({"status": 2**31, "reason": "r" * 500}, str(2**31), "r" * 200),
+        ({"status": -(2**31), "reason": "\u202e🙂\x00"}, str(-(2**31)), "\u202e🙂\x00"),
+    ],
+)
+def test_non_zero_envelope_codes_are_api_errors_even_with_valid_data(envelope, code, message):
+    body = {**envelope, "data": base_body()["data"]}
+    with pytest.raises(ApiError) as info:
+        parse_flow_detail(roundtrip(body))
+    assert (info.value.kind, info.value.code, info.value.message) == (ErrorKind.API, code, message)
+
+
+def test_the_int_range_bounds_are_exact():
+    for value_ in (BIG, -BIG):
+        assert parse_flow_detail(mutated("data", "recallNum", value_)).recall_num == value_
+    for value_ in (BIG + 1, -BIG - 1):
+        with pytest.raises(ApiError, match="out of range"):
+            parse_flow_detail(mutated("data", "recallNum", value_))
+
+
+def test_deep_nesting_inside_an_unknown_field_is_ignored():
+    body = base_body()
+    deep: Any = 1
+    for _ in range(5000):
+        deep = [deep]
+    body["data"]["extra"] = deep
+    body["data"]["nodeList"][0]["extra"] = {"a": deep}
+    assert parse_flow_detail(body).nodes[0] == NodeDetail(10, 700, 100, 2)
