@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 
 from .endpoints import ACCOUNT_CODES, CODE_TIMESTAMP_EXPIRED, CODE_TOO_FREQUENT
+from .model import Answer
 
 
 class ErrorKind(str, enum.Enum):
@@ -27,6 +28,7 @@ class ApiError(Exception):
         self.message = message
         self.server_time: float | None = None  # the answer's Date header, as unix time
         self.retry_after: float | None = None  # seconds, from a Retry-After header
+        self.answer: Answer | None = None  # the answer that failed, when there was one
 
     def is_retryable(self) -> bool:
         """Transport trouble worth another try: timeouts, network errors, 5xx and 429."""
