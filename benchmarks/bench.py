@@ -230,7 +230,6 @@ async def worker_metrics(series: int, seconds: float, connections: int) -> dict[
 async def worker_cycle(sim_url: str, flows: int, cycles: int, shard: tuple[int, int], during: float) -> dict[str, Any]:
     """Poll cycles over ``flows`` flows (all due every cycle); optionally /metrics load during one."""
     from exporter.config import Credentials, validate_config
-    from exporter.polling.schedule import Schedule
     from exporter.polling.shard import Shard
     from exporter.service import Exporter
     from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET
@@ -250,7 +249,7 @@ async def worker_cycle(sim_url: str, flows: int, cycles: int, shard: tuple[int, 
     out: dict[str, Any] = {"flows": flows, "polled": polled, "shard": list(shard)}
     durations, renders, cpu = [], [], []
     for _ in range(cycles):
-        poller.schedule = Schedule()  # back-to-back cycles: every flow is due in each
+        poller.schedule.forget(keep=())  # back-to-back cycles: every flow is due in each
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
         snapshot = await poller.run_cycle()
         cpu.append(cpu_seconds() - cpu0)
@@ -263,7 +262,7 @@ async def worker_cycle(sim_url: str, flows: int, cycles: int, shard: tuple[int, 
     out["ideal_seconds"] = polled * LATENCY / CONCURRENCY
     if during:
         url = f"http://127.0.0.1:{exporter.port}/metrics"
-        poller.schedule = Schedule()
+        poller.schedule.forget(keep=())
         # The load runs over the polling and the render that follows it (in a worker thread).
         cycle = asyncio.create_task(poller.run_cycle())
         await asyncio.sleep(0.2)  # the cycle has started sending

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
@@ -12,7 +11,16 @@ from aiohttp import web
 
 from . import __version__
 from .aio import cancel
-from .config import ApiConfig, Config, ConfigError, Credentials, load_config, read_secret_file, resolve_credentials
+from .config import (
+    ApiConfig,
+    Config,
+    ConfigError,
+    Credentials,
+    FileWatch,
+    load_config,
+    read_secret_file,
+    resolve_credentials,
+)
 from .metrics.exposition import Exposition
 from .metrics.telemetry import Telemetry
 from .polling.discovery import Discovery
@@ -63,34 +71,22 @@ def build_client(api: ApiConfig, credentials: Credentials, telemetry: Telemetry)
     )
 
 
-class SecretFile:
-    """Notices when the API secret file changes (Kubernetes swaps mounted Secrets in place)."""
+def changed_secret(watch: FileWatch) -> str | None:
+    """The new API secret if its file (the one path of ``watch``) changed since last read, else
+    None. Blocking: run it in a thread (Kubernetes swaps mounted Secrets in place).
 
-    def __init__(self, path: Path):
-        self.path = path
-        self._seen = self._stamp()
-
-    def _stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return st.st_ino, st.st_mtime_ns, st.st_size
-
-    def changed(self) -> str | None:
-        """The new secret if the file changed since last seen, else None. Blocking.
-
-        Raises ConfigError once when the file becomes unreadable (the caller keeps the old secret).
-        """
-        stamp = self._stamp()
-        if stamp == self._seen:
-            return None
-        if stamp is None:
-            self._seen = None
-            raise ConfigError([f"api.api_secret_file: cannot read {self.path}"])
-        secret = read_secret_file(self.path)  # ConfigError if unreadable or empty
-        self._seen = stamp
-        return secret
+    Raises ConfigError once when the file vanishes, and on every check while the changed file
+    cannot be read or is empty (the caller keeps the old secret meanwhile).
+    """
+    change = watch.check()
+    if change is None:
+        return None
+    (path,) = watch.paths
+    if change.vanished:
+        raise ConfigError([f"api.api_secret_file: cannot read {path}"])
+    secret = read_secret_file(path)  # ConfigError if unreadable or empty
+    watch.accept(change)
+    return secret
 
 
 class Exporter:
@@ -142,9 +138,9 @@ class Exporter:
         return build_client(config.api, credentials, self.telemetry)
 
     @staticmethod
-    def _watch(config: Config) -> SecretFile | None:
+    def _watch(config: Config) -> FileWatch | None:
         path = config.api.api_secret_file
-        return SecretFile(path) if path is not None else None
+        return FileWatch(path) if path is not None else None
 
     async def start(self, *, run_poller: bool = True) -> None:
         """Serve HTTP and start polling. ``run_poller=False`` leaves the cycles to the caller (tests)."""
@@ -194,23 +190,23 @@ class Exporter:
         """Per-node call outcomes on or off (enrich.node_calls); the cache survives a reload."""
         assert self.poller is not None
         if not config.enrich.node_calls:
-            self.poller.enricher = None
+            self.poller.use_enricher(None)
         elif self.poller.enricher is None:
             self.telemetry.preinitialise(GROUP_CALL_DETAIL)
-            self.poller.enricher = NodeCallEnricher(lambda: self.client)
+            self.poller.use_enricher(NodeCallEnricher(lambda: self.client))
 
     async def _check_secret_file(self) -> None:
         if self._secret_file is None or self.client is None:
             return
         try:
-            secret = await asyncio.get_running_loop().run_in_executor(None, self._secret_file.changed)
+            secret = await asyncio.get_running_loop().run_in_executor(None, changed_secret, self._secret_file)
         except ConfigError as exc:
             log.error("api_secret_file_unusable", problem=exc.problems[0], keeping="the previous secret")
             return
         if secret is not None:
             self.credentials = Credentials(self.credentials.api_key, secret, "api_secret_file")
-            self.client.credentials = self.credentials
-            log.info("api_secret_reloaded", path=str(self._secret_file.path))
+            self.client.use_credentials(self.credentials)
+            log.info("api_secret_reloaded", path=str(self._secret_file.paths[0]))
 
     async def reload(self) -> list[str]:
         """Re-read the config file (and the web config). Returns the problems, empty on success.
@@ -237,13 +233,13 @@ class Exporter:
         assert self.poller is not None and self.client is not None
         if config.api != self.config.api and self.client is not None:
             old, self.client = self.client, self._make_client(config, credentials)
-            self.poller.client = self.client
+            self.poller.use_client(self.client)
             # Requests in flight finish on the old session; close it once they are done.
             task = asyncio.create_task(_close_later(old, config.api.timeout + self.config.api.timeout))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         else:
-            self.client.credentials = credentials
+            self.client.use_credentials(credentials)
         if config.api.api_secret_file != self.config.api.api_secret_file:
             self._secret_file = self._watch(config)
         self.config, self.credentials = config, credentials

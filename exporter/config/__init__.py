@@ -9,7 +9,7 @@ below are the package's public face; the modules say where each lives.
 from .credentials import ENV_API_KEY, ENV_API_SECRET, Credentials, read_secret_file, resolve_credentials
 from .durations import Duration, format_duration, parse_duration
 from .errors import ConfigError, validate_mapping
-from .files import read_text_file
+from .files import FileChange, FileStamp, FileWatch, read_text_file
 from .loading import load_config, parse_yaml, validate_config
 from .schema import (
     DEFAULT_BASE_URL,
@@ -34,6 +34,9 @@ __all__ = [
     "DiscoveryConfig",
     "Duration",
     "EnrichConfig",
+    "FileChange",
+    "FileStamp",
+    "FileWatch",
     "FlowConfig",
     "PollConfig",
     "format_duration",

@@ -85,12 +85,12 @@ class Discovery:
         *,
         clock: Callable[[], float] = time.time,
     ):
-        self.poller = poller
+        self._poller = poller
         self._client = client  # the current client (it is replaced when api: changes on reload)
-        self.telemetry = telemetry
-        self.clock = clock
-        self.config: Config | None = None
-        self.records: dict[int, FlowRecord] = {}  # discovered flows being watched
+        self._telemetry = telemetry
+        self._clock = clock
+        self._config: Config | None = None
+        self._records: dict[int, FlowRecord] = {}  # discovered flows being watched
         self._task: asyncio.Task[None] | None = None
 
     # -- configuration ---------------------------------------------------------------------
@@ -100,8 +100,8 @@ class Discovery:
             return config
         static = {flow.key_id for flow in config.flows}
         extra = [
-            FlowConfig.model_construct(key_id=key_id, name=self.records[key_id].task_name)
-            for key_id in sorted(self.records)
+            FlowConfig.model_construct(key_id=key_id, name=self._records[key_id].task_name)
+            for key_id in sorted(self._records)
             if key_id not in static
         ]
         return config.model_copy(update={"flows": [*config.flows, *extra]}) if extra else config
@@ -113,11 +113,11 @@ class Discovery:
         discovery stays on. ``run=False`` starts no task (tests call :meth:`run_once`).
         """
         await self.stop()
-        self.config = config
+        self._config = config
         if not config.discovery.enabled:
-            self.records = {}
+            self._records = {}
         else:
-            self.telemetry.discovery_on()
+            self._telemetry.discovery_on()
         await self._publish()
         if run and config.discovery.enabled:
             self._task = asyncio.create_task(self.run(), name="discovery")
@@ -127,34 +127,34 @@ class Discovery:
         self._task = None
 
     async def _publish(self) -> None:
-        assert self.config is not None
-        self.poller.records = dict(self.records)
-        await self.poller.set_flows(self.merged(self.config))
-        if self.config.discovery.enabled:
-            self.telemetry.discovered(len(self.records))
+        assert self._config is not None
+        self._poller.set_records(self._records)
+        await self._poller.set_flows(self.merged(self._config))
+        if self._config.discovery.enabled:
+            self._telemetry.discovered(len(self._records))
 
     # -- running ---------------------------------------------------------------------------
     async def run(self) -> None:
         """A run now, then one every discovery.refresh, until cancelled."""
         while True:
-            assert self.config is not None
+            assert self._config is not None
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug, not an answer: keep the set, try again later
                 log.exception("discovery_run_failed")
-            await asyncio.sleep(self.config.discovery.refresh)
+            await asyncio.sleep(self._config.discovery.refresh)
 
     async def run_once(self) -> bool:
         """Read the whole list and apply it. False (and nothing changed) if any page failed."""
-        config = self.config
+        config = self._config
         client = self._client()
         if config is None or not config.discovery.enabled or client is None:
             return False
         settings = config.discovery
         zone = config.api.zone
-        now = self.clock()
+        now = self._clock()
         params = {"strTime": vendor_time(now - settings.lookback, zone), "endTime": vendor_time(now + END_MARGIN, zone)}
         if settings.task_name:
             params["taskName"] = settings.task_name
@@ -162,28 +162,28 @@ class Discovery:
             found = await self._read_all(client, params, settings.page_size, zone,
                                          time.monotonic() + settings.refresh)
         except (ApiError, NotSent) as exc:
-            self.telemetry.discovery_failed()
-            log.warning("discovery_failed", error=str(exc), keeping=f"{len(self.records)} discovered flows")
+            self._telemetry.discovery_failed()
+            log.warning("discovery_failed", error=str(exc), keeping=f"{len(self._records)} discovered flows")
             return False
-        if self.config is not config:  # reloaded while the list was read: the new settings decide
+        if self._config is not config:  # reloaded while the list was read: the new settings decide
             return False
         records = dict(found)
-        for key_id, record in self.records.items():
+        for key_id, record in self._records.items():
             if key_id in found:
                 continue
             if self._ended(key_id, record):
                 log.info("discovered_flow_left", key_id=key_id, task_name=record.task_name)
             else:
                 records[key_id] = record  # no longer listed but still running: keep watching
-        for key_id in records.keys() - self.records.keys():
+        for key_id in records.keys() - self._records.keys():
             log.info("flow_discovered", key_id=key_id, task_name=records[key_id].task_name)
-        self.records = records
+        self._records = records
         await self._publish()
-        self.telemetry.discovery_succeeded(self.clock())
+        self._telemetry.discovery_succeeded(self._clock())
         return True
 
     def _ended(self, key_id: int, record: FlowRecord) -> bool:
-        state = self.poller.snapshot.flow(key_id)
+        state = self._poller.snapshot.flow(key_id)
         if state is not None:
             if state.last_error is not None and state.last_error.code == CODE_NOT_EXISTING:
                 return True

@@ -66,30 +66,73 @@ class Poller:
         on_backoff: Callable[[float], None] | None = None,
         shard: Shard | None = None,
     ):
-        self.config = config
-        self.client = client
+        self._config = config
+        self._client = client
         self.publish = publish
-        self.clock = clock
-        self.before_cycle = before_cycle
-        self.on_backoff = on_backoff or (lambda seconds: None)
-        self.shard = shard or Shard()  # only this shard's flows are polled (exporter.polling.shard)
-        self._flows: tuple[FlowConfig, ...] = tuple(self.shard.select(config.flows))
-        self.schedule = Schedule()  # terminal flows: every poll.terminal_interval (exporter.polling.schedule)
-        self.snapshot = Snapshot(
+        self._clock = clock
+        self._before_cycle = before_cycle
+        self._on_backoff = on_backoff or (lambda seconds: None)
+        self._shard = shard or Shard()  # only this shard's flows are polled (exporter.polling.shard)
+        self._flows: tuple[FlowConfig, ...] = tuple(self._shard.select(config.flows))
+        self._schedule = Schedule()  # terminal flows: every poll.terminal_interval (exporter.polling.schedule)
+        self._snapshot = Snapshot(
             flows=tuple(FlowState(f.key_id, f.name) for f in self._flows),
             max_nodes_per_flow=config.poll.max_nodes_per_flow,
         )
-        self.backoff = 0.0  # seconds; > 0 while the account is failing
-        self.last_progress = time.monotonic()  # for /healthz: moves on every answer and cycle
+        self._backoff = 0.0  # seconds; > 0 while the account is failing
+        self._last_progress = time.monotonic()  # for /healthz: moves on every answer and cycle
         self._wake = asyncio.Event()
         self._extra: set[asyncio.Task[None]] = set()
-        # Set by discovery and enrichment (exporter.polling.discovery, exporter.polling.enrich); read when merging.
-        self.records: Mapping[int, FlowRecord] = {}
-        self.enricher: NodeCallEnricher | None = None
+        # Given by discovery and the service (set_records, use_enricher); read when merging.
+        self._records: Mapping[int, FlowRecord] = {}
+        self._enricher: NodeCallEnricher | None = None
+
+    # -- what others read ------------------------------------------------------------------
+    @property
+    def snapshot(self) -> Snapshot:
+        """The last snapshot published."""
+        return self._snapshot
+
+    @property
+    def backoff(self) -> float:
+        """Seconds between cycles while the account is failing (-1, -2); 0.0 when it is not."""
+        return self._backoff
+
+    @property
+    def last_progress(self) -> float:
+        """time.monotonic() of the last answer or cycle (for /healthz)."""
+        return self._last_progress
+
+    @property
+    def schedule(self) -> Schedule:
+        """When the flows that are not due every cycle (terminal ones) are next polled."""
+        return self._schedule
+
+    @property
+    def enricher(self) -> NodeCallEnricher | None:
+        """What fetches per-node call outcomes (None: enrich.node_calls is off)."""
+        return self._enricher
+
 
     @property
     def flows(self) -> Sequence[FlowConfig]:
         return self._flows
+
+    # -- wiring: what the owner of the poller gives it ---------------------------------------
+    def use_client(self, client: FlowSource) -> None:
+        """Send the next requests through ``client`` (the service replaces its client when
+        ``api:`` changes on reload); requests in flight finish on the old one."""
+        self._client = client
+
+    def set_records(self, records: Mapping[int, FlowRecord]) -> None:
+        """The list records of discovered flows, by keyId, shown with their flows from the
+        next snapshot on (discovery gives them before it calls :meth:`set_flows`)."""
+        self._records = dict(records)
+
+    def use_enricher(self, enricher: NodeCallEnricher | None) -> None:
+        """Fetch per-node call outcomes after each cycle with ``enricher`` (None: no more);
+        from the next cycle on."""
+        self._enricher = enricher
 
     # -- the loop --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -103,8 +146,8 @@ class Poller:
                     raise
                 except Exception:  # a bug, not an answer: keep polling, loudly
                     log.exception("poll_cycle_failed")
-                self.last_progress = time.monotonic()
-                pause = self.backoff or self.config.poll.interval
+                self._last_progress = time.monotonic()
+                pause = self._backoff or self._config.poll.interval
                 delay = max(0.0, pause - (time.monotonic() - started))
                 self._wake.clear()
                 try:
@@ -120,21 +163,21 @@ class Poller:
         self._wake.set()
 
     async def run_cycle(self) -> Snapshot:
-        started_wall, started = self.clock(), time.monotonic()
-        self.last_progress = started
-        if self.before_cycle is not None:
+        started_wall, started = self._clock(), time.monotonic()
+        self._last_progress = started
+        if self._before_cycle is not None:
             try:
-                await self.before_cycle()
+                await self._before_cycle()
             except Exception:
                 log.exception("before_cycle_failed")
-        deadline = started + self.config.poll.interval
-        due = self.schedule.due((flow.key_id for flow in self._flows), started_wall, self.config.poll.interval)
+        deadline = started + self._config.poll.interval
+        due = self._schedule.due((flow.key_id for flow in self._flows), started_wall, self._config.poll.interval)
         flows = [flow for flow in self._flows if flow.key_id in due]
-        results = await self._poll(flows, deadline, spread=self.config.poll.spread)
+        results = await self._poll(flows, deadline, spread=self._config.poll.spread)
         self._adjust_backoff(results.values())
-        self.schedule.update(results, started_wall, self.config.poll)
-        if self.enricher is not None and not self.backoff:
-            await self.enricher.refresh(self.snapshot, results, deadline)
+        self._schedule.update(results, started_wall, self._config.poll)
+        if self._enricher is not None and not self._backoff:
+            await self._enricher.refresh(self._snapshot, results, deadline)
         return await self._merge(results, cycle=(started_wall, time.monotonic() - started))
 
     async def _poll(self, flows: list[FlowConfig], deadline: float, spread: bool = False) -> dict[int, Result]:
@@ -143,7 +186,7 @@ class Poller:
         ``spread``: start the requests evenly over the time to the deadline less one
         api.timeout, instead of all at once."""
         results: dict[int, Result] = {}
-        if self.backoff and flows:
+        if self._backoff and flows:
             # The account was failing: one probe first, the rest only if it passes.
             probe = flows[0]
             results[probe.key_id] = await self._query(probe.key_id, deadline)
@@ -162,7 +205,7 @@ class Poller:
             guard.note(result)
             results[key_id] = result
 
-        window = deadline - time.monotonic() - self.config.api.timeout
+        window = deadline - time.monotonic() - self._config.api.timeout
         offsets = spread_offsets(len(flows), window) if spread else [0.0] * len(flows)
         await asyncio.gather(*(one(flow.key_id, offset) for flow, offset in zip(flows, offsets)))
         return results
@@ -171,7 +214,7 @@ class Poller:
         self, key_id: int, deadline: float, may_send: Callable[[], str | None] | None = None
     ) -> Result:
         try:
-            return await self.client.query_detail(key_id, deadline, may_send)
+            return await self._client.query_detail(key_id, deadline, may_send)
         except (ApiError, NotSent) as outcome:
             return outcome
         except asyncio.CancelledError:
@@ -180,28 +223,28 @@ class Poller:
             log.exception("query_failed_unexpectedly", key_id=key_id)
             return ApiError(ErrorKind.DECODE, "", type(exc).__name__)
         finally:
-            self.last_progress = time.monotonic()
+            self._last_progress = time.monotonic()
 
     def _adjust_backoff(self, results: Iterable[Result]) -> None:
         results = list(results)
         account = next((r for r in results if isinstance(r, ApiError) and r.is_account_error()), None)
         succeeded = any(isinstance(r, FlowDetail) for r in results)
         if account is not None and not succeeded:
-            poll = self.config.poll
-            self.backoff = min(poll.max_backoff, max(2 * poll.interval, 2 * self.backoff))
-            log.warning("account_backoff", code=account.code, error=account.message, backoff_seconds=self.backoff)
-        elif succeeded and self.backoff:
-            log.info("account_recovered", previous_backoff_seconds=self.backoff)
-            self.backoff = 0.0
-        self.on_backoff(self.backoff)
+            poll = self._config.poll
+            self._backoff = min(poll.max_backoff, max(2 * poll.interval, 2 * self._backoff))
+            log.warning("account_backoff", code=account.code, error=account.message, backoff_seconds=self._backoff)
+        elif succeeded and self._backoff:
+            log.info("account_recovered", previous_backoff_seconds=self._backoff)
+            self._backoff = 0.0
+        self._on_backoff(self._backoff)
 
     # -- changing the set of flows ---------------------------------------------------------
     async def set_flows(self, config: Config) -> None:
         """Apply a new config's flows and settings; poll added flows at once."""
         old = {flow.key_id for flow in self._flows}
-        self.config = config
-        self._flows = tuple(self.shard.select(config.flows))
-        self.schedule.forget(keep=(flow.key_id for flow in self._flows))
+        self._config = config
+        self._flows = tuple(self._shard.select(config.flows))
+        self._schedule.forget(keep=(flow.key_id for flow in self._flows))
         added = [flow for flow in self._flows if flow.key_id not in old]
         await self._merge({}, cycle=None)  # removed flows leave /metrics now
         if added:
@@ -210,38 +253,38 @@ class Poller:
             task.add_done_callback(self._extra.discard)
 
     async def _poll_added(self, flows: list[FlowConfig]) -> None:
-        started = self.clock()
-        results = await self._poll(flows, time.monotonic() + self.config.poll.interval)
-        self.schedule.update(results, started, self.config.poll)
+        started = self._clock()
+        results = await self._poll(flows, time.monotonic() + self._config.poll.interval)
+        self._schedule.update(results, started, self._config.poll)
         await self._merge(results, cycle=None)
 
     # -- building snapshots ----------------------------------------------------------------
     async def _merge(self, results: dict[int, Result], cycle: tuple[float, float] | None) -> Snapshot:
         """A new snapshot: the current flows, their last states, updated with ``results``."""
-        now = self.clock()
-        previous = {state.key_id: state for state in self.snapshot.flows}
+        now = self._clock()
+        previous = {state.key_id: state for state in self._snapshot.flows}
         states = []
         for flow in self._flows:
             state = previous.get(flow.key_id) or FlowState(flow.key_id, flow.name)
             if state.name != flow.name:
                 state = replace(state, name=flow.name)
             if flow.key_id in results:
-                stale_after = flow_stale_after(self.config.poll, state.detail)  # the flow's own interval
+                stale_after = flow_stale_after(self._config.poll, state.detail)  # the flow's own interval
                 state = _next_state(state, results[flow.key_id], now, stale_after)
-            record = self.records.get(flow.key_id)
-            calls = self.enricher.calls_for(flow.key_id) if self.enricher is not None else ()
+            record = self._records.get(flow.key_id)
+            calls = self._enricher.calls_for(flow.key_id) if self._enricher is not None else ()
             if state.record != record or state.calls != calls:
                 state = replace(state, record=record, calls=calls)
             states.append(state)
-        current = self.snapshot
+        current = self._snapshot
         snapshot = Snapshot(
             flows=tuple(states),
             cycles=current.cycles + (1 if cycle else 0),
             cycle_started=cycle[0] if cycle else current.cycle_started,
             cycle_duration=cycle[1] if cycle else current.cycle_duration,
-            max_nodes_per_flow=self.config.poll.max_nodes_per_flow,
+            max_nodes_per_flow=self._config.poll.max_nodes_per_flow,
         )
-        self.snapshot = snapshot
+        self._snapshot = snapshot
         await self.publish(snapshot)
         return snapshot
 

@@ -78,7 +78,7 @@ class ItnioClient:
         max_requests_per_second: float | None = None,
     ):
         self.base_url = base_url.rstrip("/")
-        self.credentials = credentials
+        self._credentials = credentials
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self.telemetry = telemetry
@@ -88,7 +88,7 @@ class ItnioClient:
         self.backoff_base = min(0.2, timeout / 4)  # full jitter: uniform(0, base * 2**n)
         # An attempt with less time than this left would only time out: it is not sent.
         self.min_attempt = min(timeout / 4, 1.0)
-        self.clock_offset = 0.0  # vendor clock minus ours, learnt from -16 answers
+        self._clock_offset = 0.0  # vendor clock minus ours, learnt from -16 answers
         self._not_before = 0.0  # time.monotonic() before which nothing is sent (429, -15)
         self._throttle_step = 0.0
         self._slots = asyncio.Semaphore(max_connections)
@@ -108,7 +108,17 @@ class ItnioClient:
         )
 
     def __repr__(self) -> str:
-        return f"ItnioClient(base_url={self.base_url!r}, api_key={self.credentials.api_key!r})"
+        return f"ItnioClient(base_url={self.base_url!r}, api_key={self._credentials.api_key!r})"
+
+    def use_credentials(self, credentials: Credentials) -> None:
+        """Sign the next requests with ``credentials`` (a rotated secret, a reloaded config);
+        a request already signed is sent as it is."""
+        self._credentials = credentials
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds the vendor's clock is ahead of ours, learnt from -16 answers; requests are signed with it."""
+        return self._clock_offset
 
     async def close(self) -> None:
         await self._session.close()
@@ -184,9 +194,9 @@ class ItnioClient:
             if failure.is_clock_skew() and not skew_corrected and failure.server_time is not None:
                 # Sign with the vendor's idea of the time and try once more.
                 skew_corrected = True
-                self.clock_offset = failure.server_time - self.clock()
-                self.telemetry.clock_offset_learnt(self.clock_offset)
-                log.warning("clock_skew_corrected", offset_seconds=round(self.clock_offset, 1))
+                self._clock_offset = failure.server_time - self.clock()
+                self.telemetry.clock_offset_learnt(self._clock_offset)
+                log.warning("clock_skew_corrected", offset_seconds=round(self._clock_offset, 1))
                 delay = 0.0
             elif failure.is_retryable() and retries < self.retries:
                 delay = self.backoff_base * 2**retries * self.random()
@@ -245,9 +255,9 @@ class ItnioClient:
         that was used is reported and logged (once per flow, field and kind).
         """
         url = self.base_url + endpoint_path(path or endpoint)
-        creds = self.credentials
+        creds = self._credentials
         sent_at = self.clock()
-        headers = signed_headers(creds.api_key, creds.secret(), int(sent_at + self.clock_offset))
+        headers = signed_headers(creds.api_key, creds.secret(), int(sent_at + self._clock_offset))
         started = time.monotonic()
         error: ApiError | None = None
         server_time = retry_after = None
@@ -291,7 +301,7 @@ class ItnioClient:
             return replace(result, answer=answer)
         except ApiError as exc:
             error = exc
-            error.server_time, error.retry_after, error.answer = server_time, retry_after, answer
+            error.note_answer(server_time, retry_after, answer)
             raise
         except TimeoutError:
             error = ApiError(ErrorKind.TIMEOUT, "", f"no answer within {budget:.3g}s")

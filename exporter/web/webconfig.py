@@ -25,7 +25,6 @@ import asyncio
 import os
 import re
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
 
 from ..aio import cancel
-from ..config import ConfigError, parse_yaml, read_text_file, validate_mapping
+from ..config import ConfigError, FileWatch, parse_yaml, read_text_file, validate_mapping
 
 log = structlog.get_logger("exporter.web.webconfig")
 
@@ -306,24 +305,6 @@ def python_limitations(tls: TLSServerConfig) -> list[str]:
     return notes
 
 
-@dataclass(frozen=True)
-class _FileStamp:
-    mtime_ns: int
-    size: int
-    inode: int
-
-
-def _stamp(paths: tuple[str, ...]) -> tuple[_FileStamp | None, ...]:
-    out = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-            out.append(_FileStamp(st.st_mtime_ns, st.st_size, st.st_ino))
-        except OSError:
-            out.append(None)
-    return tuple(out)
-
-
 class WebConfig:
     """The running web config: TLS context (fixed object, renewable certificate), headers, users.
 
@@ -338,7 +319,7 @@ class WebConfig:
         tls = self.model.tls_server_config
         self.tls_enabled = tls.enabled
         self.ssl_context: ssl.SSLContext | None = build_ssl_context(tls) if tls.enabled else None
-        self._stamp = _stamp(self._watched()) if tls.enabled else ()
+        self._certificates = self._watch_certificates()
         self._watch_task: asyncio.Task[None] | None = None
         self.reloads = 0
 
@@ -353,9 +334,10 @@ class WebConfig:
     def headers(self) -> dict[str, str]:
         return self.model.http_server_config.headers
 
-    def _watched(self) -> tuple[str, ...]:
+    def _watch_certificates(self) -> FileWatch | None:
+        """A watch on the certificate and key files (None without TLS). Stats them: blocks, briefly."""
         tls = self.model.tls_server_config
-        return (tls.cert_file, tls.key_file)
+        return FileWatch(tls.cert_file, tls.key_file) if tls.enabled else None
 
     def reload(self) -> None:
         """Re-read the file: new users and headers, and a renewed certificate into the same context.
@@ -389,18 +371,17 @@ class WebConfig:
             if tls.client_ca_file:
                 self.ssl_context.load_verify_locations(cafile=tls.client_ca_file)
         self.model = model
-        if tls.enabled:
-            self._stamp = _stamp(self._watched())
+        self._certificates = self._watch_certificates()
         self.reloads += 1
         log.info("web_config_reloaded", users=len(model.basic_auth_users))
 
     async def check_certificates(self) -> bool:
         """Reload the certificate if its files changed; True when it did. Never blocks the loop."""
-        if self.ssl_context is None:
+        watch = self._certificates
+        if self.ssl_context is None or watch is None:
             return False
-        paths = self._watched()
-        stamp = await asyncio.to_thread(_stamp, paths)
-        if stamp == self._stamp:
+        change = await asyncio.to_thread(watch.check)
+        if change is None:
             return False
         tls = self.model.tls_server_config
         try:
@@ -411,7 +392,7 @@ class WebConfig:
             log.warning("certificate_reload_failed", problem=exc.problems[0])
             return False
         self.ssl_context.load_cert_chain(tls.cert_file, tls.key_file)
-        self._stamp = stamp
+        watch.accept(change)
         self.reloads += 1
         log.info("certificate_reloaded", cert_file=tls.cert_file)
         return True

@@ -348,7 +348,7 @@ async def test_each_request_is_signed_afresh():
     runner, port = await serve(handler)
     ticks = iter(range(1630468800, 1630468900))
     client, _ = make_client(f"http://127.0.0.1:{port}", secret="7bz1lzh9", clock=lambda: next(ticks))
-    client.credentials = Credentials("bDqJFiq9", "7bz1lzh9", "test")
+    client.use_credentials(Credentials("bDqJFiq9", "7bz1lzh9", "test"))
     try:
         for _ in range(2):
             with pytest.raises(ApiError):
