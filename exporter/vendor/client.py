@@ -71,6 +71,7 @@ class ItnioClient:
         max_response_bytes: int,
         telemetry: RequestObserver,
         retries: int = 2,
+        correct_clock: bool = True,
         clock: Callable[[], float] = time.time,
         random: Callable[[], float] = random.random,
         ssl_context: ssl.SSLContext | None = None,
@@ -84,6 +85,8 @@ class ItnioClient:
         self.telemetry = telemetry
         self.clock = clock
         self.retries = retries
+        # After -16, sign with the clock of the answer's Date header and send once more (off: --api.check).
+        self.correct_clock = correct_clock
         self.random = random
         self.backoff_base = min(0.2, timeout / 4)  # full jitter: uniform(0, base * 2**n)
         # An attempt with less time than this left would only time out: it is not sent.
@@ -191,7 +194,7 @@ class ItnioClient:
                     self._throttle_step = 0.0
                     return result
             self._react(failure)
-            if failure.is_clock_skew() and not skew_corrected and failure.server_time is not None:
+            if self.correct_clock and failure.is_clock_skew() and not skew_corrected and failure.server_time is not None:
                 # Sign with the vendor's idea of the time and try once more.
                 skew_corrected = True
                 self._clock_offset = failure.server_time - self.clock()
@@ -277,11 +280,13 @@ class ItnioClient:
                     if response.status != 200:
                         server_time = _http_date(response.headers.get("Date"))
                         retry_after = _retry_after(response.headers.get("Retry-After"), server_time)
-                        answer = Answer(sent_at + time.monotonic() - started, response.status, b"", 0)
+                        answer = Answer(sent_at + time.monotonic() - started, response.status, b"", 0,
+                                        date=response.headers.get("Date"))
                         raise ApiError(ErrorKind.HTTP, str(response.status), response.reason or "")
                     raw = await self._read_limited(response)
             reader = Reader(endpoint)
-            answer = Answer(sent_at + time.monotonic() - started, 200, raw[:MAX_ANSWER_BYTES], len(raw))
+            answer = Answer(sent_at + time.monotonic() - started, 200, raw[:MAX_ANSWER_BYTES], len(raw),
+                            date=response.headers.get("Date"))
             try:
                 body = json.loads(raw)
             except (ValueError, UnicodeDecodeError, RecursionError) as exc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 # The flow and node state scale the vendor documents (shared by flows and nodes).
 STATES: tuple[str, ...] = ("pending", "in_progress", "completed", "cancelled", "exception")
 UNKNOWN_STATE = "unknown"
+ALL_STATES: tuple[str, ...] = (*STATES, UNKNOWN_STATE)
 TERMINAL_STATUSES = frozenset({2, 3})
 RECALL_TYPES = {0: "all", 1: "failed"}
 
@@ -51,6 +52,7 @@ class Answer:
     size: int  # bytes in the whole body
     envelope: Envelope | None = None  # None: not JSON, or no envelope could be read
     drift: tuple[Drift, ...] = ()
+    date: str | None = None  # the Date header as sent (parsed only where it is needed)
 
 
 @dataclass(frozen=True, slots=True)
