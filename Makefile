@@ -23,7 +23,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest --ignore=tests/integration --ignore=tests/deploy
 
-# Not part of `make test` or CI: a few minutes of load; prints one table (README.md, "Running at scale").
+# Not part of `make test` or CI: a few minutes of load; prints one table (docs/scaling.md, "Benchmark").
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 

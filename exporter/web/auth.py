@@ -155,7 +155,11 @@ def serving_options(
     tls = web_config.model.tls_server_config
     notes = python_limitations(tls) if tls.enabled else []
     if notes:
-        log.warning("web_config_not_fully_honoured", settings="; ".join(notes), see="README.md#security")
+        log.warning(
+            "web_config_not_fully_honoured",
+            settings="; ".join(notes),
+            see="docs/security.md#what-pythons-ssl-module-can-honour",
+        )
     if web_config.model.http_server_config.http2 and tls.enabled:
         log.debug("http2_not_served", reason="aiohttp serves HTTP/1.1 only")
     if not auth.enabled and not tls.enabled:

@@ -16,7 +16,7 @@ listener uses and refreshes its certificate in place when the files change, or w
 :meth:`WebConfig.reload` is called (on SIGHUP, for example).
 
 What Python's ssl module cannot do exactly as Go's crypto/tls is listed in
-the Security section of README.md; at start, every such setting is named in one warning.
+docs/security.md ("What Python's ssl module can honour"); at start, every such setting is named in one warning.
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ def build_ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
     mode = tls.client_auth_type
     if mode != "NoClientCert":
         # Python's ssl verifies every client certificate it gets: it cannot ask for one and
-        # accept it unverified (RequestClientCert, RequireAnyClientCert), see the Security section of README.md.
+        # accept it unverified (RequestClientCert, RequireAnyClientCert), see docs/security.md.
         context.verify_mode = (
             ssl.CERT_REQUIRED if mode in ("RequireAnyClientCert", "RequireAndVerifyClientCert") else ssl.CERT_OPTIONAL
         )

@@ -1,9 +1,9 @@
-"""Shared by tests/test_deploy*.py: the deploy/ files, their PromQL, and the tools that check them.
+"""Shared by tests/deploy/test_*.py: the deploy/ files, their PromQL, and the tools that check them.
 
-Run as a script to rewrite deploy/kubernetes/base/prometheusrule.yaml from
-deploy/prometheus/alerts.yml:
+Run as a script, from the repository root, to rewrite deploy/kubernetes/base/prometheusrule.yaml
+from deploy/prometheus/alerts.yml:
 
-    python tests/deploy_helpers.py
+    python tests/deploy/helpers.py
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ DASHBOARD = DEPLOY / "grafana" / "itnio-exporter.json"
 KUBERNETES = DEPLOY / "kubernetes"
 PROMETHEUSRULE = KUBERNETES / "base" / "prometheusrule.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
-DOCS = [ROOT / "README.md"]
+# The runbooks: one heading per alert, which each alert's runbook_url points at.
+DOCS = [ROOT / "docs" / "alerts.md"]
 
-RUNBOOK_BASE = "https://github.com/itnio-exporter/itnio-exporter#"
+RUNBOOK_BASE = "https://github.com/itnio-exporter/itnio-exporter/blob/main/docs/alerts.md#"
 ALERT_PREFIX = "Itnio"
 JOB = "itnio-exporter"
 
 PROMETHEUSRULE_HEADER = """\
 # Generated from deploy/prometheus/alerts.yml (edit that file, then run
-#   python tests/deploy_helpers.py
-# to rewrite this one; tests/test_deploy_kubernetes.py checks they match).
+#   python tests/deploy/helpers.py
+# to rewrite this one; tests/deploy/test_kubernetes.py checks they match).
 # Your Prometheus' ruleSelector must select it (with kube-prometheus-stack, add the label
 # release: <your Helm release name>).
 """

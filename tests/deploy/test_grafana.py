@@ -1,6 +1,6 @@
 """deploy/grafana: the dashboard is importable, wired to its variables, has the panels the issue
 asks for, and every query parses (promtool). That the queries return data from a real
-Prometheus is tests/test_deploy_live.py's job."""
+Prometheus is tests/deploy/test_live.py's job."""
 
 from __future__ import annotations
 

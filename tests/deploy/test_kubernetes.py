@@ -239,7 +239,7 @@ def test_prometheusrule_has_the_required_fields(rendered: dict[str, list[dict[st
 def test_prometheusrule_carries_exactly_the_alerts_file() -> None:
     on_disk = yaml.safe_load(PROMETHEUSRULE.read_text())
     assert on_disk == prometheusrule_document(), (
-        f"{PROMETHEUSRULE.relative_to(ROOT)} is out of date: run python tests/deploy_helpers.py"
+        f"{PROMETHEUSRULE.relative_to(ROOT)} is out of date: run python tests/deploy/helpers.py"
     )
 
 

@@ -215,34 +215,3 @@ def test_hostile_list_and_call_answers_are_api_errors_or_render_cleanly():
             assert list(text_string_to_metric_families(text))
 
     check()
-
-
-def test_docs_discovery_examples_are_real(tmp_path):
-    """The README's discovery section: its PromQL parses, its config block validates, its metrics exist."""
-    import re
-    import subprocess
-    from pathlib import Path
-
-    import yaml
-
-    from tests.conftest import require_tool
-
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    text = readme.split("## Discovery and per-node call outcomes", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```promql\n(.*?)```", text, re.S)
-    assert len(blocks) >= 3
-    path = tmp_path / "rules.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "docs", "rules": [
-        {"record": f"docs:example{i}", "expr": block} for i, block in enumerate(blocks)]}]}))
-    result = subprocess.run([require_tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    raw = yaml.safe_load(re.findall(r"```yaml\n(.*?)```", text, re.S)[0])
-    raw["api"].update(api_key="k", api_secret="s")
-    assert validate_config(raw).discovery.enabled
-    import exporter.metrics.exposition
-    import exporter.metrics.telemetry
-
-    source = Path(exporter.metrics.exposition.__file__).read_text() + Path(exporter.metrics.telemetry.__file__).read_text()
-    for name in set(re.findall(r"`(itnio_[a-z_]+)", text)):
-        family = name.removesuffix("_total").removesuffix("_info")
-        assert f'"{family}"' in source, name

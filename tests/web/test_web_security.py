@@ -372,16 +372,21 @@ def test_deploy_example_passes_promtool(pki: Pki) -> None:
     _check_with_promtool(pki, (ROOT / "deploy" / "web-config.example.yml").read_text())
 
 
+def docs_text() -> str:
+    """README.md and every docs/*.md, where the examples of a web config and a scrape config live."""
+    return "\n".join(path.read_text() for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+
+
 def test_docs_example_passes_promtool(pki: Pki) -> None:
-    text = (ROOT / "README.md").read_text()
+    text = docs_text()
     blocks = re.findall(r"```yaml\n(# web-config\.yml\n.*?)```", text, re.S)
-    assert len(blocks) == 1, "README.md shows one ```yaml block starting with '# web-config.yml'"
+    assert len(blocks) == 1, "the docs show one ```yaml block starting with '# web-config.yml'"
     _check_with_promtool(pki, blocks[0])
 
 
 def test_docs_scrape_config_passes_promtool(tmp_path: Path) -> None:
     promtool = require_tool("promtool")
-    text = (ROOT / "README.md").read_text()
+    text = docs_text()
     blocks = re.findall(r"```yaml\n(scrape_configs:\n.*?)```", text, re.S)
     assert len(blocks) == 1
     job = yaml.safe_load(blocks[0])["scrape_configs"][0]
