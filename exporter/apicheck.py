@@ -42,6 +42,8 @@ ADVICE = {
     "-2": "This machine's IP address is not allowed (-2): add its public address to the account's IP allowlist "
     "in the vendor's console, or send the requests through an allowed proxy (api.proxy_url).",
     "-13": "The account is locked (-13): contact the vendor's support.",
+    "-24": "No flow with this keyId on the account (-24): check flows[].key_id against the flows in the vendor's "
+    "console (or turn discovery on to watch the flows it lists).",
     "-16": "Timestamp expired (-16): this machine's clock is too far from the API's (see the clock line below). "
     "Synchronise it with NTP; the running exporter also corrects the offset from the answers' Date header.",
     "timeout": "No answer within api.timeout: check that api.base_url is the API's address and that nothing on "

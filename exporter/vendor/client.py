@@ -16,8 +16,8 @@ import math
 import random
 import ssl
 import time
-from dataclasses import replace
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, tzinfo
 from typing import Any, Protocol, TypeVar
 

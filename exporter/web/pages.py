@@ -59,6 +59,10 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f}d ago"
 
 
+def _error_text(error: dict[str, str] | None) -> str:
+    return " ".join(part for part in (error["kind"], error["code"], error["message"]) if part) if error else ""
+
+
 def _error(error: ApiError | None) -> dict[str, str] | None:
     if error is None:
         return None
@@ -108,7 +112,7 @@ def flows_html(snapshot: Snapshot, now: float, links: list[tuple[str, str]]) -> 
     for flow in snapshot.flows:
         row = flow_row(flow, now)
         error = row["last_error"]
-        error_text = f"{error['kind']} {error['code']} {error['message']}".strip() if error else ""
+        error_text = _error_text(error)
         nodes = ", ".join(f"{count} {state}" for state, count in row["nodes"].items()) or "none"
         status = '<span class="up">up</span>' if flow.up else '<span class="down">down</span>'
         rows.append(
@@ -141,7 +145,9 @@ def answer_text(answer: Answer) -> str:
     except (ValueError, RecursionError):
         pass
     if len(text) > MAX_SHOWN:
-        text = text[:MAX_SHOWN] + "\n… (cut)"
+        text = text[:MAX_SHOWN]
+    if len(text) < len(answer.body.decode("utf-8", "replace")) or answer.size > len(answer.body):
+        text += f"\n… (cut: the answer had {answer.size} bytes)"
     return text
 
 
@@ -170,11 +176,11 @@ def flow_html(flow: FlowState, now: float) -> str:
         ("state", row["state"]),
         ("up", "yes" if flow.up else "no"),
         ("last success", _age(row["last_success_age_seconds"])),
-        ("last error", f"{error['kind']} {error['code']} {error['message']}".strip() if error else "none"),
+        ("last error", _error_text(error) or "none"),
         ("polls", str(flow.polls)),
     ]
     if flow.record is not None:
-        facts += [("task name", flow.record.task_name), ("task id", "" if flow.record.task_id is None else str(flow.record.task_id))]
+        facts += [("task name", flow.record.task_name), ("task id", _opt(flow.record.task_id))]
     if detail is not None:
         facts += [("recall interval", f"{detail.recall_interval_minutes} min"), ("recall attempts", str(detail.recall_num)),
                   ("recall type", detail.recall_type_name)]
