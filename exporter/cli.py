@@ -20,6 +20,7 @@ from .web.webconfig import WebConfig
 log = structlog.get_logger("exporter.cli")
 
 DEMO_LISTEN_ADDRESS = "127.0.0.1:8437"
+MAX_API_CHECK_FLOWS = 20  # exporter.apicheck.MAX_FLOWS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="config_check",
         action="store_true",
         help="validate --config.file (and the API secret it names), print the problems and exit",
+    )
+    parser.add_argument(
+        "--api.check",
+        dest="api_check",
+        action="store_true",
+        help="send one signed request to every endpoint --config.file uses, print what the API answered "
+        "(status, envelope, decoded state, drift), the clock offset and a verdict, and exit (0: all succeeded)",
     )
     parser.add_argument(
         "--web.listen-address",
@@ -141,8 +149,10 @@ def _fail(problems: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     problems = []
-    if args.demo and (args.config_file or args.config_check):
-        problems.append("--demo: runs without --config.file and --config.check")
+    if args.demo and (args.config_file or args.config_check or args.api_check):
+        problems.append("--demo: runs without --config.file, --config.check and --api.check")
+    if args.config_check and args.api_check:
+        problems.append("--api.check: give either it or --config.check (--api.check checks the config first)")
     if not args.demo and not args.config_file:
         problems.append("--config.file: required (or run --demo to try the exporter without credentials)")
     if not args.telemetry_path.startswith("/"):
@@ -183,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         if web_config is not None:
             print(f"{args.web_config_file}: OK (TLS {'on' if web_config.tls_enabled else 'off'}, {len(web_config.users)} users)")
         return 0
+    if args.api_check:
+        from .apicheck import api_check
+
+        if len(config.flows) > MAX_API_CHECK_FLOWS:
+            print(f"checking the first {MAX_API_CHECK_FLOWS} of {len(config.flows)} flows")
+        return asyncio.run(api_check(config, credentials, sys.stdout))
     exporter = Exporter(
         config,
         credentials,

@@ -54,9 +54,12 @@ def load_all(path: str | Path) -> tuple[Config, Credentials]:
     return config, resolve_credentials(config.api)
 
 
-def build_client(api: ApiConfig, credentials: Credentials, telemetry: Telemetry) -> ItnioClient:
+def build_client(
+    api: ApiConfig, credentials: Credentials, telemetry: Telemetry, *, single_requests: bool = False
+) -> ItnioClient:
     """The API client for an ``api:`` section, reporting into ``telemetry`` (which also shows
-    whether the vendor's certificate is verified)."""
+    whether the vendor's certificate is verified). ``single_requests``: one request per call,
+    no retries and no clock correction after -16 (for --api.check, which reports what it sees)."""
     telemetry.set_config_info(tls_insecure_skip_verify=api.tls.insecure_skip_verify)
     return ItnioClient(
         api.base_url,
@@ -64,7 +67,8 @@ def build_client(api: ApiConfig, credentials: Credentials, telemetry: Telemetry)
         timeout=api.timeout,
         max_connections=api.max_concurrency,
         max_response_bytes=api.max_response_bytes,
-        retries=api.retries,
+        retries=0 if single_requests else api.retries,
+        correct_clock=not single_requests,
         max_requests_per_second=api.max_requests_per_second,
         telemetry=telemetry,
         **client_transport_options(api),

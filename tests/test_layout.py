@@ -1,7 +1,7 @@
 """The layout of exporter/ holds: imports run downward only, no cycles, no aiohttp internals,
 and no module sets another object's attributes.
 
-Layers, bottom to top: config < vendor < polling < metrics < web < service < cli < __main__.
+Layers, bottom to top: config < vendor < polling < metrics < web < service < apicheck < cli < __main__.
 A module may import its own package and the layers below its own. The simulator uses config
 and vendor only, and only cli (for --demo) uses the simulator. ``exporter`` itself (the
 version), ``aio`` and ``logs`` import nothing of the exporter, and anything may import them.
@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "exporter"
 
-LAYERS = ("config", "vendor", "polling", "metrics", "web", "service", "cli", "__main__")
+LAYERS = ("config", "vendor", "polling", "metrics", "web", "service", "apicheck", "cli", "__main__")
 LEAVES = ("exporter", "exporter.aio", "exporter.logs")  # import nothing, importable by all
 SPECIAL = {"simulator": ("config", "vendor")}  # what a side package may import
 USERS = {"simulator": ("cli",)}  # who may import a side package

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from .. import __version__
 from ..polling.shard import Shard
+from ..vendor.decoding import DRIFT_SERIES
 from ..vendor.endpoints import DOCUMENTED_CODES, QUERY_DETAIL, QUERY_PAGE
 from ..vendor.errors import ApiError, ErrorKind
 
@@ -54,6 +55,14 @@ class Telemetry:
             "Requests to the ITNIO API that were retries of a failed one (timeouts, network errors, 5xx, "
             "429, and one retry after correcting the clock on -16)." + BG,
             ["endpoint"],
+            registry=self.registry,
+        )
+        self.drift = Counter(
+            "itnio_api_schema_drift",
+            "Answers of the ITNIO API that deviated from the documented types but were still used, by endpoint, "
+            "documented field (other for any other) and kind: string_number (a number sent as text), missing (an "
+            "optional documented field absent), unreadable_node (a nodeList entry dropped)." + BG,
+            ["endpoint", "field", "kind"],
             registry=self.registry,
         )
         self.clock_offset = Gauge(
@@ -107,6 +116,8 @@ class Telemetry:
             self.errors.labels(endpoint, ErrorKind.API.value, code)
         for kind in (ErrorKind.TIMEOUT, ErrorKind.NETWORK, ErrorKind.DECODE):
             self.errors.labels(endpoint, kind.value, "")
+        for field, kind in DRIFT_SERIES.get(endpoint, ()):
+            self.drift.labels(endpoint, field, kind)
 
     def discovery(self) -> tuple[Gauge, Gauge, Gauge]:
         """(last run successful, last success time, discovered flows), registered on first use:
@@ -137,6 +148,9 @@ class Telemetry:
 
     def clock_offset_learnt(self, seconds: float) -> None:
         self.clock_offset.set(seconds)
+
+    def drifted(self, endpoint: str, field: str, kind: str) -> None:
+        self.drift.labels(endpoint, field, kind).inc()
 
     # -- what discovery reports (exporter.polling.discovery.DiscoveryObserver) ---------------
     def discovery_on(self) -> None:

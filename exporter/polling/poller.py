@@ -294,7 +294,7 @@ def _next_state(old: FlowState, result: Result, now: float, stale_after: float) 
     stale = old.last_success is None or now - old.last_success > stale_after
     if isinstance(result, NotSent):
         return replace(old, up=False, stale=stale)
-    old = replace(old, polls=old.polls + 1)
+    old = replace(old, polls=old.polls + 1, last_answer=result.answer or old.last_answer)
     if isinstance(result, FlowDetail):
         if old.failing_since_cycles:
             log.info("flow_recovered", key_id=old.key_id, failed_polls=old.failing_since_cycles)

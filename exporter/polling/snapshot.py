@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..vendor.errors import ApiError
-from ..vendor.model import CallStats, FlowDetail, FlowRecord
+from ..vendor.model import Answer, CallStats, FlowDetail, FlowRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,8 @@ class FlowState:
     failing_since_cycles: int = 0  # consecutive failed polls
     record: FlowRecord | None = None  # what discovery's flow list says of it (None: not listed)
     calls: tuple[tuple[int, CallStats], ...] = ()  # (node key_id, group-call counts), enrich.node_calls
+    # The last answer queryDetail gave for this flow, good or bad (the flows page shows it).
+    last_answer: Answer | None = field(default=None, compare=False)
 
     @property
     def visible_detail(self) -> FlowDetail | None:

@@ -7,11 +7,12 @@ except for ``--demo``. It imports :mod:`exporter.vendor` (signing, paths) and
 
 from .cli import main
 from .flows import ScriptedFlow, SimFlow, SimNode, demo_flows, static_flows
-from .server import DEMO_API_KEY, DEMO_API_SECRET, ENVELOPES, FAULT_KINDS, Fault, Simulator, envelope
+from .server import DEMO_API_KEY, DEMO_API_SECRET, DRIFT_VARIANTS, ENVELOPES, FAULT_KINDS, Fault, Simulator, envelope
 
 __all__ = [
     "DEMO_API_KEY",
     "DEMO_API_SECRET",
+    "DRIFT_VARIANTS",
     "ENVELOPES",
     "FAULT_KINDS",
     "Fault",

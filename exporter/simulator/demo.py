@@ -7,12 +7,16 @@ from .flows import demo_flows
 from .server import DEMO_API_KEY, DEMO_API_SECRET, Simulator
 
 DEMO_INTERVAL = "3s"
+DEMO_DRIFT_FLOW = 1002
 
 
 async def start_demo_simulator() -> tuple[Simulator, Config, Credentials]:
     """Start the simulator on a free loopback port; return it with a config that polls it."""
     flows = demo_flows()
     sim = Simulator(flows=[flow for flow, _ in flows], seed=None)
+    # One flow answers as a loose vendor might: numbers as text and a node that cannot be read.
+    # The exporter uses the answer and counts the drift (itnio_api_schema_drift_total).
+    sim.flow_drift[DEMO_DRIFT_FLOW] = {"string_numbers", "unreadable_node"}
     await sim.start("127.0.0.1", 0)
     config = validate_config(
         {

@@ -39,6 +39,10 @@ QUERY_PAGE_PATH = endpoint_path(QUERY_PAGE)
 GROUP_CALL_DETAIL_PATH = endpoint_path(GROUP_CALL_DETAIL) + "/{task_id}"
 ENVELOPES = ("code-int", "code-str", "status-str", "status-int")
 FAULT_KINDS = ("timeout", "http", "network", "decode", "api")
+# Scripted drift in queryDetail answers (Simulator.flow_drift): what a real API may send that the docs do not say.
+DRIFT_VARIANTS = ("string_numbers", "unreadable_node", "missing_optional")
+_FLOW_NUMBERS = ("keyId", "status", "recallInterval", "recallNum", "recallType")
+_NODE_NUMBERS = ("keyId", "nodeStatus", "taskId", "scriptId")
 DEMO_API_KEY = "demo-key"
 # How an answer is to be counted (kind, code), and the answer; None: drop the connection.
 Decision = tuple[tuple[str, str], "web.StreamResponse | None"]
@@ -57,6 +61,37 @@ def envelope(variant: str, code: int, message: str, data: Any = None) -> dict[st
     if data is not None:
         body["data"] = data
     return body
+
+
+def drifted(data: dict[str, Any], variants: set[str] | frozenset[str]) -> tuple[dict[str, Any], set[tuple[str, str]]]:
+    """``data`` of a queryDetail answer changed by the drift ``variants``, and the (field, kind) drift
+    the exporter must count for it: the simulator's ground truth."""
+    data = dict(data)
+    nodes = [dict(node) for node in data.get("nodeList") or []]
+    truth: set[tuple[str, str]] = set()
+    if "string_numbers" in variants:
+        for key in _FLOW_NUMBERS:
+            if isinstance(data.get(key), int):
+                data[key] = f" {data[key]} "
+                truth.add((f"data.{key}", "string_number"))
+        for node in nodes:
+            for key in _NODE_NUMBERS:
+                if isinstance(node.get(key), int):
+                    node[key] = str(node[key])
+                    truth.add((f"data.nodeList.{key}", "string_number"))
+    if "missing_optional" in variants:
+        for node in nodes:
+            for key in ("taskId", "scriptId"):
+                node.pop(key, None)
+                truth.add((f"data.nodeList.{key}", "missing"))
+    elif any(node.get(key) is None for node in nodes for key in ("taskId", "scriptId")):
+        truth.update((f"data.nodeList.{key}", "missing") for key in ("taskId", "scriptId")
+                     if any(node.get(key) is None for node in nodes))
+    if "unreadable_node" in variants:
+        nodes.append({"keyId": "node-without-a-number", "nodeStatus": 1})
+        truth.add(("data.nodeList.keyId", "unreadable_node"))
+    data["nodeList"] = nodes
+    return data, truth
 
 
 @dataclass
@@ -107,6 +142,8 @@ class Simulator:
         self.random = random.Random(seed)
         self.flow_faults: dict[int, Fault] = {}  # key_id -> fault to inject on every request for it
         self.flow_latency: dict[int, float] = {}  # key_id -> extra latency
+        self.flow_drift: dict[int, set[str]] = {}  # key_id -> DRIFT_VARIANTS its queryDetail answers carry
+        self.drift_served: Counter[tuple[str, str]] = Counter()  # (field, kind) of drift in successful detail answers
         self.answers: Counter[tuple[str, str]] = Counter()  # (kind, code) of every answer, "ok" for success
         self.requests_per_flow: Counter[int] = Counter()
         self.started = time.monotonic()
@@ -247,7 +284,12 @@ class Simulator:
         if flow is None:
             return self._answer(-24, "Data not existing")
         self.requests_per_flow[key_id] += 1
-        return self._answer(0, "success", flow.data(time.monotonic() - self.started))
+        data = flow.data(time.monotonic() - self.started)
+        variants = self.flow_drift.get(key_id)
+        if variants:
+            data, truth = drifted(data, variants)
+            self.drift_served.update(truth)
+        return self._answer(0, "success", data)
 
     async def _fault_or_delay(self, request: web.Request, fault: Fault | None, delay: float) -> Decision | None:
         """Wait ``delay``, then answer with ``fault`` if there is one (None: answer normally)."""

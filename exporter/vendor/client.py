@@ -17,6 +17,7 @@ import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, tzinfo
 from typing import Any, Protocol, TypeVar
 
@@ -27,18 +28,19 @@ import yarl
 
 from .. import __version__
 from ..config import Credentials
-from .decoding import parse_call_stats, parse_flow_detail, parse_flow_page
+from .decoding import UNREADABLE_NODE, Reader, parse_call_stats, parse_flow_detail, parse_flow_page
 from .endpoints import GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from .endpoints import path as endpoint_path
 from .errors import ApiError, ErrorKind, NotSent
-from .model import CallStats, FlowDetail, FlowPage
+from .model import MAX_ANSWER_BYTES, Answer, CallStats, FlowDetail, FlowPage
 from .ratelimit import TokenBucket
 from .signing import signed_headers
 
 log = structlog.get_logger("exporter.vendor.client")
 
 USER_AGENT = f"itnio-exporter/{__version__}"
-T = TypeVar("T")
+T = TypeVar("T", FlowDetail, FlowPage, CallStats)
+MAX_DRIFT_LOGGED = 10_000  # (endpoint, subject, field, kind) remembered as logged; then forgotten and logged again
 MAX_THROTTLE = 300.0  # never pause longer than this, whatever Retry-After says
 
 
@@ -54,6 +56,9 @@ class RequestObserver(Protocol):
     def clock_offset_learnt(self, seconds: float) -> None:
         """Requests are now signed with the local clock plus ``seconds`` (after a -16 answer)."""
 
+    def drifted(self, endpoint: str, field: str, kind: str) -> None:
+        """An answer that was used deviated from the documented types (exporter.vendor.decoding)."""
+
 
 class ItnioClient:
     def __init__(
@@ -66,6 +71,7 @@ class ItnioClient:
         max_response_bytes: int,
         telemetry: RequestObserver,
         retries: int = 2,
+        correct_clock: bool = True,
         clock: Callable[[], float] = time.time,
         random: Callable[[], float] = random.random,
         ssl_context: ssl.SSLContext | None = None,
@@ -79,6 +85,8 @@ class ItnioClient:
         self.telemetry = telemetry
         self.clock = clock
         self.retries = retries
+        # After -16, sign with the clock of the answer's Date header and send once more (off: --api.check).
+        self.correct_clock = correct_clock
         self.random = random
         self.backoff_base = min(0.2, timeout / 4)  # full jitter: uniform(0, base * 2**n)
         # An attempt with less time than this left would only time out: it is not sent.
@@ -87,6 +95,7 @@ class ItnioClient:
         self._not_before = 0.0  # time.monotonic() before which nothing is sent (429, -15)
         self._throttle_step = 0.0
         self._slots = asyncio.Semaphore(max_connections)
+        self._drift_logged: set[tuple[str, int | None, str, str]] = set()
         # api.max_requests_per_second: every attempt sent takes a token (None: no cap).
         self._bucket = TokenBucket(max_requests_per_second) if max_requests_per_second else None
         # The environment's proxy is looked up once here, not per request: aiohttp's
@@ -138,7 +147,7 @@ class ItnioClient:
     ) -> FlowPage:
         """One page of the flow list (recallFlow/queryPage); times in ``params`` are in ``zone``."""
         payload = {"current": current, "size": size, "params": params}
-        return await self._call(QUERY_PAGE, payload, lambda body: parse_flow_page(body, zone), deadline)
+        return await self._call(QUERY_PAGE, payload, lambda body, reader: parse_flow_page(body, zone, reader), deadline)
 
     async def group_call_detail(
         self, task_id: int, deadline: float | None = None, may_send: Callable[[], str | None] | None = None
@@ -152,7 +161,7 @@ class ItnioClient:
         self,
         endpoint: str,
         payload: dict[str, Any],
-        parse: Callable[[Any], T],
+        parse: Callable[[Any, Reader], T],
         deadline: float | None,
         may_send: Callable[[], str | None] | None = None,
         path: str | None = None,
@@ -185,7 +194,7 @@ class ItnioClient:
                     self._throttle_step = 0.0
                     return result
             self._react(failure)
-            if failure.is_clock_skew() and not skew_corrected and failure.server_time is not None:
+            if self.correct_clock and failure.is_clock_skew() and not skew_corrected and failure.server_time is not None:
                 # Sign with the vendor's idea of the time and try once more.
                 skew_corrected = True
                 self._clock_offset = failure.server_time - self.clock()
@@ -237,21 +246,25 @@ class ItnioClient:
         log.warning("throttled", kind=error.kind.value, code=error.code, pause_seconds=round(pause, 3))
 
     async def _attempt(
-        self, endpoint: str, payload: dict[str, Any], parse: Callable[[Any], T], budget: float, path: str | None = None
+        self, endpoint: str, payload: dict[str, Any], parse: Callable[[Any, Reader], T], budget: float, path: str | None = None
     ) -> T:
-        """Send one signed request and return ``parse`` of its JSON body.
+        """Send one signed request and return ``parse`` of its JSON body, with the :class:`Answer` attached.
 
         A POST of ``payload`` to ``endpoint``, or, when ``path`` is given, a GET of that path
         (counted under ``endpoint``, so that ids in the path never become label values).
         Every failure (transport, HTTP, JSON, envelope or shape) raises ApiError, and the
-        request is reported to telemetry exactly once, with that one error.
+        request is reported to telemetry exactly once, with that one error. An answer that
+        was received rides on the result or the error (``.answer``); the drift of an answer
+        that was used is reported and logged (once per flow, field and kind).
         """
         url = self.base_url + endpoint_path(path or endpoint)
         creds = self._credentials
-        headers = signed_headers(creds.api_key, creds.secret(), int(self.clock() + self._clock_offset))
+        sent_at = self.clock()
+        headers = signed_headers(creds.api_key, creds.secret(), int(sent_at + self._clock_offset))
         started = time.monotonic()
         error: ApiError | None = None
         server_time = retry_after = None
+        answer: Answer | None = None
         try:
             async with asyncio.timeout(budget):
                 async with self._session.request(
@@ -267,14 +280,19 @@ class ItnioClient:
                     if response.status != 200:
                         server_time = _http_date(response.headers.get("Date"))
                         retry_after = _retry_after(response.headers.get("Retry-After"), server_time)
+                        answer = Answer(sent_at + time.monotonic() - started, response.status, b"", 0,
+                                        date=response.headers.get("Date"))
                         raise ApiError(ErrorKind.HTTP, str(response.status), response.reason or "")
                     raw = await self._read_limited(response)
+            reader = Reader(endpoint)
+            answer = Answer(sent_at + time.monotonic() - started, 200, raw[:MAX_ANSWER_BYTES], len(raw),
+                            date=response.headers.get("Date"))
             try:
                 body = json.loads(raw)
             except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 raise ApiError(ErrorKind.DECODE, "", f"invalid JSON: {type(exc).__name__}") from None
             try:
-                return parse(body)
+                result = parse(body, reader)
             except ApiError as exc:
                 # The answer's Date is needed only to correct the clock (-16): parse it then.
                 if exc.is_clock_skew():
@@ -282,9 +300,13 @@ class ItnioClient:
                 raise
             except Exception as exc:  # the daemon never dies of what it reads
                 raise ApiError(ErrorKind.DECODE, "", f"unexpected shape: {type(exc).__name__}") from None
+            finally:
+                answer = replace(answer, envelope=reader.envelope, drift=reader.drift)
+            self._report_drift(endpoint, payload.get("keyId"), answer)
+            return replace(result, answer=answer)
         except ApiError as exc:
             error = exc
-            error.note_answer(server_time, retry_after)
+            error.note_answer(server_time, retry_after, answer)
             raise
         except TimeoutError:
             error = ApiError(ErrorKind.TIMEOUT, "", f"no answer within {budget:.3g}s")
@@ -294,6 +316,21 @@ class ItnioClient:
             raise error from None
         finally:
             self.telemetry.observe(endpoint, time.monotonic() - started, error)
+
+    def _report_drift(self, endpoint: str, key_id: int | None, answer: Answer) -> None:
+        """Count the drift of an answer that was used; log each (flow, field, kind) the first time only."""
+        for item in answer.drift:
+            self.telemetry.drifted(endpoint, item.field, item.kind)
+            mark = (endpoint, key_id, item.field, item.kind)
+            if mark in self._drift_logged:
+                continue
+            if len(self._drift_logged) >= MAX_DRIFT_LOGGED:
+                self._drift_logged.clear()
+            self._drift_logged.add(mark)
+            about = {} if key_id is None else {"key_id": key_id}
+            (log.warning if item.kind == UNREADABLE_NODE else log.info)(
+                "api_schema_drift", endpoint=endpoint, **about, field=item.field, kind=item.kind, detail=item.detail
+            )
 
     async def _read_limited(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self.max_response_bytes

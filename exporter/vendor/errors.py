@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 
 from .endpoints import ACCOUNT_CODES, CODE_TIMESTAMP_EXPIRED, CODE_TOO_FREQUENT
+from .model import Answer
 
 
 class ErrorKind(str, enum.Enum):
@@ -27,12 +28,15 @@ class ApiError(Exception):
         self.message = message
         self.server_time: float | None = None  # the answer's Date header, as unix time
         self.retry_after: float | None = None  # seconds, from a Retry-After header
+        self.answer: Answer | None = None  # the answer that failed, when there was one
 
-    def note_answer(self, server_time: float | None, retry_after: float | None) -> None:
+    def note_answer(self, server_time: float | None, retry_after: float | None, answer: Answer | None = None) -> None:
         """What the answer's headers said: its Date (unix time; to correct the clock after -16)
-        and its Retry-After (seconds). The client that got the answer notes them, once."""
+        and its Retry-After (seconds), and the answer itself when one was received. The client
+        that got the answer notes them, once."""
         self.server_time = server_time
         self.retry_after = retry_after
+        self.answer = answer
 
     def is_retryable(self) -> bool:
         """Transport trouble worth another try: timeouts, network errors, 5xx and 429."""

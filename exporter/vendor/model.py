@@ -6,17 +6,53 @@ it is ``unknown``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # The flow and node state scale the vendor documents (shared by flows and nodes).
 STATES: tuple[str, ...] = ("pending", "in_progress", "completed", "cancelled", "exception")
 UNKNOWN_STATE = "unknown"
+ALL_STATES: tuple[str, ...] = (*STATES, UNKNOWN_STATE)
 TERMINAL_STATUSES = frozenset({2, 3})
 RECALL_TYPES = {0: "all", 1: "failed"}
 
 
 def state_name(status: int) -> str:
     return STATES[status] if 0 <= status < len(STATES) else UNKNOWN_STATE
+
+
+MAX_ANSWER_BYTES = 64 * 1024  # of an answer's body kept for the flows page and --api.check
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """One way an answer deviated from the documented types but was still used."""
+
+    field: str  # a documented field path without list indices (data.nodeList.nodeStatus), or "other"
+    kind: str  # string_number, missing or unreadable_node (exporter.vendor.decoding)
+    detail: str  # what exactly, for the log: "data.nodeList[3].keyId is not a whole number"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The envelope of an answer and the form it came in."""
+
+    code: int
+    message: str
+    form: str  # "code/msg" or "status/reason"
+    code_type: str  # "number" or "string"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer as it was received and read: shown by the flows page and --api.check."""
+
+    received: float  # unix time
+    http_status: int
+    body: bytes  # the first MAX_ANSWER_BYTES of the body
+    size: int  # bytes in the whole body
+    envelope: Envelope | None = None  # None: not JSON, or no envelope could be read
+    drift: tuple[Drift, ...] = ()
+    date: str | None = None  # the Date header as sent (parsed only where it is needed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +70,11 @@ class FlowDetail:
     recall_num: int
     recall_type: int
     nodes: tuple[NodeDetail, ...]
+    answer: Answer | None = field(default=None, compare=False, repr=False)  # set by the client
 
     @property
     def recall_type_name(self) -> str:
         return RECALL_TYPES.get(self.recall_type, UNKNOWN_STATE)
-
 
 
 VENDOR_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -64,6 +100,7 @@ class FlowPage:
     pages: int
     total: int
     records: tuple[FlowRecord, ...]
+    answer: Answer | None = field(default=None, compare=False, repr=False)  # set by the client
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +112,4 @@ class CallStats:
     succeeded: float | None  # success: calls answered
     failed: float | None  # fail: calls not answered
     acd_seconds: float | None  # acd: average call duration, seconds
+    answer: Answer | None = field(default=None, compare=False, repr=False)  # set by the client

@@ -1,4 +1,4 @@
-"""The HTTP side: the aiohttp app (/metrics, health, landing page, reload), the web config
+"""The HTTP side: the aiohttp app (/metrics, health, landing page, reload), the flows pages, the web config
 (exporter-toolkit format: TLS, headers, basic auth) and the authentication middleware.
 
 A request is answered from what :mod:`exporter.metrics` has rendered; it never calls the API.

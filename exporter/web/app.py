@@ -1,8 +1,10 @@
-"""The HTTP side: /metrics, /healthz, /readyz and a landing page. It never calls the API."""
+"""The HTTP side: /metrics, /healthz, /readyz, the flows pages and a landing page. It never calls the API."""
 
 from __future__ import annotations
 
+import asyncio
 import html
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -10,6 +12,10 @@ from aiohttp import web
 
 from .. import __version__
 from ..metrics.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
+from . import pages
+
+# Pages of more flows than this are built in a worker thread, not on the event loop.
+OFFLOAD_FLOWS = 500
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,22 @@ def accepts_gzip(accept_encoding: str) -> bool:
 Reloader = Callable[[], Awaitable[list[str]]]
 
 
+def html_response(text: str, status: int = 200) -> web.Response:
+    # "replace": a lone surrogate (JSON can carry one) must not turn a page into a 500.
+    response = web.Response(body=text.encode("utf-8", "replace"), status=status, content_type="text/html", charset="utf-8")
+    response.headers["Content-Security-Policy"] = pages.CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def wants_json(request: web.Request) -> bool:
+    """``?format=json``, or an Accept header that prefers JSON to HTML."""
+    if request.query.get("format") == "json":
+        return True
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
 def make_app(
     exposition: Exposition,
     health: Health,
@@ -48,6 +70,7 @@ def make_app(
     middlewares: Iterable[Callable] = (),
     *,
     reload: Reloader | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
@@ -79,12 +102,35 @@ def make_app(
 <p>Prometheus exporter for ITNIO TECH automatic-redial (recall) flows. Version {html.escape(__version__)}.</p>
 <ul>
 <li><a href="{path}">Metrics</a></li>
+<li><a href="/flows">Flows</a> (state, errors and last API answer of every watched flow)</li>
 <li><a href="/healthz">Health</a> (poll loop alive)</li>
 <li><a href="/readyz">Readiness</a> (first poll cycle done)</li>
 </ul>
 </body></html>
 """
         return web.Response(text=page, content_type="text/html")
+
+    async def build(render: Callable[[], str], large: bool) -> str:
+        return await asyncio.to_thread(render) if large else render()
+
+    async def flows(request: web.Request) -> web.Response:
+        snapshot, now = exposition.snapshot, clock()
+        large = len(snapshot.flows) > OFFLOAD_FLOWS
+        if wants_json(request):
+            return web.json_response(text=await build(lambda: pages.json_text(pages.flows_json(snapshot, now)), large))
+        links = [("/", "Home"), (telemetry_path, "Metrics")]
+        text = await build(lambda: pages.flows_html(snapshot, now, links), large)
+        return html_response(text)
+
+    async def flow(request: web.Request) -> web.Response:
+        key = request.match_info["key_id"]
+        state = exposition.snapshot.flow(int(key)) if key.isdigit() and len(key) < 20 else None
+        if state is None:
+            text = pages.not_found(key)
+            return html_response(text, status=404)
+        if wants_json(request):
+            return web.json_response(text=pages.json_text(pages.flow_row(state, clock())))
+        return html_response(pages.flow_html(state, clock()))
 
     async def do_reload(request: web.Request) -> web.Response:
         assert reload is not None
@@ -99,6 +145,8 @@ def make_app(
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/flows", flows)
+    app.router.add_get("/flows/{key_id}", flow)
     if telemetry_path != "/":
         app.router.add_get("/", landing)
     return app

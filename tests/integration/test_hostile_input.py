@@ -364,7 +364,7 @@ HOSTILE_RAW = [
      + b"0" * 40 + b"}}", "decode"),
     ("trailing-garbage", b'{"code": 0, "data": {' + VALID_DATA + b"}} trailing", "decode"),
     ("duplicate-node", b'{"code": 0, "data": {' + VALID_DATA
-     + b', "nodeList": [{"keyId": 1, "nodeStatus": 1}, {"keyId": 1, "nodeStatus": 2}]}}', "decode"),
+     + b', "nodeList": [{"keyId": 1, "nodeStatus": 1}, {"keyId": 1, "nodeStatus": 2}]}}', None),
     ("bom-and-unknown-states",
      b'\xef\xbb\xbf{"code": "0", "data": {"status": 9, "recallInterval": 1, "recallNum": 1, "recallType": 7}}', None),
     ("lone-surrogate-message", b'{"code": "-16", "msg": "\\ud800 lone surrogate", "data": null}', "api"),

@@ -1,5 +1,6 @@
-"""Decoding the vendor's answers (exporter/vendor/decoding.py): every envelope variant, strict types
-and ranges, and wrong shapes that raise ApiError and nothing else. (Fuzzed in tests/integration/test_hostile_input.py.)"""
+"""Decoding the vendor's answers (exporter/vendor/decoding.py): every envelope variant, one set of number
+rules for every field, unreadable nodes dropped and counted as drift, and wrong shapes that raise ApiError
+and nothing else. (Fuzzed in tests/integration/test_hostile_input.py.)"""
 
 import math
 from datetime import datetime
@@ -8,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from exporter.vendor.decoding import parse_call_stats, parse_flow_detail, parse_flow_page
+from exporter.vendor.decoding import Reader, parse_call_stats, parse_flow_detail, parse_flow_page
+from exporter.vendor.endpoints import QUERY_DETAIL
 from exporter.vendor.errors import ApiError, ErrorKind
 from exporter.vendor.model import FlowDetail, NodeDetail
 from tests.helpers import BIG, MISSING, base_body, mutated, roundtrip
@@ -39,15 +41,10 @@ def test_non_zero_codes_in_every_variant_are_api_errors(body, code):
         {"code": True},
         {"code": 0},
         {"code": 0, "data": []},
-        {"code": 0, "data": {"status": "1", "recallInterval": 1, "recallNum": 1, "recallType": 0}},
+        {"code": 0, "data": {"status": "one", "recallInterval": 1, "recallNum": 1, "recallType": 0}},
         {"code": 0, "data": {"status": 1.5, "recallInterval": 1, "recallNum": 1, "recallType": 0}},
         {"code": 0, "data": {"status": 1, "recallNum": 1, "recallType": 0}},
         {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0, "nodeList": {}}},
-        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0, "nodeList": [3]}},
-        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0,
-                             "nodeList": [{"keyId": 1, "nodeStatus": None}]}},
-        {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0,
-                             "nodeList": [{"keyId": 1, "nodeStatus": 1}, {"keyId": 1, "nodeStatus": 2}]}},
     ],
 )
 def test_wrong_shapes_are_decode_errors(body):
@@ -100,20 +97,29 @@ def test_call_stats_accept_numbers_or_numeric_strings_and_nothing_else():
         assert info.value.kind is ErrorKind.DECODE
 
 
-WRONG_FOR_INT = ["1", "", 1.0, 1.5, math.nan, math.inf, -math.inf, True, False, [], [1], {}, {"v": 1},
-                 2**70, -(2**70), BIG + 1, -BIG - 1]
+# Unreadable as a whole number: fractions, non-finite, booleans, containers, text that is no number, out of range.
+WRONG_FOR_INT = [1.5, "1.5", math.nan, math.inf, -math.inf, "NaN", "inf", True, False, [], [1], {}, {"v": 1}, "one",
+                 "1_000", "0x10", "9" * 41, 2**70, -(2**70), BIG + 1, -BIG - 1, str(BIG + 1)]
+# Read as the whole number 1: a JSON number or a numeric string, the same rules on every field.
+READ_AS_ONE = [1, 1.0, "1", " 1 ", "1.0", "+1", "1e0", "0.1e1"]
+FLOW_INTS = [("data", "status"), ("data", "recallInterval"), ("data", "recallNum"), ("data", "recallType")]
+NODE_REQUIRED = [("node", "keyId"), ("node", "nodeStatus")]
+NODE_OPTIONAL = [("node", "taskId"), ("node", "scriptId")]
 
 
-REQUIRED_INTS = [("data", "status"), ("data", "recallInterval"), ("data", "recallNum"), ("data", "recallType"),
-                 ("node", "keyId"), ("node", "nodeStatus")]
+def mutated(where: str, field: str, new: Any) -> dict[str, Any]:
+    body = base_body()
+    target = body["data"] if where == "data" else body["data"]["nodeList"][1]
+    if new is MISSING:
+        del target[field]
+    else:
+        target[field] = new
+    return body
 
 
-OPTIONAL_INTS = [("node", "taskId"), ("node", "scriptId")]
-
-
-@pytest.mark.parametrize("new", WRONG_FOR_INT + [None, MISSING], ids=repr)
-@pytest.mark.parametrize("where, field", REQUIRED_INTS)
-def test_a_required_int_of_the_wrong_type_or_range_is_decode(where, field, new):
+@pytest.mark.parametrize("new", [*WRONG_FOR_INT, "", None, MISSING], ids=repr)
+@pytest.mark.parametrize("where, field", FLOW_INTS)
+def test_a_flow_field_that_cannot_be_read_is_decode(where, field, new):
     for body in (mutated(where, field, new), roundtrip(mutated(where, field, new)) if new is not MISSING else None):
         if body is None:
             continue
@@ -123,16 +129,38 @@ def test_a_required_int_of_the_wrong_type_or_range_is_decode(where, field, new):
         assert field in info.value.message
 
 
-@pytest.mark.parametrize("new", WRONG_FOR_INT, ids=repr)
-@pytest.mark.parametrize("where, field", OPTIONAL_INTS)
-def test_an_optional_int_of_the_wrong_type_is_decode(where, field, new):
-    with pytest.raises(ApiError) as info:
-        parse_flow_detail(roundtrip(mutated(where, field, new)))
-    assert info.value.kind is ErrorKind.DECODE and field in info.value.message
+@pytest.mark.parametrize("new", [*WRONG_FOR_INT, None, MISSING], ids=repr)
+@pytest.mark.parametrize("where, field", NODE_REQUIRED + NODE_OPTIONAL)
+def test_a_node_that_cannot_be_read_is_dropped_and_the_flow_kept(where, field, new):
+    if field in ("taskId", "scriptId") and new in (None, MISSING):
+        return  # optional: absent is fine (test_an_optional_int_may_be_null_or_absent)
+    reader = Reader(QUERY_DETAIL)
+    detail = parse_flow_detail(roundtrip(mutated(where, field, new)) if new is not MISSING else mutated(where, field, new), reader)
+    assert detail.nodes == (NodeDetail(10, 700, 100, 2),)
+    assert (detail.status, detail.recall_num) == (1, 3)
+    unreadable = [d for d in reader.drift if d.kind == "unreadable_node"]
+    assert [d.field for d in unreadable] == [f"data.nodeList.{field}"], reader.drift
+    assert "data.nodeList[1]" in unreadable[0].detail
 
 
-@pytest.mark.parametrize("new", [None, MISSING], ids=["null", "absent"])
-@pytest.mark.parametrize("where, field", OPTIONAL_INTS)
+@pytest.mark.parametrize("new", READ_AS_ONE, ids=repr)
+@pytest.mark.parametrize("where, field", FLOW_INTS + NODE_REQUIRED + NODE_OPTIONAL)
+def test_every_int_field_reads_a_number_or_numeric_text_alike(where, field, new):
+    reader = Reader(QUERY_DETAIL)
+    detail = parse_flow_detail(roundtrip(mutated(where, field, new)), reader)
+    got = getattr(detail if where == "data" else detail.nodes[1], {
+        "status": "status", "recallInterval": "recall_interval_minutes", "recallNum": "recall_num",
+        "recallType": "recall_type", "keyId": "key_id", "nodeStatus": "status", "taskId": "task_id",
+        "scriptId": "script_id"}[field])
+    assert got == 1 and type(got) is int
+    path = f"data.{field}" if where == "data" else f"data.nodeList.{field}"
+    as_text = [d for d in reader.drift if d.kind == "string_number"]
+    assert [d.field for d in as_text] == ([path] if isinstance(new, str) else [])
+    assert len(detail.nodes) == 2
+
+
+@pytest.mark.parametrize("new", [None, MISSING, ""], ids=["null", "absent", "empty"])
+@pytest.mark.parametrize("where, field", NODE_OPTIONAL)
 def test_an_optional_int_may_be_null_or_absent(where, field, new):
     detail = parse_flow_detail(mutated(where, field, new))
     node = detail.nodes[1]
@@ -157,10 +185,6 @@ def test_node_list_may_be_null_absent_or_empty(new, nodes):
         lambda b: b["data"].__setitem__("nodeList", {"keyId": 10, "nodeStatus": 1}),
         lambda b: b["data"].__setitem__("nodeList", 2),
         lambda b: b["data"].__setitem__("nodeList", True),
-        lambda b: b["data"]["nodeList"].append(None),
-        lambda b: b["data"]["nodeList"].append([12, 1]),
-        lambda b: b["data"]["nodeList"].append("node"),
-        lambda b: b["data"]["nodeList"].append({"keyId": 10, "nodeStatus": 0}),  # keyId twice
         lambda b: b.__setitem__("data", None),
         lambda b: b.__setitem__("data", []),
         lambda b: b.__setitem__("data", "{}"),
@@ -185,6 +209,23 @@ def test_wrong_shapes_are_decode(mutate):
     with pytest.raises(ApiError) as info:
         parse_flow_detail(roundtrip(body))
     assert info.value.kind is ErrorKind.DECODE and info.value.code == ""
+
+
+@pytest.mark.parametrize(
+    "entry, field",
+    [(None, "data.nodeList"), ([12, 1], "data.nodeList"), ("node", "data.nodeList"), (7, "data.nodeList"),
+     ({"keyId": 10, "nodeStatus": 0}, "data.nodeList.keyId")],  # the last repeats keyId 10
+    ids=["null", "list", "text", "number", "keyId-twice"],
+)
+def test_entries_that_are_not_objects_or_repeat_a_key_are_dropped(entry, field):
+    body = base_body()
+    body["data"]["nodeList"].append(entry)
+    reader = Reader(QUERY_DETAIL)
+    detail = parse_flow_detail(roundtrip(body), reader)
+    assert detail.nodes == (NodeDetail(10, 700, 100, 2), NodeDetail(11, 701, 100, 1))
+    unreadable = [d for d in reader.drift if d.kind == "unreadable_node"]
+    assert [d.field for d in unreadable] == [field]
+    assert "data.nodeList[2]" in unreadable[0].detail
 
 
 @pytest.mark.parametrize("body", [None, True, 0, 1.5, math.nan, "", "{}", [], [base_body()]], ids=repr)

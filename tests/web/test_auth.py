@@ -62,7 +62,7 @@ async def test_dummy_hash_has_the_users_cost(pki: Pki, start: Start) -> None:
 
 async def test_every_endpoint_protected_unless_health_is_opened(pki: Pki, start: Start, sim: Simulator) -> None:
     closed = await start(write_web_config(pki.dir, USERS))
-    for path in ("/metrics", "/healthz", "/readyz", "/", "/no-such-page"):
+    for path in ("/metrics", "/healthz", "/readyz", "/", "/flows", "/flows/1", "/flows?format=json", "/no-such-page"):
         status, _ = await get(f"http://127.0.0.1:{closed.port}{path}")
         assert status == 401, path
     opened = await start(pki.dir / "web-config.yml", health_unauthenticated=True)

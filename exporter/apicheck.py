@@ -1,0 +1,207 @@
+"""``--api.check``: one signed request to every endpoint the config uses, and what came back.
+
+For a new user with real credentials: does the key work, is the clock right, what does the
+API actually send? One request per endpoint and flow, sent concurrently, with no retries and
+no clock correction, so that what is printed is what the API said:
+
+- queryDetail for each configured flow (the first :data:`MAX_FLOWS`);
+- queryPage (the first page, with the configured filters) when discovery is on;
+- one group/call/detail when node call outcomes are on, for the task of a node seen in a
+  queryDetail answer.
+
+One line per request, then the clock offset read from the answers' Date headers, the TLS
+verification in use, and a verdict. A failure the user can fix (-1, -2, -16, an unreachable
+host, a timeout) gets a sentence saying what to do. Neither the secret nor the Sign is printed.
+The exit status is 0 when every request succeeded, else 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TextIO
+
+from .config import Config, Credentials
+from .metrics.telemetry import Telemetry
+from .polling.discovery import END_MARGIN, vendor_time
+from .service import build_client
+from .vendor.client import ItnioClient
+from .vendor.endpoints import GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
+from .vendor.errors import ApiError, ErrorKind, NotSent
+from .vendor.model import Answer, CallStats, FlowDetail, FlowPage, state_name
+
+MAX_FLOWS = 20
+
+ADVICE = {
+    "-1": "Authentication failed (-1): check api.api_key and the secret (api.api_secret_file, api.api_secret or "
+    "$ITNIO_API_SECRET); they are the API key and secret of the account's API settings, and the key must belong "
+    "to the host in api.base_url.",
+    "-2": "This machine's IP address is not allowed (-2): add its public address to the account's IP allowlist "
+    "in the vendor's console, or send the requests through an allowed proxy (api.proxy_url).",
+    "-13": "The account is locked (-13): contact the vendor's support.",
+    "-24": "No flow with this keyId on the account (-24): check flows[].key_id against the flows in the vendor's "
+    "console (or turn discovery on to watch the flows it lists).",
+    "-16": "Timestamp expired (-16): this machine's clock is too far from the API's (see the clock line below). "
+    "Synchronise it with NTP; the running exporter also corrects the offset from the answers' Date header.",
+    "timeout": "No answer within api.timeout: check that api.base_url is the API's address and that nothing on "
+    "the way holds the request; raise api.timeout if the API is just slow.",
+    "network": "The API could not be reached: check api.base_url, DNS, the firewall, and the proxy "
+    "(api.proxy_url, or HTTPS_PROXY/NO_PROXY in the environment).",
+    "http": "The API answered with an HTTP error: check that api.base_url is the API's base address "
+    "(https://api.itniotech.com, or your white-label host with its /v3 where it has one).",
+    "decode": "The answer could not be read: see the last answer on /flows/<key_id> once the exporter runs, "
+    "or report it with the line above.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    endpoint: str
+    subject: str  # keyId=12, page=1, taskId=5009612
+    seconds: float
+    result: FlowDetail | FlowPage | CallStats | None
+    error: ApiError | NotSent | None
+
+    @property
+    def answer(self) -> Answer | None:
+        if self.result is not None:
+            return self.result.answer
+        return self.error.answer if isinstance(self.error, ApiError) else None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+async def _timed(endpoint: str, subject: str, call: Awaitable[FlowDetail | FlowPage | CallStats]) -> Outcome:
+    started = time.monotonic()
+    try:
+        result = await call
+    except (ApiError, NotSent) as error:
+        return Outcome(endpoint, subject, time.monotonic() - started, None, error)
+    return Outcome(endpoint, subject, time.monotonic() - started, result, None)
+
+
+async def run_checks(config: Config, credentials: Credentials) -> list[Outcome]:
+    """Send the requests (see the module docstring) and return their outcomes, in a stable order."""
+    client = build_client(config.api, credentials, Telemetry(), single_requests=True)
+    try:
+        return await _checks(config, client)
+    finally:
+        await client.close()
+
+
+async def _checks(config: Config, client: ItnioClient) -> list[Outcome]:
+    calls = [
+        _timed(QUERY_DETAIL, f"keyId={flow.key_id}", client.query_detail(flow.key_id))
+        for flow in config.flows[:MAX_FLOWS]
+    ]
+    if config.discovery.enabled:
+        zone, now = config.api.zone, time.time()
+        params = {"strTime": vendor_time(now - config.discovery.lookback, zone),
+                  "endTime": vendor_time(now + END_MARGIN, zone)}
+        if config.discovery.task_name:
+            params["taskName"] = config.discovery.task_name
+        calls.append(_timed(QUERY_PAGE, "page=1", client.query_page(1, config.discovery.page_size, params, zone)))
+    outcomes = list(await asyncio.gather(*calls))
+    if config.enrich.node_calls:
+        task_id = next(
+            (node.task_id for o in outcomes if isinstance(o.result, FlowDetail) for node in o.result.nodes
+             if node.task_id is not None),
+            None,
+        )
+        if task_id is not None:
+            outcomes.append(await _timed(GROUP_CALL_DETAIL, f"taskId={task_id}", client.group_call_detail(task_id)))
+    return outcomes
+
+
+def describe(outcome: Outcome) -> str:
+    """One line: endpoint, subject, HTTP status, latency, envelope, vendor code and message, decoded, drift."""
+    parts = [f"{outcome.endpoint} {outcome.subject}"]
+    answer = outcome.answer
+    parts.append(f"HTTP {answer.http_status}" if answer is not None else "HTTP -")
+    parts.append(f"{outcome.seconds * 1000:.0f} ms")
+    if answer is not None and answer.envelope is not None:
+        envelope = answer.envelope
+        parts.append(f"envelope {envelope.form} ({envelope.code_type})")
+        parts.append(f"code {envelope.code} {envelope.message!r}")
+    result, error = outcome.result, outcome.error
+    if isinstance(result, FlowDetail):
+        parts.append(f"OK: state {state_name(result.status)}, {len(result.nodes)} nodes")
+    elif isinstance(result, FlowPage):
+        parts.append(f"OK: {result.total} flows listed, {len(result.records)} on this page")
+    elif isinstance(result, CallStats):
+        parts.append(f"OK: {result.calls if result.calls is not None else '?'} calls")
+    elif isinstance(error, ApiError):
+        parts.append(f"FAILED: {error.kind.value}{' ' + error.code if error.code else ''}: {error.message}")
+    elif isinstance(error, NotSent):
+        parts.append(f"NOT SENT: {error.reason}")
+    drift = answer.drift if answer is not None and result is not None else ()
+    parts.append("drift: " + (", ".join(f"{d.kind} {d.field}" for d in drift) if drift else "none"))
+    return " | ".join(parts)
+
+
+def clock_line(outcomes: list[Outcome]) -> str:
+    offsets = []
+    for outcome in outcomes:
+        answer = outcome.answer
+        if answer is None or not answer.date:
+            continue
+        try:
+            server = email.utils.parsedate_to_datetime(answer.date).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            continue
+        offsets.append(server - answer.received)
+    if not offsets:
+        return "clock: no answer carried a Date header; the offset is unknown"
+    offset = sorted(offsets)[len(offsets) // 2]
+    side = "ahead of" if offset > 0 else "behind"
+    note = " (Date has a resolution of 1 s)" if abs(offset) < 2 else ""
+    return (f"clock: the API's clock is {abs(offset):.1f} s {side} this machine's{note}, "
+            f"from the Date headers of {len(offsets)} answers")
+
+
+def tls_line(config: Config) -> str:
+    if not config.api.base_url.startswith("https://"):
+        return "TLS: none (api.base_url is http://): the key and every signed request cross the network in clear"
+    tls = config.api.tls
+    if tls.insecure_skip_verify:
+        return "TLS: NOT verified (api.tls.insecure_skip_verify: true)"
+    if tls.ca_file is not None:
+        return f"TLS: verified against api.tls.ca_file ({tls.ca_file})"
+    return "TLS: verified against the system's CA certificates"
+
+
+def report(config: Config, outcomes: list[Outcome], out: TextIO) -> int:
+    """Print the lines, the advice for each kind of failure seen, the clock, TLS and the verdict; the exit status."""
+    for outcome in outcomes:
+        print(describe(outcome), file=out)
+    if not outcomes:
+        print("no request to send: no flows configured and discovery off", file=out)
+    advice = []
+    for outcome in outcomes:
+        error = outcome.error
+        key = None
+        if isinstance(error, ApiError):
+            key = error.code if error.kind is ErrorKind.API and error.code in ADVICE else error.kind.value
+        if key in ADVICE and ADVICE[key] not in advice:
+            advice.append(ADVICE[key])
+    for line in advice:
+        print(line, file=out)
+    print(clock_line(outcomes), file=out)
+    print(tls_line(config), file=out)
+    failed = [o for o in outcomes if not o.ok]
+    if failed or not outcomes:
+        print(f"verdict: FAILED: {len(failed)} of {len(outcomes)} requests failed", file=out)
+        return 1
+    skipped = " (group/call/detail skipped: no node with a taskId)" if (
+        config.enrich.node_calls and not any(o.endpoint == GROUP_CALL_DETAIL for o in outcomes)) else ""
+    print(f"verdict: OK: {len(outcomes)} of {len(outcomes)} requests succeeded{skipped}", file=out)
+    return 0
+
+
+async def api_check(config: Config, credentials: Credentials, out: TextIO) -> int:
+    return report(config, await run_checks(config, credentials), out)

@@ -1,0 +1,81 @@
+"""Drift end to end: what the simulator served leniently is exactly what the exporter counted, logged once,
+and a loose answer costs nothing but its unreadable node."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from typing import Any
+
+import structlog
+
+from exporter import logs
+from exporter.simulator import SimFlow, SimNode, Simulator
+from exporter.simulator.demo import DEMO_DRIFT_FLOW, start_demo_simulator
+from exporter.vendor.endpoints import QUERY_DETAIL
+from tests.conftest import scrape, value
+
+
+def drift_counts(samples: dict[str, list[tuple[dict[str, str], float]]], endpoint: str) -> Counter[tuple[str, str]]:
+    return Counter({
+        (labels["field"], labels["kind"]): int(v)
+        for labels, v in samples.get("itnio_api_schema_drift_total", [])
+        if labels["endpoint"] == endpoint and v
+    })
+
+
+async def test_drift_counters_equal_what_the_simulator_served(make_exporter: Any) -> None:
+    flows = [SimFlow(key, status=1, nodes=[SimNode(key * 10 + i, 500 + i, 7, i % 3) for i in range(3)]) for key in (1, 2, 3, 4)]
+    sim = Simulator(flows=flows)
+    await sim.start()
+    try:
+        sim.flow_drift[1] = {"string_numbers"}
+        sim.flow_drift[2] = {"unreadable_node"}
+        sim.flow_drift[3] = {"missing_optional", "unreadable_node"}
+        stream = io.StringIO()
+        logs.configure("info", "logfmt", stream)
+        exporter = await make_exporter(sim, run_poller=False)
+        for _ in range(3):
+            await exporter.poller.run_cycle()
+        samples = await scrape(exporter.port)
+    finally:
+        await sim.stop()
+        structlog.reset_defaults()
+    assert drift_counts(samples, QUERY_DETAIL) == sim.drift_served
+    assert sim.drift_served[("data.nodeList.keyId", "unreadable_node")] == 6  # two flows, three cycles
+    # every flow stayed up with all its readable nodes
+    for key in (1, 2, 3, 4):
+        assert value(samples, "itnio_recall_flow_up", key_id=str(key)) == 1
+        assert sum(v for labels, v in samples["itnio_recall_flow_nodes"] if labels["key_id"] == str(key)) == 3
+    assert value(samples, "itnio_api_errors_total", endpoint=QUERY_DETAIL, kind="decode", code="") == 0
+    # logged once per flow, field and kind, not every cycle
+    lines = [line for line in stream.getvalue().splitlines() if "event=api_schema_drift" in line]
+    marks = [(line.split("key_id=")[1].split()[0], line.split("field=")[1].split()[0], line.split("kind=")[1].split()[0])
+             for line in lines]
+    assert len(marks) == len(set(marks)) == len({(str(k), f, kind) for k, v in sim.flow_drift.items() for f, kind in
+                                                  _truth_of(sim, k)})
+    assert any(m == ("2", "data.nodeList.keyId", "unreadable_node") for m in marks)
+    assert all("level=warning" in line for line in lines if "unreadable_node" in line)
+
+
+def _truth_of(sim: Simulator, key: int) -> set[tuple[str, str]]:
+    from exporter.simulator.server import drifted
+
+    return drifted(sim.flows[key].data(0), sim.flow_drift[key])[1]
+
+
+async def test_the_demo_shows_drift() -> None:
+    from exporter.service import Exporter
+
+    sim, config, credentials = await start_demo_simulator()
+    exporter = Exporter(config, credentials, listen_address="127.0.0.1:0")
+    try:
+        await exporter.start(run_poller=False)
+        await exporter.poller.run_cycle()
+        samples = await scrape(exporter.port)
+    finally:
+        await exporter.stop()
+        await sim.stop()
+    counts = drift_counts(samples, QUERY_DETAIL)
+    assert counts[("data.status", "string_number")] >= 1 and counts[("data.nodeList.keyId", "unreadable_node")] >= 1
+    assert value(samples, "itnio_recall_flow_up", key_id=str(DEMO_DRIFT_FLOW)) == 1

@@ -1,0 +1,137 @@
+"""``itnio-exporter --api.check`` as a new user runs it: a real process against the simulator on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Simulator, static_flows
+
+EXE = [sys.executable, "-m", "exporter"]
+
+
+def config_file(tmp_path: Path, sim: Simulator, *, secret: str = DEMO_API_SECRET, extra: str = "",
+                flows: tuple[int, ...] = (1, 2)) -> Path:
+    (tmp_path / "secret").write_text(secret + "\n")
+    path = tmp_path / "config.yaml"
+    flow_lines = "".join(f"  - key_id: {key}\n" for key in flows)
+    path.write_text(textwrap.dedent(f"""\
+        api:
+          base_url: {sim.base_url}
+          api_key: {DEMO_API_KEY}
+          api_secret_file: {tmp_path / 'secret'}
+          timeout: 2s
+        """) + textwrap.dedent(extra) + "flows:\n" + flow_lines)
+    return path
+
+
+async def api_check(path: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *EXE, "--api.check", "--config.file", str(path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def started(**kwargs) -> Simulator:
+    sim = Simulator(flows=static_flows(3, 2), **kwargs)
+    await sim.start()
+    return sim
+
+
+async def test_every_endpoint_in_use_is_asked_once_and_a_good_setup_exits_0(tmp_path):
+    sim = await started()
+    try:
+        sim.flow_drift[2] = {"string_numbers", "unreadable_node"}
+        path = config_file(tmp_path, sim, extra="""\
+            discovery:
+              enabled: true
+            enrich:
+              node_calls: true
+            """)
+        code, out, err = await api_check(path)
+    finally:
+        await sim.stop()
+    assert code == 0, out + err
+    lines = out.splitlines()
+    detail = [line for line in lines if line.startswith("recallFlow/queryDetail")]
+    assert [line.split(" | ")[0] for line in detail] == ["recallFlow/queryDetail keyId=1",
+                                                        "recallFlow/queryDetail keyId=2"]
+    assert all("HTTP 200" in line and re.search(r"\| \d+ ms \|", line) for line in detail)
+    assert all(re.search(r"envelope (code/msg|status/reason) \((number|string)\)", line) for line in detail)
+    # what was decoded, and the drift of the loose answer
+    assert "OK: state" in detail[0] and "2 nodes" in detail[0] and "drift: none" in detail[0]
+    assert "string_number data.status" in detail[1] and "unreadable_node data.nodeList.keyId" in detail[1]
+    assert "2 nodes" in detail[1], "the unreadable node is dropped, the others kept"
+    assert sum(line.startswith("recallFlow/queryPage page=1") for line in lines) == 1
+    assert sum(line.startswith("group/call/detail taskId=") for line in lines) == 1
+    assert sim.requests_per_flow == {1: 1, 2: 1}, "one request per flow, no retries"
+    assert any(line.startswith("clock: the API's clock is") for line in lines)
+    assert "TLS: none (api.base_url is http://)" in out
+    assert lines[-1] == "verdict: OK: 4 of 4 requests succeeded"
+    assert DEMO_API_SECRET not in out + err
+    assert not any(sign in out + err for sign in sim.signs_seen if sign)
+
+
+async def test_a_wrong_secret_fails_with_what_to_do_and_exits_1(tmp_path):
+    sim = await started()
+    try:
+        code, out, err = await api_check(config_file(tmp_path, sim, secret="not-the-secret"))
+    finally:
+        await sim.stop()
+    assert code == 1
+    assert "code -1 'Authentication error'" in out and "FAILED: api -1" in out
+    assert "Authentication failed (-1): check api.api_key and the secret" in out
+    assert out.splitlines()[-1] == "verdict: FAILED: 2 of 2 requests failed"
+    assert "not-the-secret" not in out + err
+
+
+async def test_an_expired_timestamp_is_reported_with_the_clock_offset(tmp_path):
+    sim = await started(clock=lambda: time.time() + 3 * 3600)  # the API's clock is three hours ahead
+    try:
+        code, out, _ = await api_check(config_file(tmp_path, sim, flows=(1,)))
+    finally:
+        await sim.stop()
+    assert code == 1
+    assert "FAILED: api -16" in out and "Timestamp expired (-16)" in out and "NTP" in out
+    offset = re.search(r"clock: the API's clock is ([\d.]+) s ahead of this machine's", out)
+    assert offset and abs(float(offset.group(1)) - 10800) < 5, out
+    assert sim.answers[("api", "-16")] == 1, "no second request signed with a corrected clock"
+
+
+async def test_an_unreachable_host_says_what_to_check(tmp_path):
+    sim = await started()
+    path = config_file(tmp_path, sim, flows=(1,))
+    await sim.stop()  # nothing listens on that port any more
+    code, out, _ = await api_check(path)
+    assert code == 1
+    assert "HTTP - |" in out and "FAILED: network" in out
+    assert "The API could not be reached: check api.base_url" in out
+    assert "clock: no answer carried a Date header" in out
+
+
+async def test_an_unknown_flow_and_a_decode_error_fail_the_check(tmp_path):
+    sim = await started()
+    try:
+        sim.flow_faults[2] = __import__("exporter.simulator", fromlist=["Fault"]).Fault("decode")
+        code, out, _ = await api_check(config_file(tmp_path, sim, flows=(1, 2, 99)))
+    finally:
+        await sim.stop()
+    assert code == 1
+    assert "keyId=1 | HTTP 200" in out and "keyId=99" in out and "FAILED: api -24" in out
+    assert "No flow with this keyId" in out
+    assert re.search(r"keyId=2 \| HTTP 200 .*FAILED: decode", out)
+    assert out.splitlines()[-1] == "verdict: FAILED: 2 of 3 requests failed"
+
+
+def test_api_check_goes_with_a_config_file_only():
+    import subprocess
+
+    result = subprocess.run([*EXE, "--api.check", "--demo"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "--demo: runs without" in result.stderr
