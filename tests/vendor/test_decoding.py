@@ -107,16 +107,6 @@ NODE_REQUIRED = [("node", "keyId"), ("node", "nodeStatus")]
 NODE_OPTIONAL = [("node", "taskId"), ("node", "scriptId")]
 
 
-def mutated(where: str, field: str, new: Any) -> dict[str, Any]:
-    body = base_body()
-    target = body["data"] if where == "data" else body["data"]["nodeList"][1]
-    if new is MISSING:
-        del target[field]
-    else:
-        target[field] = new
-    return body
-
-
 @pytest.mark.parametrize("new", [*WRONG_FOR_INT, "", None, MISSING], ids=repr)
 @pytest.mark.parametrize("where, field", FLOW_INTS)
 def test_a_flow_field_that_cannot_be_read_is_decode(where, field, new):
@@ -135,7 +125,8 @@ def test_a_node_that_cannot_be_read_is_dropped_and_the_flow_kept(where, field, n
     if field in ("taskId", "scriptId") and new in (None, MISSING):
         return  # optional: absent is fine (test_an_optional_int_may_be_null_or_absent)
     reader = Reader(QUERY_DETAIL)
-    detail = parse_flow_detail(roundtrip(mutated(where, field, new)) if new is not MISSING else mutated(where, field, new), reader)
+    body = mutated(where, field, new)
+    detail = parse_flow_detail(roundtrip(body) if new is not MISSING else body, reader)
     assert detail.nodes == (NodeDetail(10, 700, 100, 2),)
     assert (detail.status, detail.recall_num) == (1, 3)
     unreadable = [d for d in reader.drift if d.kind == "unreadable_node"]
