@@ -314,7 +314,7 @@ class _FileStamp:
 
 
 def _stamp(paths: tuple[str, ...]) -> tuple[_FileStamp | None, ...]:
-    out = []
+    out: list[_FileStamp | None] = []
     for path in paths:
         try:
             st = os.stat(path)
