@@ -1,5 +1,6 @@
 """The exporter and the simulator on loopback, scraped over HTTP like Prometheus does."""
 
+import asyncio
 import gzip
 import subprocess
 
@@ -11,7 +12,10 @@ from exporter.simulator import SimNode
 from exporter.vendor.model import STATES
 from tests.conftest import fetch, parse_samples, require_tool, scrape, value
 
-OM_ACCEPT = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+OM_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 
 
 async def test_metrics_table_holds_against_the_simulator(sim, make_exporter):
@@ -81,7 +85,7 @@ async def test_exposition_is_clean_and_honest(sim, make_exporter):
     assert value(samples, "itnio_recall_flow_last_success_timestamp_seconds", key_id="3") is None
 
     promtool = require_tool("promtool")
-    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    result = await asyncio.to_thread(subprocess.run, [promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), result
 
 

@@ -66,7 +66,7 @@ async def test_the_poller_polls_and_exports_only_its_shard_also_after_a_reload(s
     for index in range(3):
         published = []
 
-        async def publish(snapshot):
+        async def publish(snapshot, published=published):  # this iteration's list, not the last one
             published.append(snapshot)
 
         poller = Poller(config, _FakeSource(), publish, shard=Shard(index, 3))
@@ -365,5 +365,7 @@ Requests/sec:   4684.22
 """
     assert bench.parse_wrk(text) == {"tool": "wrk", "rps": 4684.22, "requests": 23423, "p50_ms": 0.805,
                                      "p99_ms": 2.41, "errors": 0}
-    errors = text.replace("Requests/sec", "  Socket errors: connect 0, read 0, write 0, timeout 3\n  Non-2xx or 3xx responses: 2\nRequests/sec")
+    errors = text.replace(
+        "Requests/sec", "  Socket errors: connect 0, read 0, write 0, timeout 3\n  Non-2xx or 3xx responses: 2\nRequests/sec"
+    )
     assert bench.parse_wrk(errors)["errors"] == 5

@@ -180,7 +180,9 @@ async def test_node_call_outcomes_are_fetched_until_one_fetch_after_the_node_end
         samples = await scrape(exporter.port)
         # 12 is pending, 13 is beyond the cap, 21 has no task: only 111 and the ended 222 are asked
         assert dict(sim.requests_per_task) == {111: 1, 222: 1}
-        assert node_series(samples, "itnio_recall_node_calls") == {("1", "11", "111"): 12.0, ("2", "22", "222"): float(sim.call_data(222)["callTotal"])}
+        assert node_series(samples, "itnio_recall_node_calls") == {
+            ("1", "11", "111"): 12.0, ("2", "22", "222"): float(sim.call_data(222)["callTotal"])
+        }
         assert value(samples, "itnio_recall_node_numbers", node_key_id="11") == 10
         assert value(samples, "itnio_recall_node_calls_succeeded", node_key_id="11") == 8
         assert value(samples, "itnio_recall_node_calls_failed", node_key_id="11") == 4
@@ -227,11 +229,10 @@ async def test_without_the_features_no_new_endpoint_or_series_appears(sim, make_
     assert sim.page_requests == [] and not sim.requests_per_task
 
 
-async def wait_for(condition, timeout=6.0):
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
+async def wait_for(condition, seconds=6.0):
+    async with asyncio.timeout(seconds):
+        while not await condition():  # noqa: ASYNC110  (it scrapes a live exporter: no event to wait on)
+            await asyncio.sleep(0.1)
 
 
 async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them(tmp_path, exporter_from_file):
@@ -323,7 +324,7 @@ async def test_discovered_flows_are_partitioned_exactly_across_shards(make_expor
         shards = [set(watched(exporter)) for exporter in exporters]
         assert all(shards), shards  # each replica has a share
         assert sum(len(s) for s in shards) == 30 and set().union(*shards) == set(range(1, 31))
-        for exporter, mine in zip(exporters, shards):
+        for exporter, mine in zip(exporters, shards, strict=True):
             samples = await scrape(exporter.port)
             assert {int(labels["key_id"]) for labels, _ in samples["itnio_recall_flow_up"]} == mine
         # every flow was polled by one replica only: discovered flows once when added and once by the
