@@ -187,17 +187,22 @@ async def worker_metrics(series: int, seconds: float, connections: int) -> dict[
         from prometheus_client.aiohttp import make_aiohttp_handler
 
         out["baseline_handler"] = "prometheus_client.aiohttp.make_aiohttp_handler"
-    except ImportError:  # older prometheus_client: the same thing by hand
-        from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+    except ImportError:  # prometheus_client before 0.24: the same thing by hand
+        from collections.abc import Awaitable, Callable
 
-        def make_aiohttp_handler(registry, disable_compression=True):  # type: ignore[no-redef]
-            async def handler(request):
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client.registry import REGISTRY, Collector
+
+        def make_aiohttp_handler(
+            registry: Collector = REGISTRY, disable_compression: bool = False
+        ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+            async def handler(request: web.Request) -> web.StreamResponse:
                 return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
             return handler
 
         out["baseline_handler"] = "generate_latest per request (hand-written)"
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(snapshot_families(snapshot)))  # type: ignore[arg-type]
+    registry.register(_Families(snapshot_families(snapshot)))
     app = web.Application()
     app.router.add_get("/metrics", make_aiohttp_handler(registry, disable_compression=True))
     baseline_runner, baseline_port = await serve_app(app)
@@ -418,7 +423,8 @@ def report(r: dict[str, Any], sizes: tuple[int, int]) -> str:
     lines.append("Poll cycles (simulator in another process, 50 ms per answer, "
                  f"api.max_concurrency {CONCURRENCY}, {NODES} nodes per flow; median of 3)")
     lines.append("")
-    lines.append(f"| flows | cycle s | ideal s (N x 50 ms / {CONCURRENCY}) | ratio | merge+render s | CPU s / 1,000 polls | peak RSS MiB |")
+    lines.append(f"| flows | cycle s | ideal s (N x 50 ms / {CONCURRENCY}) | ratio | merge+render s "
+                 "| CPU s / 1,000 polls | peak RSS MiB |")
     lines.append("|---:|---:|---:|---:|---:|---:|---:|")
     ratios = []
     for flows in sizes:
@@ -452,7 +458,7 @@ def report(r: dict[str, Any], sizes: tuple[int, int]) -> str:
     lines.append("Targets (ratios from this run):")
     lines.append(f"- /metrics throughput vs prometheus_client's handler: {vs_a:.0f}x (target >= 10x): {check(vs_a >= 10)}")
     lines.append(f"- /metrics throughput vs bytes from memory: {vs_b:.2f}x (target >= 0.7x): {check(vs_b >= 0.7)}")
-    for flows, ratio in zip(sizes, ratios):
+    for flows, ratio in zip(sizes, ratios, strict=True):
         lines.append(f"- cycle time at {flows:,} flows vs ideal: {ratio:.2f}x (target <= 1.25x): {check(ratio <= 1.25)}")
     p99 = during.get("p99_ms")
     lines.append(f"- /metrics p99 during a cycle: {_f(p99)} ms (target < 50 ms): "

@@ -24,5 +24,7 @@ Requests/sec:   4684.22
 """
     assert bench.parse_wrk(text) == {"tool": "wrk", "rps": 4684.22, "requests": 23423, "p50_ms": 0.805,
                                      "p99_ms": 2.41, "errors": 0}
-    errors = text.replace("Requests/sec", "  Socket errors: connect 0, read 0, write 0, timeout 3\n  Non-2xx or 3xx responses: 2\nRequests/sec")
+    errors = text.replace(
+        "Requests/sec", "  Socket errors: connect 0, read 0, write 0, timeout 3\n  Non-2xx or 3xx responses: 2\nRequests/sec"
+    )
     assert bench.parse_wrk(errors)["errors"] == 5

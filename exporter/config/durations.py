@@ -18,7 +18,7 @@ def parse_duration(text: str) -> float:
     match = _DURATION_RE.match(text)
     if not text or match is None:
         raise ValueError(f"{text!r} is not a duration like 500ms, 30s, 5m or 1h")
-    return float(sum(int(part) * unit for part, unit in zip(match.groups(), _DURATION_UNITS) if part))
+    return float(sum(int(part) * unit for part, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if part))
 
 
 def format_duration(seconds: float) -> str:

@@ -52,7 +52,8 @@ class ApiTlsConfig(_Model):
         except FileNotFoundError:
             raise ValueError(f"{value}: no such file") from None
         except (OSError, ValueError) as exc:
-            raise ValueError(f"{value}: not a PEM CA certificate ({getattr(exc, 'reason', None) or type(exc).__name__})") from None
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            raise ValueError(f"{value}: not a PEM CA certificate ({reason})") from None
         return Path(value)
 
 

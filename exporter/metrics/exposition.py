@@ -271,7 +271,7 @@ class _Families:
 
 def _render(families: list[Metric], openmetrics: bool) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))  # type: ignore[arg-type]
+    registry.register(_Families(families))
     if openmetrics:
         return generate_latest_openmetrics(registry).removesuffix(_OM_EOF)
     return generate_latest(registry)

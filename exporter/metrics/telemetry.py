@@ -116,8 +116,8 @@ class Telemetry:
             self.errors.labels(endpoint, ErrorKind.API.value, code)
         for kind in (ErrorKind.TIMEOUT, ErrorKind.NETWORK, ErrorKind.DECODE):
             self.errors.labels(endpoint, kind.value, "")
-        for field, kind in DRIFT_SERIES.get(endpoint, ()):
-            self.drift.labels(endpoint, field, kind)
+        for field, drift_kind in DRIFT_SERIES.get(endpoint, ()):
+            self.drift.labels(endpoint, field, drift_kind)
 
     def discovery(self) -> tuple[Gauge, Gauge, Gauge]:
         """(last run successful, last success time, discovered flows), registered on first use:

@@ -24,7 +24,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol, Union
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("exporter.polling.poller")
 
-Result = Union[FlowDetail, ApiError, NotSent]
+Result = FlowDetail | ApiError | NotSent
 
 
 class FlowSource(Protocol):
@@ -207,7 +207,7 @@ class Poller:
 
         window = deadline - time.monotonic() - self._config.api.timeout
         offsets = spread_offsets(len(flows), window) if spread else [0.0] * len(flows)
-        await asyncio.gather(*(one(flow.key_id, offset) for flow, offset in zip(flows, offsets)))
+        await asyncio.gather(*(one(flow.key_id, offset) for flow, offset in zip(flows, offsets, strict=True)))
         return results
 
     async def _query(

@@ -378,6 +378,9 @@ def _retry_after(value: str | None, server_time: float | None) -> float | None:
 
 def _describe(exc: BaseException) -> str:
     """A short description of a transport error that cannot carry request headers."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):  # older aiohttp leaves its os_error unset
+        reason = getattr(exc.certificate_error, "verify_message", None) or type(exc.certificate_error).__name__
+        return f"cannot connect to {exc.host}:{exc.port}: certificate verify failed: {reason}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or type(exc.os_error).__name__}"
     return type(exc).__name__ + (f": {exc}" if str(exc) and len(str(exc)) < 200 else "")

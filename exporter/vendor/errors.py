@@ -8,7 +8,7 @@ from .endpoints import ACCOUNT_CODES, CODE_TIMESTAMP_EXPIRED, CODE_TOO_FREQUENT
 from .model import Answer
 
 
-class ErrorKind(str, enum.Enum):
+class ErrorKind(enum.StrEnum):
     """How a request failed. Every failed request has exactly one kind."""
 
     API = "api"  # the envelope carried a non-zero vendor code

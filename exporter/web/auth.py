@@ -129,10 +129,10 @@ def security_middleware(web_config: WebConfig, *, open_paths: Iterable[str] = ()
         if auth.enabled and request.path not in unauthenticated:
             credentials = parse_basic(request.headers.get("Authorization", ""))
             if credentials is None or not await auth.check(*credentials):
-                response = web.Response(status=401, text="Unauthorized\n")
-                response.headers["WWW-Authenticate"] = "Basic"
-                response.headers.update(headers)
-                return response
+                denied = web.Response(status=401, text="Unauthorized\n")
+                denied.headers["WWW-Authenticate"] = "Basic"
+                denied.headers.update(headers)
+                return denied
         try:
             response = await handler(request)
         except web.HTTPException as exc:

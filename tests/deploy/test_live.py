@@ -110,7 +110,9 @@ def test_every_metric_in_rules_and_dashboard_is_exposed_by_the_demo(demo: int) -
         used.setdefault(f"panel {title!r}", set()).update(metric_names(expr))
     for variable in dashboard()["templating"]["list"]:
         if variable["type"] == "query":
-            selector = re.fullmatch(r"label_values\((.*), \w+\)", variable["query"]["query"]).group(1)
+            match = re.fullmatch(r"label_values\((.*), \w+\)", variable["query"]["query"])
+            assert match, f"variable {variable['name']}: not label_values(selector, label): {variable['query']['query']}"
+            selector = match.group(1)
             used.setdefault(f"variable {variable['name']}", set()).update(metric_names(selector))
     unknown = {where: sorted(names - known) for where, names in used.items() if names - known}
     assert not unknown, f"not exposed by the exporter: {unknown}"
@@ -181,7 +183,7 @@ def test_prometheus_scrapes_the_demo_and_runs_every_query(prometheus: Prometheus
     values = {"job": JOB, "instance": instance, "key_id": "|".join(DEMO_KEYS)}
 
     up = wait_for(
-        lambda: [r for r in prometheus.query(f'up{{job="{JOB}"}} == 1')["data"]["result"]], "up == 1 for the demo", 15
+        lambda: prometheus.query(f'up{{job="{JOB}"}} == 1')["data"]["result"], "up == 1 for the demo", 15
     )
     assert up[0]["metric"]["instance"] == instance
 
@@ -206,7 +208,9 @@ def test_prometheus_scrapes_the_demo_and_runs_every_query(prometheus: Prometheus
     for variable in dashboard()["templating"]["list"]:
         if variable["type"] != "query":
             continue
-        selector, label = re.fullmatch(r"label_values\((.*), (\w+)\)", variable["query"]["query"]).groups()
+        match = re.fullmatch(r"label_values\((.*), (\w+)\)", variable["query"]["query"])
+        assert match, f"variable {variable['name']}: not label_values(selector, label): {variable['query']['query']}"
+        selector, label = match.groups()
         answer = prometheus.api(f"label/{label}/values", **{"match[]": substitute_grafana(selector, values)})
         assert answer["status"] == "success", answer
         expected = {"job": [JOB], "instance": [instance], "key_id": DEMO_KEYS}[label]

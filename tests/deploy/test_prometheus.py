@@ -68,7 +68,9 @@ def test_promtool_unit_tests_pass() -> None:
 
 def test_promtool_unit_tests_catch_a_broken_alert(tmp_path: Path) -> None:
     """The unit tests can fail: with the stale threshold raised tenfold, the stale alert no longer fires."""
-    broken = ALERTS.read_text().replace("itnio_recall_flow_last_success_timestamp_seconds > 300", "itnio_recall_flow_last_success_timestamp_seconds > 3000")
+    broken = ALERTS.read_text().replace(
+        "itnio_recall_flow_last_success_timestamp_seconds > 300", "itnio_recall_flow_last_success_timestamp_seconds > 3000"
+    )
     assert broken != ALERTS.read_text()
     (tmp_path / "alerts.yml").write_text(broken)
     (tmp_path / "alerts_test.yml").write_text(ALERTS_TEST.read_text())

@@ -71,6 +71,7 @@ async def test_the_demo_shows_drift() -> None:
     exporter = Exporter(config, credentials, listen_address="127.0.0.1:0")
     try:
         await exporter.start(run_poller=False)
+        assert exporter.poller is not None
         await exporter.poller.run_cycle()
         samples = await scrape(exporter.port)
     finally:

@@ -1,6 +1,7 @@
 """The exporter and the simulator on loopback, scraped over HTTP like Prometheus does: every series
 of the metrics table, and a clean, honest page."""
 
+import asyncio
 import subprocess
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -77,5 +78,5 @@ async def test_exposition_is_clean_and_honest(sim, make_exporter):
     assert value(samples, "itnio_recall_flow_last_success_timestamp_seconds", key_id="3") is None
 
     promtool = require_tool("promtool")
-    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    result = await asyncio.to_thread(subprocess.run, [promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), result

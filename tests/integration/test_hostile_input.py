@@ -91,7 +91,7 @@ def valid_bodies(draw) -> tuple[dict[str, Any], FlowDetail]:
     raw_nodes, nodes = [], []
     for key_id in key_ids:
         node: dict[str, Any] = {"keyId": key_id, "nodeStatus": draw(int64)}
-        expected_optional = {}
+        expected_optional: dict[str, int | None] = {}
         for field in ("taskId", "scriptId"):
             choice = draw(st.sampled_from(["absent", "null", "int"]))
             expected_optional[field] = None

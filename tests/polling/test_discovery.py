@@ -163,11 +163,10 @@ async def test_without_the_features_no_new_endpoint_or_series_appears(sim, make_
     assert sim.page_requests == [] and not sim.requests_per_task
 
 
-async def wait_for(condition, timeout=6.0):
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
+async def wait_for(condition, seconds=6.0):
+    async with asyncio.timeout(seconds):
+        while not await condition():  # noqa: ASYNC110  (it scrapes a live exporter: no event to wait on)
+            await asyncio.sleep(0.1)
 
 
 async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them(tmp_path, exporter_from_file, make_sim):
@@ -231,7 +230,7 @@ async def test_discovered_flows_are_partitioned_exactly_across_shards(make_expor
     shards = [set(watched(exporter)) for exporter in exporters]
     assert all(shards), shards  # each replica has a share
     assert sum(len(s) for s in shards) == 30 and set().union(*shards) == set(range(1, 31))
-    for exporter, mine in zip(exporters, shards):
+    for exporter, mine in zip(exporters, shards, strict=True):
         samples = await scrape(exporter.port)
         assert {int(labels["key_id"]) for labels, _ in samples["itnio_recall_flow_up"]} == mine
     # every flow was polled by one replica only: discovered flows once when added and once by the

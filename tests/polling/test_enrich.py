@@ -20,7 +20,9 @@ async def test_node_call_outcomes_are_fetched_until_one_fetch_after_the_node_end
     samples = await scrape(exporter.port)
     # 12 is pending, 13 is beyond the cap, 21 has no task: only 111 and the ended 222 are asked
     assert dict(sim.requests_per_task) == {111: 1, 222: 1}
-    assert node_series(samples, "itnio_recall_node_calls") == {("1", "11", "111"): 12.0, ("2", "22", "222"): float(sim.call_data(222)["callTotal"])}
+    assert node_series(samples, "itnio_recall_node_calls") == {
+        ("1", "11", "111"): 12.0, ("2", "22", "222"): float(sim.call_data(222)["callTotal"])
+    }
     assert value(samples, "itnio_recall_node_numbers", node_key_id="11") == 10
     assert value(samples, "itnio_recall_node_calls_succeeded", node_key_id="11") == 8
     assert value(samples, "itnio_recall_node_calls_failed", node_key_id="11") == 4

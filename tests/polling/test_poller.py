@@ -115,15 +115,17 @@ async def test_the_loop_survives_a_broken_client_and_keeps_its_pace(sim):
 
     config = validate_config(exporter_config(sim, poll={"interval": "200ms"}, api={"timeout": "100ms"}))
     published = []
+    three_cycles = asyncio.Event()
 
     async def publish(snapshot):
         published.append(snapshot)
+        if len(published) >= 3:
+            three_cycles.set()
 
     poller = Poller(config, Broken(), publish)
     task = asyncio.create_task(poller.run())
     try:
-        while len(published) < 3:
-            await asyncio.sleep(0.05)
+        await three_cycles.wait()
         assert not task.done()  # still polling after three cycles of nothing but exceptions
     finally:
         task.cancel()

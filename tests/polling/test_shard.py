@@ -58,7 +58,7 @@ async def test_the_poller_polls_and_exports_only_its_shard_also_after_a_reload(s
     for index in range(3):
         published = []
 
-        async def publish(snapshot):
+        async def publish(snapshot, published=published):  # this iteration's list, not the last one
             published.append(snapshot)
 
         poller = Poller(config, _FakeSource(), publish, shard=Shard(index, 3))

@@ -82,6 +82,7 @@ async def test_vendor_certificate_verified_unless_its_ca_is_given(
     with pytest.raises(ApiError) as caught:
         await untrusted.query()
     assert caught.value.kind is ErrorKind.NETWORK
+    assert "certificate verify failed" in caught.value.message, caught.value.message
     assert untrusted.errors("network") == 1
     assert untrusted.config_info() == {"tls_insecure_skip_verify": "false"}
 

@@ -8,7 +8,10 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 
 from tests.conftest import fetch
 
-OM_ACCEPT = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+OM_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 
 
 async def test_openmetrics_and_gzip_are_negotiated(sim, make_exporter):
