@@ -2,8 +2,10 @@
 
 The flow and node series change only when a poll cycle ends, so they are rendered
 once per snapshot, in both formats and pre-compressed, and every scrape reuses the
-bytes. Only the small request-level registry (:mod:`exporter.metrics.telemetry`) is rendered
-per scrape and appended. A scrape therefore costs about the bytes it sends.
+bytes. Only the small request-level registry (:mod:`exporter.metrics.telemetry`) is
+rendered per scrape and appended. A scrape therefore costs about the bytes it sends.
+Each family is built from its :mod:`exporter.metrics.catalogue` entry by one of the
+small builders below, which :func:`snapshot_families` composes.
 
 gzip: the cached part is deflated once and ended with a sync flush; each scrape
 deflates only its own tail and appends it, with the combined CRC, so the answer is

@@ -3,7 +3,8 @@
 These change with every request, so they live in a prometheus_client registry of
 their own (never the global one) and are rendered on each scrape; they are a few
 dozen series at most. Per-flow data are rendered once per poll cycle instead
-(see :mod:`exporter.metrics.exposition`).
+(see :mod:`exporter.metrics.exposition`). Both build every metric from its entry in
+:mod:`exporter.metrics.catalogue`.
 """
 
 from __future__ import annotations
