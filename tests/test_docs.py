@@ -232,6 +232,19 @@ def test_metrics_doc_has_one_table_with_one_row_per_metric():
     assert len(table_lines) == len(rows)
 
 
+def test_the_metrics_table_is_the_catalogue():
+    """Every metric declared in exporter/metrics/catalogue.py has its row, with its type and labels, and
+    no row names a metric the catalogue does not declare: a metric cannot be added without its docs."""
+    from exporter.metrics import catalogue
+
+    rows = metrics_table()
+    assert sorted(rows) == sorted(catalogue.exposed_names()), "docs/metrics.md lists exactly the catalogue"
+    for metric in catalogue.METRICS:
+        kind, labels, _ = rows[metric.exposed_name]
+        assert kind == metric.type, metric.name
+        assert set(labels) == set(metric.labels) | set(metric.info_labels), metric.name
+
+
 def test_every_metric_the_docs_name_is_in_the_table():
     rows = metrics_table()
     unknown = set()

@@ -2,8 +2,10 @@
 
 The flow and node series change only when a poll cycle ends, so they are rendered
 once per snapshot, in both formats and pre-compressed, and every scrape reuses the
-bytes. Only the small request-level registry (:mod:`exporter.metrics.telemetry`) is rendered
-per scrape and appended. A scrape therefore costs about the bytes it sends.
+bytes. Only the small request-level registry (:mod:`exporter.metrics.telemetry`) is
+rendered per scrape and appended. A scrape therefore costs about the bytes it sends.
+Each family is built from its :mod:`exporter.metrics.catalogue` entry by one of the
+small builders below, which :func:`snapshot_families` composes.
 
 gzip: the cached part is deflated once and ended with a sync flush; each scrape
 deflates only its own tail and appends it, with the combined CRC, so the answer is
@@ -17,19 +19,20 @@ import gc
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
-from ..polling.snapshot import Snapshot
+from ..polling.snapshot import FlowState, Snapshot
 from ..vendor.errors import ErrorKind
 from ..vendor.model import STATES, UNKNOWN_STATE, state_name
+from . import catalogue
 from .fastrender import render_both
-from .telemetry import BG
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -52,118 +55,56 @@ UNFREEZE_EVERY = 10
 _RENDERS_WITHOUT_GC: list[Snapshot] = []  # large renders running; the collector is off meanwhile
 
 
-def snapshot_families(snapshot: Snapshot, pause: Callable[[], None] | None = None) -> list[Metric]:
-    """The metric families of one snapshot (flows, nodes and the cycle itself).
+_Pause = Callable[[], None] | None
+_FAMILY_TYPES: dict[str, type[Metric]] = {
+    "counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "info": InfoMetricFamily
+}
+
+
+def family(metric: catalogue.Metric, value: float | None = None) -> Any:
+    """An empty family for a catalogue entry (its series added by the caller), or, given
+    ``value``, the one series of an entry without labels."""
+    kind = _FAMILY_TYPES[metric.type]
+    if value is not None:
+        return kind(metric.name, metric.documentation, value=value)  # type: ignore[call-arg]
+    return kind(metric.name, metric.documentation, labels=metric.labels)  # type: ignore[call-arg]
+
+
+def snapshot_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
+    """The metric families of one snapshot (flows, nodes and the cycle itself), in /metrics order.
 
     ``pause``, if given, is called every few hundred flows (see RenderedSnapshot.of)."""
-    up = GaugeMetricFamily(
-        "itnio_recall_flow_up", "1 if the last poll of this recall flow succeeded, else 0." + BG, labels=["key_id"]
-    )
-    last_success = GaugeMetricFamily(
-        "itnio_recall_flow_last_success_timestamp_seconds",
-        "Unix time of the last successful poll of this recall flow." + BG,
-        labels=["key_id"],
-    )
-    polls = CounterMetricFamily(
-        "itnio_recall_flow_polls", "Polls of this recall flow, successful or not." + BG, labels=["key_id"]
-    )
-    poll_errors = CounterMetricFamily(
-        "itnio_recall_flow_poll_errors",
-        "Failed polls of this recall flow, by error kind (api, http, timeout, network, decode)." + BG,
-        labels=["key_id", "kind"],
-    )
-    info = InfoMetricFamily(
-        "itnio_recall_flow",
-        "Recall flow metadata: the name (from the config, else the discovered taskName), the recall type "
-        "(all or failed), and the parent group-call task_id and task_name from discovery (empty when the flow "
-        "was not discovered)." + BG,
-        labels=["key_id"],
-    )
-    status = GaugeMetricFamily(
-        "itnio_recall_flow_status",
-        "Recall flow state as the API reports it: 0 pending, 1 in progress, 2 completed, 3 cancelled, "
-        "4 execution exception." + BG,
-        labels=["key_id"],
-    )
-    state = GaugeMetricFamily(
-        "itnio_recall_flow_state",
-        "1 for the current state of the recall flow, 0 for the others." + BG,
-        labels=["key_id", "state"],
-    )
-    interval = GaugeMetricFamily(
-        "itnio_recall_flow_recall_interval_seconds",
-        "Time between recall rounds of the flow (recallInterval)." + BG,
-        labels=["key_id"],
-    )
-    attempts = GaugeMetricFamily(
-        "itnio_recall_flow_recall_attempts",
-        "Number of recall attempts configured for the flow (recallNum)." + BG,
-        labels=["key_id"],
-    )
-    nodes = GaugeMetricFamily(
-        "itnio_recall_flow_nodes",
-        "Number of nodes (recall rounds) of the flow in each state." + BG,
-        labels=["key_id", "state"],
-    )
-    node_status = GaugeMetricFamily(
-        "itnio_recall_node_status",
-        "State of one node (recall round) of a flow: 0 pending, 1 in progress, 2 completed, 3 cancelled, "
-        "4 execution exception." + BG,
-        labels=["key_id", "node_key_id", "task_id", "script_id"],
-    )
-    dropped = GaugeMetricFamily(
-        "itnio_recall_flow_nodes_dropped",
-        "Nodes of the flow beyond poll.max_nodes_per_flow, which get no itnio_recall_node_status series "
-        "(itnio_recall_flow_nodes still counts them)." + BG,
-        labels=["key_id"],
-    )
-    finished = GaugeMetricFamily(
-        "itnio_recall_flow_finished_attempts",
-        "Recall attempts the flow has done (finishNum of recallFlow/queryPage); discovered flows only." + BG,
-        labels=["key_id"],
-    )
-    created = GaugeMetricFamily(
-        "itnio_recall_flow_created_timestamp_seconds",
-        "Unix time at which the flow was created (createTime of recallFlow/queryPage, read in api.timezone); "
-        "discovered flows only." + BG,
-        labels=["key_id"],
-    )
-    node_labels = ["key_id", "node_key_id", "task_id"]
-    node_numbers = GaugeMetricFamily(
-        "itnio_recall_node_numbers",
-        "Phone numbers in the group-call task of the node (numCnt of group/call/detail)." + BG,
-        labels=node_labels,
-    )
-    node_calls = GaugeMetricFamily(
-        "itnio_recall_node_calls",
-        "Calls made by the group-call task of the node (callTotal of group/call/detail); a gauge, as the "
-        "vendor may revise it." + BG,
-        labels=node_labels,
-    )
-    node_succeeded = GaugeMetricFamily(
-        "itnio_recall_node_calls_succeeded",
-        "Successful (answered) calls of the group-call task of the node (success of group/call/detail)." + BG,
-        labels=node_labels,
-    )
-    node_failed = GaugeMetricFamily(
-        "itnio_recall_node_calls_failed",
-        "Failed (unanswered) calls of the group-call task of the node (fail of group/call/detail)." + BG,
-        labels=node_labels,
-    )
-    node_acd = GaugeMetricFamily(
-        "itnio_recall_node_call_duration_average_seconds",
-        "Average duration of the answered calls of the group-call task of the node (acd of "
-        "group/call/detail, assumed to be seconds)." + BG,
-        labels=node_labels,
-    )
-    call_families = (
-        (node_numbers, "numbers"), (node_calls, "calls"), (node_succeeded, "succeeded"),
-        (node_failed, "failed"), (node_acd, "acd_seconds"),
-    )
-    max_nodes = snapshot.max_nodes_per_flow
-    for index, flow in enumerate(snapshot.flows):
-        if pause is not None and index % 200 == 199:
+    return [
+        *poll_families(snapshot, pause),
+        *detail_families(snapshot, pause),
+        *node_families(snapshot, pause),
+        *record_families(snapshot, pause),
+        *call_families(snapshot, pause),
+        *cycle_families(snapshot),
+    ]
+
+
+def _flows(snapshot: Snapshot, pause: _Pause) -> Iterable[FlowState]:
+    """The snapshot's flows, calling ``pause`` every 200."""
+    if pause is None:
+        return snapshot.flows
+    return _pausing(snapshot.flows, pause)
+
+
+def _pausing(flows: tuple[FlowState, ...], pause: Callable[[], None]) -> Iterator[FlowState]:
+    for index, flow in enumerate(flows):
+        if index % 200 == 199:
             pause()
+        yield flow
+
+
+def poll_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
+    """How each flow's polls went, and its info (name, recall type, parent task)."""
+    up, last_success = family(catalogue.FLOW_UP), family(catalogue.FLOW_LAST_SUCCESS)
+    polls, poll_errors = family(catalogue.FLOW_POLLS), family(catalogue.FLOW_POLL_ERRORS)
+    info = family(catalogue.FLOW_INFO)
+    info_labels = catalogue.FLOW_INFO.info_labels
+    for flow in _flows(snapshot, pause):
         key = str(flow.key_id)
         up.add_metric([key], 1.0 if flow.up else 0.0)
         if flow.last_success is not None:
@@ -172,72 +113,111 @@ def snapshot_families(snapshot: Snapshot, pause: Callable[[], None] | None = Non
         counts = dict(flow.errors)
         for kind in ERROR_KINDS:
             poll_errors.add_metric([key, kind], counts.get(kind, 0))
+        detail, record = flow.visible_detail, flow.record
+        info.add_metric([key], dict(zip(info_labels, (
+            _utf8(flow.name),
+            detail.recall_type_name if detail else "",
+            _opt(record.task_id) if record else "",
+            _utf8(record.task_name) if record else "",
+        ), strict=True)))
+    return [up, last_success, polls, poll_errors, info]
+
+
+def detail_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
+    """Each flow's state and recall settings, from its last queryDetail answer (if not stale)."""
+    status, state = family(catalogue.FLOW_STATUS), family(catalogue.FLOW_STATE)
+    interval, attempts = family(catalogue.FLOW_RECALL_INTERVAL), family(catalogue.FLOW_RECALL_ATTEMPTS)
+    for flow in _flows(snapshot, pause):
         detail = flow.visible_detail
-        record = flow.record
-        info.add_metric([key], {
-            "name": _utf8(flow.name),
-            "recall_type": detail.recall_type_name if detail else "",
-            "task_id": _opt(record.task_id) if record else "",
-            "task_name": _utf8(record.task_name) if record else "",
-        })
-        if record is not None and record.finish_num is not None:
-            finished.add_metric([key], record.finish_num)
-        if record is not None and record.created is not None:
-            created.add_metric([key], record.created)
         if detail is None:
             continue
+        key = str(flow.key_id)
         status.add_metric([key], detail.status)
         current = state_name(detail.status)
         for name in ALL_STATES:
             state.add_metric([key, name], 1.0 if name == current else 0.0)
         interval.add_metric([key], detail.recall_interval_minutes * 60)
         attempts.add_metric([key], detail.recall_num)
+    return [status, state, interval, attempts]
+
+
+def node_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
+    """Each flow's nodes: counted by state, one status series each up to max_nodes_per_flow."""
+    nodes, node_status = family(catalogue.FLOW_NODES), family(catalogue.NODE_STATUS)
+    dropped = family(catalogue.FLOW_NODES_DROPPED)
+    max_nodes = snapshot.max_nodes_per_flow
+    for flow in _flows(snapshot, pause):
+        detail = flow.visible_detail
+        if detail is None:
+            continue
+        key = str(flow.key_id)
         per_state = dict.fromkeys(ALL_STATES, 0)
         for node in detail.nodes:
             per_state[state_name(node.status)] += 1
         for node in detail.nodes[:max_nodes]:
-            node_status.add_metric(
-                [key, str(node.key_id), _opt(node.task_id), _opt(node.script_id)], node.status
-            )
+            node_status.add_metric([key, str(node.key_id), _opt(node.task_id), _opt(node.script_id)], node.status)
         dropped.add_metric([key], max(0, len(detail.nodes) - max_nodes))
-        if flow.calls:
-            shown = {node.key_id: node.task_id for node in detail.nodes[:max_nodes]}
-            for node_key, stats in flow.calls:
-                if node_key not in shown:
-                    continue
-                labels = [key, str(node_key), _opt(shown[node_key])]
-                for family, field in call_families:
-                    number = getattr(stats, field)
-                    if number is not None:
-                        family.add_metric(labels, number)
         for name, count in per_state.items():
             nodes.add_metric([key, name], count)
+    return [nodes, node_status, dropped]
 
+
+def record_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
+    """What discovery's flow list (recallFlow/queryPage) says of each flow it lists."""
+    finished, created = family(catalogue.FLOW_FINISHED_ATTEMPTS), family(catalogue.FLOW_CREATED)
+    for flow in _flows(snapshot, pause):
+        record = flow.record
+        if record is None:
+            continue
+        key = str(flow.key_id)
+        if record.finish_num is not None:
+            finished.add_metric([key], record.finish_num)
+        if record.created is not None:
+            created.add_metric([key], record.created)
+    return [finished, created]
+
+
+# The group-call counts (enrich.node_calls), by CallStats field.
+_CALL_FIELDS = (
+    (catalogue.NODE_NUMBERS, "numbers"),
+    (catalogue.NODE_CALLS, "calls"),
+    (catalogue.NODE_CALLS_SUCCEEDED, "succeeded"),
+    (catalogue.NODE_CALLS_FAILED, "failed"),
+    (catalogue.NODE_CALL_DURATION_AVERAGE, "acd_seconds"),
+)
+
+
+def call_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
+    """The group-call counts of the nodes that have a status series (enrich.node_calls)."""
+    families = [(family(metric), field) for metric, field in _CALL_FIELDS]
+    max_nodes = snapshot.max_nodes_per_flow
+    for flow in _flows(snapshot, pause):
+        detail = flow.visible_detail
+        if detail is None or not flow.calls:
+            continue
+        key = str(flow.key_id)
+        shown = {node.key_id: node.task_id for node in detail.nodes[:max_nodes]}
+        for node_key, stats in flow.calls:
+            if node_key not in shown:
+                continue
+            labels = [key, str(node_key), _opt(shown[node_key])]
+            for calls, field in families:
+                number = getattr(stats, field)
+                if number is not None:
+                    calls.add_metric(labels, number)
+    return [calls for calls, _ in families]
+
+
+def cycle_families(snapshot: Snapshot) -> list[Metric]:
+    """The poll cycle itself; its start time once a cycle has completed."""
     cycle = [
-        GaugeMetricFamily(
-            "itnio_exporter_poll_duration_seconds",
-            "Duration of the last complete poll cycle over all flows." + BG,
-            value=snapshot.cycle_duration,
-        ),
-        CounterMetricFamily(
-            "itnio_exporter_poll_cycles", "Poll cycles completed since the exporter started." + BG, value=snapshot.cycles
-        ),
-        GaugeMetricFamily(
-            "itnio_exporter_flows", "Number of recall flows the exporter watches." + BG, value=len(snapshot.flows)
-        ),
+        family(catalogue.POLL_DURATION, snapshot.cycle_duration),
+        family(catalogue.POLL_CYCLES, snapshot.cycles),
+        family(catalogue.FLOWS, len(snapshot.flows)),
     ]
     if snapshot.cycles:
-        cycle.append(
-            GaugeMetricFamily(
-                "itnio_exporter_last_poll_timestamp_seconds",
-                "Unix time at which the last complete poll cycle started." + BG,
-                value=snapshot.cycle_started,
-            )
-        )
-    return [
-        up, last_success, polls, poll_errors, info, status, state, interval, attempts, nodes, node_status, dropped,
-        finished, created, *(family for family, _ in call_families), *cycle,
-    ]
+        cycle.append(family(catalogue.LAST_POLL, snapshot.cycle_started))
+    return cycle
 
 
 def _yield_gil() -> None:

@@ -1,0 +1,292 @@
+"""Every metric the exporter can emit, declared once.
+
+:mod:`exporter.metrics.telemetry` builds its live prometheus_client objects from these
+entries and :mod:`exporter.metrics.exposition` builds the snapshot's families from them;
+no metric name, help text or label list is written anywhere else.
+
+The rules every entry follows (``tests/metrics/test_catalogue.py`` checks them):
+
+- ``name`` is the family name: without ``_total`` for a counter and without ``_info`` for
+  an info; the exposition formats add those suffixes (see :attr:`Metric.exposed_name`).
+  Only counters get ``_total``; a value the vendor may revise is a gauge.
+- Values are in base units: seconds (``_seconds``), unix times (``_timestamp_seconds``),
+  plain counts; never minutes or milliseconds.
+- ``help`` is one or more sentences ending with a period. Each family's documentation is
+  ``help`` followed by :data:`BACKGROUND`, the one suffix all of them share, since every
+  value comes from the background poll and none is fetched when Prometheus scrapes.
+- Labels are bounded. The only identifiers among them are the vendor's ids of things the
+  operator chose to watch: ``key_id`` (a recall flow), ``node_key_id`` (a node of it), and
+  ``task_id`` and ``script_id`` (the group-call task and script of a node, or of a flow's
+  parent task). Others take values from a short fixed set (``state``, ``kind``, ``code``,
+  ``endpoint`` ...).
+- An info's ``labels`` identify its series; its ``info_labels`` carry the information.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MetricType = Literal["counter", "gauge", "histogram", "info"]
+
+BACKGROUND = " Data come from a background poll of the ITNIO API, not from the scrape."
+_SUFFIX = {"counter": "_total", "info": "_info"}
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One metric family the exporter can emit."""
+
+    name: str  # family name: no _total (counter) nor _info (info) suffix
+    type: MetricType
+    help: str  # without BACKGROUND
+    labels: tuple[str, ...] = ()
+    info_labels: tuple[str, ...] = ()  # info only: the labels its value sets
+    buckets: tuple[float, ...] = ()  # histogram only: upper bounds, without +Inf
+
+    @property
+    def documentation(self) -> str:
+        """The HELP text as exposed."""
+        return self.help + BACKGROUND
+
+    @property
+    def exposed_name(self) -> str:
+        """The name in the text format's HELP and TYPE lines: ``_total`` for counters,
+        ``_info`` for infos, the base name of a histogram's ``_bucket``/``_sum``/``_count``."""
+        return self.name + _SUFFIX.get(self.type, "")
+
+
+_STATES = "0 pending, 1 in progress, 2 completed, 3 cancelled, 4 execution exception."
+_NODE = ("key_id", "node_key_id", "task_id")  # a node's group-call task
+
+# -- per flow, from the snapshot (exporter.metrics.exposition) ------------------------------
+FLOW_UP = Metric(
+    "itnio_recall_flow_up", "gauge", "1 if the last poll of this recall flow succeeded, else 0.", ("key_id",)
+)
+FLOW_LAST_SUCCESS = Metric(
+    "itnio_recall_flow_last_success_timestamp_seconds",
+    "gauge",
+    "Unix time of the last successful poll of this recall flow.",
+    ("key_id",),
+)
+FLOW_POLLS = Metric("itnio_recall_flow_polls", "counter", "Polls of this recall flow, successful or not.", ("key_id",))
+FLOW_POLL_ERRORS = Metric(
+    "itnio_recall_flow_poll_errors",
+    "counter",
+    "Failed polls of this recall flow, by error kind (api, http, timeout, network, decode).",
+    ("key_id", "kind"),
+)
+FLOW_INFO = Metric(
+    "itnio_recall_flow",
+    "info",
+    "Recall flow metadata: the name (from the config, else the discovered taskName), the recall type "
+    "(all or failed), and the parent group-call task_id and task_name from discovery (empty when the flow "
+    "was not discovered).",
+    ("key_id",),
+    info_labels=("name", "recall_type", "task_id", "task_name"),
+)
+FLOW_STATUS = Metric(
+    "itnio_recall_flow_status", "gauge", "Recall flow state as the API reports it: " + _STATES, ("key_id",)
+)
+FLOW_STATE = Metric(
+    "itnio_recall_flow_state",
+    "gauge",
+    "1 for the current state of the recall flow, 0 for the others.",
+    ("key_id", "state"),
+)
+FLOW_RECALL_INTERVAL = Metric(
+    "itnio_recall_flow_recall_interval_seconds",
+    "gauge",
+    "Time between recall rounds of the flow (recallInterval).",
+    ("key_id",),
+)
+FLOW_RECALL_ATTEMPTS = Metric(
+    "itnio_recall_flow_recall_attempts",
+    "gauge",
+    "Number of recall attempts configured for the flow (recallNum).",
+    ("key_id",),
+)
+FLOW_NODES = Metric(
+    "itnio_recall_flow_nodes",
+    "gauge",
+    "Number of nodes (recall rounds) of the flow in each state.",
+    ("key_id", "state"),
+)
+NODE_STATUS = Metric(
+    "itnio_recall_node_status",
+    "gauge",
+    "State of one node (recall round) of a flow: " + _STATES,
+    ("key_id", "node_key_id", "task_id", "script_id"),
+)
+FLOW_NODES_DROPPED = Metric(
+    "itnio_recall_flow_nodes_dropped",
+    "gauge",
+    "Nodes of the flow beyond poll.max_nodes_per_flow, which get no itnio_recall_node_status series "
+    "(itnio_recall_flow_nodes still counts them).",
+    ("key_id",),
+)
+FLOW_FINISHED_ATTEMPTS = Metric(
+    "itnio_recall_flow_finished_attempts",
+    "gauge",
+    "Recall attempts the flow has done (finishNum of recallFlow/queryPage); discovered flows only.",
+    ("key_id",),
+)
+FLOW_CREATED = Metric(
+    "itnio_recall_flow_created_timestamp_seconds",
+    "gauge",
+    "Unix time at which the flow was created (createTime of recallFlow/queryPage, read in api.timezone); "
+    "discovered flows only.",
+    ("key_id",),
+)
+NODE_NUMBERS = Metric(
+    "itnio_recall_node_numbers",
+    "gauge",
+    "Phone numbers in the group-call task of the node (numCnt of group/call/detail).",
+    _NODE,
+)
+NODE_CALLS = Metric(
+    "itnio_recall_node_calls",
+    "gauge",
+    "Calls made by the group-call task of the node (callTotal of group/call/detail); a gauge, as the "
+    "vendor may revise it.",
+    _NODE,
+)
+NODE_CALLS_SUCCEEDED = Metric(
+    "itnio_recall_node_calls_succeeded",
+    "gauge",
+    "Successful (answered) calls of the group-call task of the node (success of group/call/detail).",
+    _NODE,
+)
+NODE_CALLS_FAILED = Metric(
+    "itnio_recall_node_calls_failed",
+    "gauge",
+    "Failed (unanswered) calls of the group-call task of the node (fail of group/call/detail).",
+    _NODE,
+)
+NODE_CALL_DURATION_AVERAGE = Metric(
+    "itnio_recall_node_call_duration_average_seconds",
+    "gauge",
+    "Average duration of the answered calls of the group-call task of the node (acd of "
+    "group/call/detail, assumed to be seconds).",
+    _NODE,
+)
+
+# -- per poll cycle, from the snapshot ------------------------------------------------------
+POLL_DURATION = Metric(
+    "itnio_exporter_poll_duration_seconds", "gauge", "Duration of the last complete poll cycle over all flows."
+)
+POLL_CYCLES = Metric("itnio_exporter_poll_cycles", "counter", "Poll cycles completed since the exporter started.")
+FLOWS = Metric("itnio_exporter_flows", "gauge", "Number of recall flows the exporter watches.")
+LAST_POLL = Metric(
+    "itnio_exporter_last_poll_timestamp_seconds", "gauge", "Unix time at which the last complete poll cycle started."
+)
+
+# -- live, per request and event (exporter.metrics.telemetry) -------------------------------
+API_REQUESTS = Metric("itnio_api_requests", "counter", "Requests sent to the ITNIO API, by endpoint.", ("endpoint",))
+API_ERRORS = Metric(
+    "itnio_api_errors",
+    "counter",
+    "Failed ITNIO API requests, by endpoint, kind (api, http, timeout, network, decode) "
+    "and code (vendor code for api, HTTP status for http, empty otherwise).",
+    ("endpoint", "kind", "code"),
+)
+API_REQUEST_DURATION = Metric(
+    "itnio_api_request_duration_seconds",
+    "histogram",
+    "Duration of ITNIO API requests, by endpoint.",
+    ("endpoint",),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0),
+)
+API_RETRIES = Metric(
+    "itnio_api_retries",
+    "counter",
+    "Requests to the ITNIO API that were retries of a failed one (timeouts, network errors, 5xx, "
+    "429, and one retry after correcting the clock on -16).",
+    ("endpoint",),
+)
+API_SCHEMA_DRIFT = Metric(
+    "itnio_api_schema_drift",
+    "counter",
+    "Answers of the ITNIO API that deviated from the documented types but were still used, by endpoint, "
+    "documented field (other for any other) and kind: string_number (a number sent as text), missing (an "
+    "optional documented field absent), unreadable_node (a nodeList entry dropped).",
+    ("endpoint", "field", "kind"),
+)
+CLOCK_OFFSET = Metric(
+    "itnio_exporter_clock_offset_seconds",
+    "gauge",
+    "Offset added to the local clock when signing, learnt from the API's Date header after a "
+    "timestamp-expired (-16) answer.",
+)
+BACKOFF = Metric(
+    "itnio_exporter_backoff_seconds",
+    "gauge",
+    "Current back-off of the whole poller after authentication (-1) or IP restriction (-2) "
+    "errors; 0 at the normal pace.",
+)
+CONFIG_RELOAD_SUCCESSFUL = Metric(
+    "itnio_exporter_config_last_reload_successful",
+    "gauge",
+    "1 if the last attempt to load the config file succeeded, 0 if it failed (the previous config keeps running).",
+)
+CONFIG_RELOAD_SUCCESS_TIME = Metric(
+    "itnio_exporter_config_last_reload_success_timestamp_seconds",
+    "gauge",
+    "Unix time of the last successful load of the config file.",
+)
+BUILD_INFO = Metric(
+    "itnio_exporter_build",
+    "info",
+    "Build information of itnio-exporter: 1, with the version and Python version as labels.",
+    info_labels=("version", "python_version"),
+)
+CONFIG_INFO = Metric(
+    "itnio_exporter_config",
+    "info",
+    "Settings of itnio-exporter worth alerting on: 1, with the settings as labels.",
+    info_labels=("tls_insecure_skip_verify",),
+)
+SHARD_INDEX = Metric(
+    "itnio_exporter_shard_index",
+    "gauge",
+    "Index of the shard of flows this exporter polls (--shard.index), from 0.",
+)
+SHARDS = Metric(
+    "itnio_exporter_shards",
+    "gauge",
+    "Number of shards the flows are split into (--shard.count); 1 when not sharded.",
+)
+DISCOVERY_SUCCESSFUL = Metric(
+    "itnio_exporter_discovery_last_run_successful",
+    "gauge",
+    "1 if the last discovery run read every page of recallFlow/queryPage, 0 if it failed (the "
+    "previous set of discovered flows is kept).",
+)
+DISCOVERY_SUCCESS_TIME = Metric(
+    "itnio_exporter_discovery_last_success_timestamp_seconds",
+    "gauge",
+    "Unix time of the last discovery run that read every page of recallFlow/queryPage.",
+)
+DISCOVERED_FLOWS = Metric(
+    "itnio_exporter_discovered_flows",
+    "gauge",
+    "Recall flows watched because discovery found them (whether or not flows: lists them too).",
+)
+
+# In the order /metrics shows them (when each is shown at all).
+METRICS: tuple[Metric, ...] = (
+    FLOW_UP, FLOW_LAST_SUCCESS, FLOW_POLLS, FLOW_POLL_ERRORS, FLOW_INFO, FLOW_STATUS, FLOW_STATE,
+    FLOW_RECALL_INTERVAL, FLOW_RECALL_ATTEMPTS, FLOW_NODES, NODE_STATUS, FLOW_NODES_DROPPED,
+    FLOW_FINISHED_ATTEMPTS, FLOW_CREATED, NODE_NUMBERS, NODE_CALLS, NODE_CALLS_SUCCEEDED, NODE_CALLS_FAILED,
+    NODE_CALL_DURATION_AVERAGE, POLL_DURATION, POLL_CYCLES, FLOWS, LAST_POLL,
+    API_REQUESTS, API_ERRORS, API_REQUEST_DURATION, API_RETRIES, API_SCHEMA_DRIFT, CLOCK_OFFSET, BACKOFF,
+    CONFIG_RELOAD_SUCCESSFUL, CONFIG_RELOAD_SUCCESS_TIME, BUILD_INFO, CONFIG_INFO,
+    SHARD_INDEX, SHARDS, DISCOVERY_SUCCESSFUL, DISCOVERY_SUCCESS_TIME, DISCOVERED_FLOWS,
+)
+BY_NAME: dict[str, Metric] = {metric.name: metric for metric in METRICS}
+
+
+def exposed_names() -> tuple[str, ...]:
+    """The names in /metrics' HELP and TYPE lines (text format), in catalogue order:
+    ``itnio_api_requests_total``, ``itnio_recall_flow_info``, ``itnio_api_request_duration_seconds`` ..."""
+    return tuple(metric.exposed_name for metric in METRICS)
