@@ -7,11 +7,12 @@ credentials in them, are never echoed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+from .redact import redact_url
 
 
 class ConfigError(Exception):
@@ -21,6 +22,24 @@ class ConfigError(Exception):
         super().__init__("; ".join(problems))
         self.problems = problems
 
+
+class HugeInt:
+    """Stands for an integer too long for Python to convert (over 4300 digits) in a parsed document."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int):
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"an integer of {self.digits} digits"
+
+    __str__ = __repr__
+
+
+# Fields whose value is never echoed, whatever was typed there.
+SECRET_FIELDS = ("api_key", "api_secret", "api_secret_file")
+MAX_ECHO = 80  # longer values are cut in messages
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -35,7 +54,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 def _message(error: dict[str, Any]) -> str:
     kind = error["type"]
-    secret_field = any("secret" in str(part) for part in error["loc"])
+    secret_field = any(str(part) in SECRET_FIELDS or "secret" in str(part) for part in error["loc"])
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "missing":
@@ -46,11 +65,14 @@ def _message(error: dict[str, Any]) -> str:
     value = error.get("input")
     if secret_field:  # never echo what was typed where a secret belongs
         return message.replace(repr(value), "the value") if value is not None else message
-    if isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/\s]*@", value):
-        value = None  # a URL with credentials in it is not echoed
+    if isinstance(value, HugeInt):
+        return f"{message} (got {value})"
+    if isinstance(value, str) and "://" in value:
+        value = redact_url(value)  # a URL's password is never echoed
     if kind not in ("model_type",) and isinstance(value, (str, int, float, bool)) and repr(value) not in message:
-        message += f" (got {value!r})"
-    return message
+        shown = repr(value)
+        message += f" (got {shown if len(shown) <= MAX_ECHO else shown[: MAX_ECHO - 3] + '...'})"
+    return " ".join(message.split())
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -71,6 +93,8 @@ def validate_mapping(
         return model.model_validate(raw)
     except ConfigError:
         raise
+    except RecursionError:
+        raise ConfigError([f"(top level): the {what} is nested too deeply"]) from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):

@@ -26,10 +26,13 @@ from pydantic import (
     model_validator,
 )
 
-from .durations import Duration, format_duration
+from .durations import Duration, bounded, format_duration
 from .errors import ConfigError
+from .redact import redact_url
 
 DEFAULT_BASE_URL = "https://api.itniotech.com"
+
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 
 
 class _Model(BaseModel):
@@ -102,15 +105,13 @@ class ApiConfig(_Model):
     @classmethod
     def _url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+            raise ValueError(f"{redact_url(value)!r} is not an http:// or https:// URL")
         return value.rstrip("/")
 
     @field_validator("timeout")
     @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be longer than 0s")
-        return value
+    def _timeout(cls, value: float) -> float:
+        return bounded(value, 0, 5 * MINUTE, low_inclusive=False)
 
     @field_validator("proxy_url")
     @classmethod
@@ -132,10 +133,23 @@ class PollConfig(_Model):
 
     @field_validator("interval")
     @classmethod
-    def _positive(cls, value: float) -> float:
-        if value < 0.1:
-            raise ValueError("must be at least 100ms")
-        return value
+    def _interval(cls, value: float) -> float:
+        return bounded(value, 0.1, DAY)
+
+    @field_validator("max_backoff")
+    @classmethod
+    def _max_backoff(cls, value: float) -> float:
+        return bounded(value, 0.1, DAY)
+
+    @field_validator("stale_after")
+    @classmethod
+    def _stale_after(cls, value: float | None) -> float | None:
+        return None if value is None else bounded(value, 0.1, 30 * DAY)
+
+    @field_validator("terminal_interval")
+    @classmethod
+    def _terminal_interval(cls, value: float) -> float:
+        return bounded(value, 0.1, 7 * DAY)
 
     @property
     def stale_after_seconds(self) -> float:
@@ -166,12 +180,15 @@ class DiscoveryConfig(_Model):
     task_name: StrictStr | None = None  # the vendor's taskName filter
     page_size: StrictInt = Field(default=100, ge=1, le=100)
 
-    @field_validator("lookback", "refresh")
+    @field_validator("lookback")
     @classmethod
-    def _at_least_a_second(cls, value: float) -> float:
-        if value < 1:
-            raise ValueError("must be at least 1s")
-        return value
+    def _lookback(cls, value: float) -> float:
+        return bounded(value, 1, 366 * DAY)
+
+    @field_validator("refresh")
+    @classmethod
+    def _refresh(cls, value: float) -> float:
+        return bounded(value, 1, DAY)
 
     @field_validator("task_name")
     @classmethod
