@@ -42,13 +42,25 @@ SECRET_FIELDS = ("api_key", "api_secret", "api_secret_file")
 MAX_ECHO = 80  # longer values are cut in messages
 
 
+def _shown(value: Any, show: Callable[[Any], str] = repr) -> str:
+    """``repr(value)`` (or ``str``), cut to a message's size; an int past Python's 4300-digit
+    conversion limit cannot be printed at all and is described instead."""
+    try:
+        text = show(value)
+    except ValueError:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 3] + "..."
+
+
 def _field_path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part and not str(part).startswith(("function-", "constrained-")):
-            out += f".{part}" if out else str(part)
+        name = _shown(part, str)
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{name}]"
+        elif part and not name.startswith(("function-", "constrained-")):
+            out += f".{name}" if out else name
     return out or "(top level)"
 
 
@@ -64,14 +76,18 @@ def _message(error: dict[str, Any]) -> str:
         message = message.removeprefix(prefix)
     value = error.get("input")
     if secret_field:  # never echo what was typed where a secret belongs
-        return message.replace(repr(value), "the value") if value is not None else message
+        if value is not None:
+            for form in {_shown(value), _shown(value, str)}:
+                message = message.replace(form, "the value")
+        return " ".join(message.split())
     if isinstance(value, HugeInt):
         return f"{message} (got {value})"
     if isinstance(value, str) and "://" in value:
         value = redact_url(value)  # a URL's password is never echoed
-    if kind not in ("model_type",) and isinstance(value, (str, int, float, bool)) and repr(value) not in message:
-        shown = repr(value)
-        message += f" (got {shown if len(shown) <= MAX_ECHO else shown[: MAX_ECHO - 3] + '...'})"
+    if kind not in ("model_type",) and isinstance(value, (str, int, float, bool)):
+        shown = _shown(value)
+        if shown not in message:
+            message += f" (got {shown})"
     return " ".join(message.split())
 
 
