@@ -12,13 +12,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .redact import redact_url
+from .redact import redact_url, redact_urls
 
 
 class ConfigError(Exception):
     """A configuration that cannot be used; ``problems`` holds one line per problem."""
 
     def __init__(self, problems: list[str]):
+        problems = [redact_urls(problem) for problem in problems]  # no URL's password, wherever it came from
         super().__init__("; ".join(problems))
         self.problems = problems
 
@@ -82,8 +83,10 @@ def _message(error: dict[str, Any]) -> str:
         return " ".join(message.split())
     if isinstance(value, HugeInt):
         return f"{message} (got {value})"
-    if isinstance(value, str) and "://" in value:
-        value = redact_url(value)  # a URL's password is never echoed
+    if isinstance(value, str) and ":/" in value:  # a URL's password is never echoed, even one with a space
+        hidden = redact_url(value)
+        message = message.replace(repr(value), repr(hidden)).replace(value, hidden)
+        value = hidden
     if kind not in ("model_type",) and isinstance(value, (str, int, float, bool)):
         shown = _shown(value)
         if shown not in message:

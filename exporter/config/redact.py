@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 # Greedy up to the last "@": a password typed with a raw "/", "@" or space in it is hidden whole.
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://).*@", re.S)
-# In free text (an exception's message) a URL ends at white space or a quote.
-_USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>]*@")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:/+).*@", re.S)
+# In free text (an exception's message) a URL ends at white space or a quote; a URL typed
+# as a file path has lost a slash ("https:/user:pw@host").
+_USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:/+)[^\s'\"<>]*@")
 
 
 def redact_url(url: str) -> str:

@@ -88,6 +88,10 @@ class ApiConfig(_Model):
             raise ValueError(f"{value!r} is not an IANA time zone name like UTC or Asia/Shanghai") from None
         return value
 
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "base_url" and isinstance(value, str) else value
+
     @property
     def zone(self) -> tzinfo:
         return UTC if self.timezone == "UTC" else zoneinfo.ZoneInfo(self.timezone)
