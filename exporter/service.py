@@ -234,7 +234,7 @@ class Exporter:
                 config, credentials = await asyncio.to_thread(load_all, self.config_path)
                 if self.web_config is not None:
                     self.web_config.apply(await asyncio.to_thread(load_web_config, self.web_config.path))
-            except Exception as exc:  # noqa: BLE001 - every failure to load is a failed reload
+            except Exception as exc:  # every failure to load is a failed reload
                 problems = exc.problems if isinstance(exc, ConfigError) else [_one_line(exc)]
                 self.telemetry.reload_failed()
                 log.error("reload_failed", problems=problems, keeping="the running config")

@@ -66,12 +66,12 @@ def _position(text: str, index: int) -> str:
 
 def _load(text: str, loader: type) -> Any:
     try:
-        return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=loader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         # libyaml refuses escaped surrogates ("\ud83d\ude42"), which PyYAML reads (and the
         # schema joins into one character): the pure-Python loader decides those documents.
         if loader is not PYTHON_LOADER and "invalid Unicode character escape" in str(getattr(exc, "problem", "")):
-            return yaml.load(text, Loader=PYTHON_LOADER)  # noqa: S506
+            return yaml.load(text, Loader=PYTHON_LOADER)
         raise
 
 
@@ -94,7 +94,7 @@ def parse_yaml(text: str, name: str = "config", *, loader: type | None = None) -
         raise ConfigError([f"{name}: invalid YAML: nested too deeply"]) from None
     except UnicodeError:  # a lone surrogate, which no file can hold
         raise ConfigError([f"{name}: invalid YAML: not valid Unicode text"]) from None
-    except Exception as exc:  # noqa: BLE001 - whatever the text, one line and no traceback
+    except Exception as exc:  # whatever the text, one line and no traceback
         raise ConfigError([f"{name}: invalid YAML: {_one_line(type(exc).__name__ + ': ' + str(exc))}"]) from None
 
 

@@ -200,11 +200,10 @@ async def test_url_passwords_never_leave_the_exporter(tmp_path, exporter_from_fi
     logs.configure("debug", "json", stream=out)
     sim = Simulator(flows=static_flows(2, 2))
     await sim.start()
-    closed = tmp_path / "closed"  # a proxy port nobody listens on: every request fails through it
     from tests.conftest import free_port
 
     base_url = sim.base_url.replace("http://", f"http://api-user:{MARK}@")
-    proxy_url = f"http://proxy-user:{MARK}x@127.0.0.1:{free_port()}"
+    proxy_url = f"http://proxy-user:{MARK}x@127.0.0.1:{free_port()}"  # nobody listens: every request fails
     path = tmp_path / "config.yaml"
     good = (f"api:\n  base_url: {base_url}\n  proxy_url: {proxy_url}\n  api_key: demo-key\n  api_secret: s\n"
             "  timeout: 300ms\n  retries: 0\npoll:\n  interval: 1s\nflows:\n  - key_id: 1\n  - key_id: 2\n")
