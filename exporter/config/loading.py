@@ -43,7 +43,7 @@ def _scalar_or_error(construct: Any, kind: str) -> Any:
 
 
 def _loader(base: type) -> type:
-    loader = type(f"Config{base.__name__}", (base,), {})
+    loader: Any = type(f"Config{base.__name__}", (base,), {})
     loader.add_constructor("tag:yaml.org,2002:int", _int_or_huge)
     loader.add_constructor(
         "tag:yaml.org,2002:float", _scalar_or_error(yaml.SafeLoader.construct_yaml_float, "number")
