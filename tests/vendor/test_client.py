@@ -383,3 +383,12 @@ async def test_oversized_answer_is_a_decode_error_read_no_further():
         await runner.cleanup()
     assert info.value.kind is ErrorKind.DECODE and "exceeds" in info.value.message
     assert error_count(telemetry, "decode") == 1
+
+
+def test_a_transport_error_never_shows_a_url_password():
+    import aiohttp
+
+    from exporter.vendor.client import _describe
+
+    text = _describe(aiohttp.InvalidURL("http://proxy-user:Pr0xyPw@proxy:3128 x"))
+    assert "Pr0xyPw" not in text and "***@proxy:3128" in text
