@@ -161,7 +161,7 @@ class PollConfig(_Model):
 
 
 class FlowConfig(_Model):
-    key_id: StrictInt = Field(ge=1)
+    key_id: StrictInt = Field(ge=1, le=2**63 - 1)  # the vendor's ids are 64-bit
     name: StrictStr = ""
 
     @field_validator("name")

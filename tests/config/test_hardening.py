@@ -88,6 +88,12 @@ def test_an_integer_of_5000_digits_is_one_line_naming_the_field(loader, text, fi
     assert line.startswith(field) and "5000 digits" in line and len(line) < 200, line
 
 
+@pytest.mark.parametrize("value", ["0x" + "f" * 4000, "1" + ":1" * 3000, "0b" + "1" * 20000, str(2**63)])
+def test_a_key_id_past_64_bits_in_any_notation_is_one_line(loader, value):
+    [line] = problems("api: {api_key: k}\nflows:\n  - {key_id: %s}\n" % value, loader)
+    assert line.startswith("flows[0].key_id: ") and len(line) < 200, line
+
+
 def test_a_huge_integer_as_a_key_is_one_line(loader):
     [line] = problems("api: {api_key: k}\nflows:\n  - {key_id: 1}\n" + "? " + "9" * 5000 + "\n: 1\n", loader)
     assert "5000 digits" in line and len(line) < 200, line
@@ -166,11 +172,15 @@ def test_a_wrongly_typed_secret_or_url_password_is_never_echoed():
 
 def _outcome(call):
     try:
-        call()
+        config = call()
     except ConfigError as exc:
         assert exc.problems, "a ConfigError without problems"
         for line in exc.problems:
             assert isinstance(line, str) and "\n" not in line and "\r" not in line, line
+    else:
+        repr(config)  # a config that passes can be printed: no value in it fails later
+        for flow in config.flows:
+            str(flow.key_id)
 
 
 scalars = st.one_of(
@@ -181,6 +191,7 @@ scalars = st.one_of(
     st.text(),
     st.sampled_from(["30s", "1h30m", "3000y", "9" * 20 + "y", "https://u:p@h", "\ud800", "UTC", "Mars/Base"]),
     st.builds(lambda n: 10**n, st.integers(4290, 4400)),
+    st.builds(lambda n: 16**n, st.integers(3500, 4000)),
 )
 keys = st.one_of(
     st.sampled_from(["api", "poll", "discovery", "enrich", "flows", "key_id", "name", "interval", "base_url",
@@ -197,6 +208,7 @@ yaml_fragments = st.one_of(
             "discovery: {enabled: true, lookback: 3000y}", "[" * 3000, "]" * 3000, "- " * 200, "9" * 4400,
             "!!python/object:os.system", "&a [*a]", "*nope", "? [a, b]", ": ", "'", '"\\ud800"', '"\\ud83d\\ude42"',
             "2020-13-45", "1e999", ".nan", "0x" + "f" * 4000, "0o777777", "!!binary =", "---", "...", "\t", "%YAML 1.1",
+            "  - key_id: 0x" + "f" * 4000, "  - key_id: 1" + ":1" * 3000, "  - {key_id: 0b" + "1" * 20000 + "}",
         ]
     ),
     st.text(max_size=30),
