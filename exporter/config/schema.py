@@ -66,7 +66,7 @@ class ApiConfig(_Model):
     api_secret_file: Path | None = None
     timeout: Duration = 10.0
     max_concurrency: StrictInt = Field(default=4, ge=1, le=1024)
-    max_response_bytes: StrictInt = Field(default=8 * 1024 * 1024, ge=1024)
+    max_response_bytes: StrictInt = Field(default=8 * 1024 * 1024, ge=1024, le=2**31)
     retries: StrictInt = Field(default=2, ge=0, le=10)
     tls: ApiTlsConfig = ApiTlsConfig()
     # Explicit proxy; without it HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment apply.
@@ -129,7 +129,7 @@ class PollConfig(_Model):
     interval: Duration = 60.0
     stale_after: Duration | None = None
     max_backoff: Duration = 600.0
-    max_nodes_per_flow: StrictInt = Field(default=200, ge=0)
+    max_nodes_per_flow: StrictInt = Field(default=200, ge=0, le=1_000_000)
     # Flows in a terminal state (completed, cancelled) are polled this often instead.
     terminal_interval: Duration = 900.0
     # Start each cycle's requests evenly over the interval rather than all at once.

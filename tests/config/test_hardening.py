@@ -195,7 +195,8 @@ scalars = st.one_of(
 )
 keys = st.one_of(
     st.sampled_from(["api", "poll", "discovery", "enrich", "flows", "key_id", "name", "interval", "base_url",
-                     "api_key", "api_secret", "timeout", "lookback", "tls", "ca_file", "proxy_url", "timezone"]),
+                     "api_key", "api_secret", "timeout", "lookback", "tls", "ca_file", "proxy_url", "timezone",
+                     "max_nodes_per_flow", "max_response_bytes", "max_concurrency", "page_size", "retries"]),
     st.text(max_size=8),
 )
 documents = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5),
