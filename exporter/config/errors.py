@@ -77,9 +77,10 @@ def _message(error: dict[str, Any]) -> str:
         message = message.removeprefix(prefix)
     value = error.get("input")
     if secret_field:  # never echo what was typed where a secret belongs
-        if value is not None:
+        if value is not None:  # (the messages of these fields do not quote it; in case one ever does)
             for form in {_shown(value), _shown(value, str)}:
-                message = message.replace(form, "the value")
+                if len(form) >= 4:  # a shorter form would also hit words of the message
+                    message = message.replace(form, "the value")
         return " ".join(message.split())
     if isinstance(value, HugeInt):
         return f"{message} (got {value})"

@@ -26,7 +26,9 @@ def _int_or_huge(loader: Any, node: yaml.ScalarNode) -> Any:
     validation then names the field it was typed in."""
     try:
         return yaml.SafeLoader.construct_yaml_int(loader, node)
-    except ValueError:
+    except ValueError as exc:
+        if "digits" not in str(exc):  # not the length limit: a malformed number like 0b_
+            raise yaml.constructor.ConstructorError(None, None, "not a valid integer", node.start_mark) from None
         return HugeInt(sum(ch.isdigit() for ch in str(node.value)))
 
 

@@ -149,6 +149,26 @@ def test_the_longest_durations_allowed_work_everywhere():
         assert vendor_time(time.time() - config.discovery.lookback, zone)[:2] in ("20", "21")
 
 
+@pytest.mark.parametrize(
+    ("api", "expected"),
+    [
+        ({"api_secret_file": ""}, "api.api_secret_file: must not be empty"),
+        ({"api_secret_file": 5}, "api.api_secret_file: must be a file path"),
+        ({"api_key": 1}, "api.api_key: Input should be a valid string"),
+        ({"api_secret": ["abcd-secret"]}, "api.api_secret: Input should be a valid string"),
+    ],
+)
+def test_problems_with_secret_fields_read_plainly(api, expected):
+    with pytest.raises(ConfigError) as info:
+        validate_config({"api": api, "flows": [{"key_id": 1}]})
+    assert info.value.problems == [expected]
+
+
+def test_a_malformed_yaml_integer_is_a_yaml_error(loader):
+    [line] = problems("api: {api_key: k}\nflows:\n  - {key_id: 0b_}\n", loader)
+    assert line == "config:3:14: invalid YAML: not a valid integer", line
+
+
 def test_a_wrongly_typed_secret_or_url_password_is_never_echoed():
     raw = {
         "api": {
