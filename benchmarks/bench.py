@@ -419,6 +419,7 @@ def report_config(c: dict[str, Any]) -> list[str]:
     for name in ("python", "libyaml"):
         if f"{name}_seconds" in ld:
             lines.append(f"| load_config with the {name} YAML loader | {ld[name + '_seconds']:.2f} |")
+    lines.append("")
     lines.append(f"(peak RSS at start {s['peak_rss_mib']:.0f} MiB; both loaders give the same Config: "
                  f"{'yes' if ld['same_config'] else 'NO'})")
     return lines
@@ -574,6 +575,11 @@ def report(r: dict[str, Any], sizes: tuple[int, int]) -> str:
     p99 = during.get("p99_ms")
     lines.append(f"- /metrics p99 during a cycle: {_f(p99)} ms (target < 50 ms): "
                  f"{check(p99 is not None and p99 < 50)}")
+    loaders = r["config"]["loaders"]
+    if "python_seconds" in loaders and "libyaml_seconds" in loaders:
+        speedup = loaders["python_seconds"] / max(loaders["libyaml_seconds"], 1e-9)
+        lines.append(f"- config load at {r['config']['flows']:,} flows, libyaml vs pure-Python loader: {speedup:.1f}x "
+                     f"faster (target >= 2x): {check(speedup >= 2)}")
     lines.append(f"\n(make bench took {r['bench_seconds']:.0f} s)")
     return "\n".join(lines)
 
