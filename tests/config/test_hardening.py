@@ -90,7 +90,7 @@ def test_an_integer_of_5000_digits_is_one_line_naming_the_field(loader, text, fi
 
 @pytest.mark.parametrize("value", ["0x" + "f" * 4000, "1" + ":1" * 3000, "0b" + "1" * 20000, str(2**63)])
 def test_a_key_id_past_64_bits_in_any_notation_is_one_line(loader, value):
-    [line] = problems("api: {api_key: k}\nflows:\n  - {key_id: %s}\n" % value, loader)
+    [line] = problems(f"api: {{api_key: k}}\nflows:\n  - {{key_id: {value}}}\n", loader)
     assert line.startswith("flows[0].key_id: ") and len(line) < 200, line
 
 
