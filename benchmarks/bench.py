@@ -9,6 +9,7 @@ load generator is wrk (or, without wrk, an aiohttp client) in yet another proces
 
     python benchmarks/bench.py            # everything, one table at the end
     python benchmarks/bench.py --quick    # smaller and shorter, to check the harness
+    python benchmarks/bench.py --only config   # just the large-config section
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ NODES = 10
 # api.max_concurrency for the cycles (--concurrency). The ideal cycle is N x 50 ms / this.
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "20"))
 SERIES_TARGET = 50_000  # /metrics throughput is compared at this many series
+CONFIG_FLOWS = 100_000  # the large config: --config.check and start-up at this many flows
 TEXT_HEADERS = {"Accept-Encoding": "identity"}
 GZIP_HEADERS = {"Accept-Encoding": "gzip"}
 
@@ -324,6 +326,109 @@ def worker_calls_per_hour(flows: int) -> dict[str, Any]:
             "mix": {str(status): share for status, share in mix}}
 
 
+def write_large_config(path: Path, flows: int, base_url: str = "http://127.0.0.1:9") -> None:
+    """A config file with ``flows`` flows, as a large deployment writes it (block style)."""
+    lines = ["api:", f"  base_url: {base_url}", "  api_key: bench-key", "  api_secret: bench-secret",
+             "poll:", "  interval: 1m", "flows:"]
+    for key in range(1, flows + 1):
+        lines += [f"  - key_id: {key}", f"    name: campaign-{key:06d}-outbound"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def worker_config_check(path: str, repeats: int) -> dict[str, Any]:
+    """``--config.check`` of a large config as a user runs it: the whole process, median of ``repeats``."""
+    walls = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "exporter", "--config.file", path, "--config.check"],
+                                capture_output=True, text=True, cwd=HERE.parent)
+        walls.append(time.perf_counter() - began)
+        if result.returncode != 0:
+            raise SystemExit(result.stderr[-2000:])
+    return {"check_seconds": statistics.median(walls)}
+
+
+async def worker_config_start(path: str) -> dict[str, Any]:
+    """A fresh process: imports, load and check the file, start serving, until the first snapshot
+    is published and /metrics answers (the poller is not run: no vendor needed)."""
+    began = time.perf_counter()
+    import aiohttp
+
+    from exporter.config import load_config, resolve_credentials
+    from exporter.service import Exporter
+
+    imported = time.perf_counter()
+    config = load_config(path)
+    credentials = resolve_credentials(config.api)
+    loaded = time.perf_counter()
+    exporter = Exporter(config, credentials, listen_address="127.0.0.1:0")
+    await exporter.start(run_poller=False)  # publishes the first snapshot before serving
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{exporter.port}/metrics") as response:
+            body = await response.read()
+            assert response.status == 200 and b"itnio_recall_flow_up" in body
+    served = time.perf_counter()
+    out = {"flows": len(config.flows), "import_seconds": imported - began, "load_seconds": loaded - imported,
+           "start_seconds": served - loaded, "ready_seconds": served - began, "peak_rss_mib": peak_rss_mib()}
+    await exporter.stop()
+    return out
+
+
+def worker_config_loaders(path: str, repeats: int) -> dict[str, Any]:
+    """load_config of the same file with each YAML loader: same Config, and how long each takes."""
+    from exporter.config import loading
+
+    out: dict[str, Any] = {}
+    loaders = {"python": getattr(loading, "PYTHON_LOADER", None), "libyaml": getattr(loading, "C_LOADER", None)}
+    configs = []
+    for name, loader in loaders.items():
+        if loader is None:
+            continue
+        walls = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            configs.append(loading.load_config(path, loader=loader))
+            walls.append(time.perf_counter() - began)
+        out[f"{name}_seconds"] = statistics.median(walls)
+    out["same_config"] = all(config == configs[0] for config in configs)
+    return out
+
+
+def run_config_section(flows: int, repeats: int) -> dict[str, Any]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        write_large_config(path, flows)
+        out: dict[str, Any] = {"flows": flows, "bytes": path.stat().st_size}
+        out.update(run_worker("config-check", str(path), str(repeats)))
+        starts = [run_worker("config-start", str(path)) for _ in range(repeats)]
+        out["start"] = min(starts, key=lambda s: s["ready_seconds"]) if starts else {}
+        out["start"]["ready_seconds_median"] = statistics.median(s["ready_seconds"] for s in starts)
+        out["loaders"] = run_worker("config-loaders", str(path), str(repeats))
+    return out
+
+
+def report_config(c: dict[str, Any]) -> list[str]:
+    s, ld = c["start"], c["loaders"]
+    lines = ["", f"A large config: {c['flows']:,} flows ({c['bytes'] / 1e6:.1f} MB of YAML); each in a fresh process, "
+             "median of 3", ""]
+    lines.append("| step | s |")
+    lines.append("|---|---:|")
+    lines.append(f"| --config.check (the whole command) | {c['check_seconds']:.2f} |")
+    lines.append(f"| start: imports | {s['import_seconds']:.2f} |")
+    lines.append(f"| start: read and check the config | {s['load_seconds']:.2f} |")
+    lines.append(f"| start: first snapshot published, /metrics answered | {s['start_seconds']:.2f} |")
+    lines.append(f"| start: total, until /metrics answers (median) | {s['ready_seconds_median']:.2f} |")
+    for name in ("python", "libyaml"):
+        if f"{name}_seconds" in ld:
+            lines.append(f"| load_config with the {name} YAML loader | {ld[name + '_seconds']:.2f} |")
+    lines.append("")
+    lines.append(f"(peak RSS at start {s['peak_rss_mib']:.0f} MiB; both loaders give the same Config: "
+                 f"{'yes' if ld['same_config'] else 'NO'})")
+    return lines
+
+
 # -- the orchestrator -------------------------------------------------------------------------
 def run_worker(*args: str) -> dict[str, Any]:
     result = subprocess.run([sys.executable, str(Path(__file__)), *args], capture_output=True, text=True)
@@ -370,7 +475,16 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY,
                         help="api.max_concurrency of the polling runs (default %(default)s)")
+    parser.add_argument("--only", choices=["config"], help="run one section only")
     args = parser.parse_args()
+    config_flows = CONFIG_FLOWS // 10 if args.quick else CONFIG_FLOWS
+    if args.only == "config":
+        print(f"# a config of {config_flows} flows ...", file=sys.stderr, flush=True)
+        section = run_config_section(config_flows, 3)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"config": section}, indent=2))
+        print("\n".join(report_config(section)).lstrip("\n"))
+        return 0
     os.environ["BENCH_CONCURRENCY"] = str(args.concurrency)  # for the workers
     globals()["CONCURRENCY"] = args.concurrency
     sizes = (50, 500) if args.quick else (500, 5000)
@@ -393,6 +507,8 @@ def main() -> int:
                     run_worker("cycle", url, str(flows), "3", f"{i}/{shards}", "0") for i in range(shards)
                 ]
     results["calls"] = run_worker("calls", str(sizes[-1]))
+    print(f"# a config of {config_flows} flows ...", file=sys.stderr, flush=True)
+    results["config"] = run_config_section(config_flows, 3)
     results["bench_seconds"] = time.monotonic() - began
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -454,6 +570,7 @@ def report(r: dict[str, Any], sizes: tuple[int, int]) -> str:
     lines.append(f"Vendor calls per hour, {c['flows']:,} flows (60% completed, 10% cancelled, 20% in progress, "
                  f"5% pending, 5% exception), poll.interval 1m, poll.terminal_interval 15m: "
                  f"{c['calls']:,} against {c['naive']:,} naive ({c['calls'] / c['naive']:.2f}x)")
+    lines.extend(report_config(r["config"]))
     lines.append("")
     lines.append("Targets (ratios from this run):")
     lines.append(f"- /metrics throughput vs prometheus_client's handler: {vs_a:.0f}x (target >= 10x): {check(vs_a >= 10)}")
@@ -463,6 +580,11 @@ def report(r: dict[str, Any], sizes: tuple[int, int]) -> str:
     p99 = during.get("p99_ms")
     lines.append(f"- /metrics p99 during a cycle: {_f(p99)} ms (target < 50 ms): "
                  f"{check(p99 is not None and p99 < 50)}")
+    loaders = r["config"]["loaders"]
+    if "python_seconds" in loaders and "libyaml_seconds" in loaders:
+        speedup = loaders["python_seconds"] / max(loaders["libyaml_seconds"], 1e-9)
+        lines.append(f"- config load at {r['config']['flows']:,} flows, libyaml vs pure-Python loader: {speedup:.1f}x "
+                     f"faster (target >= 2x): {check(speedup >= 2)}")
     lines.append(f"\n(make bench took {r['bench_seconds']:.0f} s)")
     return "\n".join(lines)
 
@@ -480,6 +602,12 @@ def worker_main(argv: list[str]) -> int:
         out = asyncio.run(worker_cycle(argv[1], int(argv[2]), int(argv[3]), (index, count), float(argv[5])))
     elif kind == "calls":
         out = worker_calls_per_hour(int(argv[1]))
+    elif kind == "config-check":
+        out = worker_config_check(argv[1], int(argv[2]))
+    elif kind == "config-start":
+        out = asyncio.run(worker_config_start(argv[1]))
+    elif kind == "config-loaders":
+        out = worker_config_loaders(argv[1], int(argv[2]))
     elif kind == "loadgen":
         out = asyncio.run(loadgen(argv[1], float(argv[2]), int(argv[3]), json.loads(argv[4])))
     else:
@@ -489,6 +617,7 @@ def worker_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] in ("metrics", "cycle", "calls", "loadgen"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("metrics", "cycle", "calls", "loadgen", "config-check", "config-start",
+                                             "config-loaders"):
         sys.exit(worker_main(sys.argv[1:]))
     sys.exit(main())

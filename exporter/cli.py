@@ -22,6 +22,21 @@ log = structlog.get_logger("exporter.cli")
 DEMO_LISTEN_ADDRESS = "127.0.0.1:8437"
 MAX_API_CHECK_FLOWS = 20  # exporter.apicheck.MAX_FLOWS
 
+# Paths the exporter serves itself: metrics there would crash the start or replace a page.
+# "/" is allowed: metrics then take the landing page's place.
+RESERVED_PATHS = ("/healthz", "/readyz", "/-/reload", "/flows")
+
+
+def telemetry_path_problem(path: str) -> str | None:
+    """Why ``--web.telemetry-path`` cannot be ``path``, or None."""
+    if not path.startswith("/"):
+        return f"--web.telemetry-path: {path!r} must start with /"
+    if path.rstrip("/") in RESERVED_PATHS or path in RESERVED_PATHS:
+        return f"--web.telemetry-path: {path!r} is taken by the exporter's own {path.rstrip('/')} page"
+    if any(ch in path for ch in "{}?#") or any(ch.isspace() or not ch.isprintable() for ch in path):
+        return f"--web.telemetry-path: {path!r} must be a plain URL path (no {{ }} ? # or spaces)"
+    return None
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -155,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         problems.append("--api.check: give either it or --config.check (--api.check checks the config first)")
     if not args.demo and not args.config_file:
         problems.append("--config.file: required (or run --demo to try the exporter without credentials)")
-    if not args.telemetry_path.startswith("/"):
-        problems.append(f"--web.telemetry-path: {args.telemetry_path!r} must start with /")
+    path_problem = telemetry_path_problem(args.telemetry_path)
+    if path_problem is not None:
+        problems.append(path_problem)
     listen = args.listen_address or (DEMO_LISTEN_ADDRESS if args.demo else DEFAULT_LISTEN_ADDRESS)
     try:
         parse_listen_address(listen)

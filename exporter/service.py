@@ -19,6 +19,8 @@ from .config import (
     FileWatch,
     load_config,
     read_secret_file,
+    redact_url,
+    redact_urls,
     resolve_credentials,
 )
 from .metrics.exposition import Exposition
@@ -187,7 +189,7 @@ class Exporter:
             flows=len(self.poller.flows),
             shard=f"{self.shard.index}/{self.shard.count}",
             interval=self.config.poll.interval,
-            base_url=self.config.api.base_url,
+            base_url=redact_url(self.config.api.base_url),
         )
 
     def _set_enricher(self, config: Config) -> None:
@@ -224,10 +226,11 @@ class Exporter:
                 config, credentials = await asyncio.to_thread(load_all, self.config_path)
                 if self.web_config is not None:
                     self.web_config.apply(await asyncio.to_thread(load_web_config, self.web_config.path))
-            except ConfigError as exc:
+            except Exception as exc:  # every failure to load is a failed reload
+                problems = exc.problems if isinstance(exc, ConfigError) else [_one_line(exc)]
                 self.telemetry.reload_failed()
-                log.error("reload_failed", problems=exc.problems, keeping="the running config")
-                return exc.problems
+                log.error("reload_failed", problems=problems, keeping="the running config")
+                return problems
             await self._apply(config, credentials)
             self.telemetry.config_loaded()
             log.info("reloaded", flows=len(config.flows))
@@ -267,6 +270,12 @@ class Exporter:
         if self.client is not None:
             await self.client.close()
             self.client = None
+
+
+def _one_line(exc: BaseException) -> str:
+    """An unexpected loading failure as one line, with any URL's password hidden."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return f"config: cannot load: {redact_urls(text)[:300]}"
 
 
 async def _close_later(client: ItnioClient, delay: float) -> None:

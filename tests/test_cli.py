@@ -221,3 +221,38 @@ def test_cli_invalid_web_config_exits_1_with_one_line(pki: Pki, capsys: pytest.C
     web = write_web_config(pki.dir, TLS + USERS)
     assert cli.main(["--config.file", str(config), "--web.config.file", str(web), "--config.check"]) == 0
     assert "OK (TLS on, 1 users)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/-/reload", "/flows", "/healthz/", "/metrics{x}", "/a b"])
+@pytest.mark.parametrize("mode", ["demo", "check", "run"])
+def test_a_telemetry_path_the_exporter_serves_itself_is_one_line_and_exit_1(tmp_path, path, mode):
+    config = write(tmp_path, "api: {api_key: k, api_secret: s}\nflows:\n  - {key_id: 1}\n")
+    extra = {"demo": ("--demo",), "check": ("--config.file", str(config), "--config.check"),
+             "run": ("--config.file", str(config))}[mode]
+    result = run(*extra, "--web.listen-address", f"127.0.0.1:{free_port()}", "--web.telemetry-path", path, timeout=10)
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("--web.telemetry-path: ") and repr(path) in line
+
+
+def test_metrics_at_the_root_replace_the_landing_page(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [*EXE, "--demo", "--web.listen-address", f"127.0.0.1:{port}", "--web.telemetry-path", "/"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if _get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "demo not ready within 20 s"
+            time.sleep(0.2)
+        status, body = _get(f"http://127.0.0.1:{port}/")
+        assert status == 200 and "itnio_recall_flow_up" in body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=5)

@@ -11,6 +11,7 @@ from .durations import Duration, format_duration, parse_duration
 from .errors import ConfigError, validate_mapping
 from .files import FileChange, FileStamp, FileWatch, read_text_file
 from .loading import load_config, parse_yaml, validate_config
+from .redact import redact_url, redact_urls
 from .schema import (
     DEFAULT_BASE_URL,
     ApiConfig,
@@ -45,6 +46,8 @@ __all__ = [
     "parse_yaml",
     "read_secret_file",
     "read_text_file",
+    "redact_url",
+    "redact_urls",
     "resolve_credentials",
     "validate_config",
     "validate_mapping",

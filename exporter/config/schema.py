@@ -26,10 +26,13 @@ from pydantic import (
     model_validator,
 )
 
-from .durations import Duration, format_duration
+from .durations import Duration, bounded, format_duration
 from .errors import ConfigError
+from .redact import redact_url
 
 DEFAULT_BASE_URL = "https://api.itniotech.com"
+
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 
 
 class _Model(BaseModel):
@@ -64,7 +67,7 @@ class ApiConfig(_Model):
     api_secret_file: Path | None = None
     timeout: Duration = 10.0
     max_concurrency: StrictInt = Field(default=4, ge=1, le=1024)
-    max_response_bytes: StrictInt = Field(default=8 * 1024 * 1024, ge=1024)
+    max_response_bytes: StrictInt = Field(default=8 * 1024 * 1024, ge=1024, le=2**31)
     retries: StrictInt = Field(default=2, ge=0, le=10)
     tls: ApiTlsConfig = ApiTlsConfig()
     # Explicit proxy; without it HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment apply.
@@ -86,6 +89,10 @@ class ApiConfig(_Model):
             raise ValueError(f"{value!r} is not an IANA time zone name like UTC or Asia/Shanghai") from None
         return value
 
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "base_url" and isinstance(value, str) else value
+
     @property
     def zone(self) -> tzinfo:
         return UTC if self.timezone == "UTC" else zoneinfo.ZoneInfo(self.timezone)
@@ -103,15 +110,13 @@ class ApiConfig(_Model):
     @classmethod
     def _url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+            raise ValueError(f"{redact_url(value)!r} is not an http:// or https:// URL")
         return value.rstrip("/")
 
     @field_validator("timeout")
     @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be longer than 0s")
-        return value
+    def _timeout(cls, value: float) -> float:
+        return bounded(value, 0, 5 * MINUTE, low_inclusive=False)
 
     @field_validator("proxy_url")
     @classmethod
@@ -125,7 +130,7 @@ class PollConfig(_Model):
     interval: Duration = 60.0
     stale_after: Duration | None = None
     max_backoff: Duration = 600.0
-    max_nodes_per_flow: StrictInt = Field(default=200, ge=0)
+    max_nodes_per_flow: StrictInt = Field(default=200, ge=0, le=1_000_000)
     # Flows in a terminal state (completed, cancelled) are polled this often instead.
     terminal_interval: Duration = 900.0
     # Start each cycle's requests evenly over the interval rather than all at once.
@@ -133,10 +138,23 @@ class PollConfig(_Model):
 
     @field_validator("interval")
     @classmethod
-    def _positive(cls, value: float) -> float:
-        if value < 0.1:
-            raise ValueError("must be at least 100ms")
-        return value
+    def _interval(cls, value: float) -> float:
+        return bounded(value, 0.1, DAY)
+
+    @field_validator("max_backoff")
+    @classmethod
+    def _max_backoff(cls, value: float) -> float:
+        return bounded(value, 0.1, DAY)
+
+    @field_validator("stale_after")
+    @classmethod
+    def _stale_after(cls, value: float | None) -> float | None:
+        return None if value is None else bounded(value, 0.1, 30 * DAY)
+
+    @field_validator("terminal_interval")
+    @classmethod
+    def _terminal_interval(cls, value: float) -> float:
+        return bounded(value, 0.1, 7 * DAY)
 
     @property
     def stale_after_seconds(self) -> float:
@@ -144,7 +162,7 @@ class PollConfig(_Model):
 
 
 class FlowConfig(_Model):
-    key_id: StrictInt = Field(ge=1)
+    key_id: StrictInt = Field(ge=1, le=2**63 - 1)  # the vendor's ids are 64-bit
     name: StrictStr = ""
 
     @field_validator("name")
@@ -167,12 +185,15 @@ class DiscoveryConfig(_Model):
     task_name: StrictStr | None = None  # the vendor's taskName filter
     page_size: StrictInt = Field(default=100, ge=1, le=100)
 
-    @field_validator("lookback", "refresh")
+    @field_validator("lookback")
     @classmethod
-    def _at_least_a_second(cls, value: float) -> float:
-        if value < 1:
-            raise ValueError("must be at least 1s")
-        return value
+    def _lookback(cls, value: float) -> float:
+        return bounded(value, 1, 366 * DAY)
+
+    @field_validator("refresh")
+    @classmethod
+    def _refresh(cls, value: float) -> float:
+        return bounded(value, 1, DAY)
 
     @field_validator("task_name")
     @classmethod

@@ -27,7 +27,7 @@ import structlog
 import yarl
 
 from .. import __version__
-from ..config import Credentials
+from ..config import Credentials, redact_url, redact_urls
 from .decoding import UNREADABLE_NODE, Reader, parse_call_stats, parse_flow_detail, parse_flow_page
 from .endpoints import GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from .endpoints import path as endpoint_path
@@ -111,7 +111,7 @@ class ItnioClient:
         )
 
     def __repr__(self) -> str:
-        return f"ItnioClient(base_url={self.base_url!r}, api_key={self._credentials.api_key!r})"
+        return f"ItnioClient(base_url={redact_url(self.base_url)!r}, api_key={self._credentials.api_key!r})"
 
     def use_credentials(self, credentials: Credentials) -> None:
         """Sign the next requests with ``credentials`` (a rotated secret, a reloaded config);
@@ -383,4 +383,5 @@ def _describe(exc: BaseException) -> str:
         return f"cannot connect to {exc.host}:{exc.port}: certificate verify failed: {reason}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or type(exc.os_error).__name__}"
-    return type(exc).__name__ + (f": {exc}" if str(exc) and len(str(exc)) < 200 else "")
+    text = redact_urls(str(exc))  # an InvalidURL or proxy error may carry user:password@
+    return type(exc).__name__ + (f": {text}" if text and len(text) < 200 else "")

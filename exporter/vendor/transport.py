@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from ..config import ApiConfig
+from ..config import ApiConfig, redact_url
 
 log = structlog.get_logger("exporter.vendor.transport")
 
@@ -35,6 +35,6 @@ def client_transport_options(api: ApiConfig) -> dict[str, Any]:
             "tls_verification_disabled",
             message="api.tls.insecure_skip_verify is true: the vendor's certificate is NOT verified, "
             "anyone on the path can read the API key and signed requests",
-            base_url=api.base_url,
+            base_url=redact_url(api.base_url),
         )
     return {"ssl_context": client_ssl_context(api), "proxy": api.proxy_url}

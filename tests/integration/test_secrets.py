@@ -119,3 +119,118 @@ def test_config_check_never_prints_the_secret(tmp_path):
     )
     assert result.returncode == 1 and "api.timeout" in result.stderr
     assert SECRET_1 not in result.stdout + result.stderr and SECRET_2 not in result.stdout + result.stderr
+
+
+# -- passwords in URLs, and values typed where a secret belongs ---------------------------------
+
+MARK = "Mrk9pw"  # a distinctive password: it must appear nowhere the exporter prints or serves
+
+# Every string or number field of the config, as (section path, field).
+FIELDS = [
+    (("api",), "base_url"), (("api",), "api_key"), (("api",), "api_secret"), (("api",), "api_secret_file"),
+    (("api",), "timeout"), (("api",), "max_concurrency"), (("api",), "max_response_bytes"), (("api",), "retries"),
+    (("api",), "proxy_url"), (("api",), "max_requests_per_second"), (("api",), "timezone"),
+    (("api", "tls"), "ca_file"), (("api", "tls"), "insecure_skip_verify"),
+    (("poll",), "interval"), (("poll",), "stale_after"), (("poll",), "max_backoff"),
+    (("poll",), "max_nodes_per_flow"), (("poll",), "terminal_interval"), (("poll",), "spread"),
+    (("discovery",), "enabled"), (("discovery",), "lookback"), (("discovery",), "refresh"),
+    (("discovery",), "task_name"), (("discovery",), "page_size"), (("enrich",), "node_calls"),
+    (("flows", 0), "key_id"), (("flows", 0), "name"),
+]
+URLS = [f"https://user:{MARK}@host.example/p", f"http://user:{MARK}@h", f"https://u:{MARK} x@h y", f"ftp://:{MARK}@h"]
+# Wrongly typed values of the secret fields: never echoed.
+SECRET_VALUES = {"api_key": [98765432, [98765432], {"k": 98765432}, 9.8765432],
+                 "api_secret": [98765432, [98765432], {"k": 98765432}, True],
+                 "api_secret_file": [98765432, [98765432]]}
+
+
+def _raw(where: tuple, field: str, value) -> dict:
+    raw: dict = {"api": {"api_key": "k", "api_secret": "s", "tls": {}}, "poll": {}, "discovery": {}, "enrich": {},
+                 "flows": [{"key_id": 1}]}
+    node = raw
+    for part in where:
+        node = node[part]
+    node[field] = value
+    return raw
+
+
+def _check(tmp_path, capsys, raw: dict) -> str:
+    """--config.check's whole output (in-process: the same code as the command, a hundred times faster)."""
+    from exporter.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(raw))
+    try:
+        main(["--config.file", str(path), "--config.check", "--log.level", "debug"])
+    finally:
+        structlog.reset_defaults()
+    out = capsys.readouterr()
+    return out.out + out.err
+
+
+def test_config_check_echoes_no_url_password_in_any_field_nor_a_wrongly_typed_secret(tmp_path, capsys):
+    checked = 0
+    for where, field in FIELDS:
+        for url in URLS:
+            text = _check(tmp_path, capsys, _raw(where, field, url))
+            assert MARK not in text, f"{'.'.join(map(str, where))}.{field} = {url!r} printed: {text!r}"
+            checked += 1
+        for value in SECRET_VALUES.get(field, []):
+            text = _check(tmp_path, capsys, _raw(where, field, value))
+            assert f"api.{field}" in text and "98765432" not in text and "8765432" not in text, text
+    assert checked == len(FIELDS) * len(URLS)
+    # all at once, as a command
+    raw = _raw(("api",), "base_url", URLS[2])
+    raw["api"].update(proxy_url=URLS[0], api_key=98765432, api_secret=[98765432], timezone=URLS[1])
+    raw["api"]["tls"]["ca_file"] = URLS[3]
+    raw["discovery"]["task_name"] = 98765432
+    path = tmp_path / "all.yaml"
+    path.write_text(json.dumps(raw))
+    result = subprocess.run([sys.executable, "-m", "exporter", "--config.check", "--config.file", str(path)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and result.stderr.count("\n") >= 5, result.stderr
+    assert MARK not in result.stdout + result.stderr
+    assert result.stderr.count("98765432") == 1 and "discovery.task_name" in result.stderr  # not a secret field
+
+
+async def test_url_passwords_never_leave_the_exporter(tmp_path, exporter_from_file):
+    out = io.StringIO()
+    logs.configure("debug", "json", stream=out)
+    sim = Simulator(flows=static_flows(2, 2))
+    await sim.start()
+    from tests.conftest import free_port
+
+    base_url = sim.base_url.replace("http://", f"http://api-user:{MARK}@")
+    proxy_url = f"http://proxy-user:{MARK}x@127.0.0.1:{free_port()}"  # nobody listens: every request fails
+    path = tmp_path / "config.yaml"
+    good = (f"api:\n  base_url: {base_url}\n  proxy_url: {proxy_url}\n  api_key: demo-key\n  api_secret: s\n"
+            "  timeout: 300ms\n  retries: 0\npoll:\n  interval: 1s\nflows:\n  - key_id: 1\n  - key_id: 2\n")
+    path.write_text(good)
+    seen: list[str] = []
+    exporter = await exporter_from_file(path, run_poller=False)
+    try:
+        await exporter.poller.run_cycle()
+        for page in ("/metrics", "/", "/healthz", "/readyz"):
+            seen.append((await fetch(exporter.port, page))[2].decode())
+        for state in exporter.poller.snapshot.flows:
+            if state.last_error is not None:
+                seen.extend([str(state.last_error), repr(state.last_error), state.last_error.message])
+        assert any(state.last_error is not None for state in exporter.poller.snapshot.flows)
+        # reloads with markers in bad values: refused, without echoing them
+        path.write_text(good.replace("  api_key: demo-key\n", f"  api_key: 98765432\n  timezone: {URLS[0]}\n")
+                        .replace(proxy_url, URLS[2]))
+        seen.append((await post(exporter.port, "/-/reload")).decode())
+        path.write_text(good.replace(base_url, f"{base_url} nope"))
+        seen.append((await post(exporter.port, "/-/reload")).decode())
+        seen.extend([repr(exporter.config), repr(exporter.client), repr(exporter.config.api)])
+        seen.append((await fetch(exporter.port, "/metrics"))[2].decode())
+    finally:
+        await exporter.stop()
+        await sim.stop()
+        structlog.reset_defaults()
+    log_text = out.getvalue()
+    events = [json.loads(line)["event"] for line in log_text.splitlines()]
+    assert "started" in events and "reload_failed" in events and "flow_poll_failed" in events, events
+    assert "***@" in log_text  # the URL is shown, its password is not
+    for text in [log_text, *seen]:
+        assert MARK not in text and "98765432" not in text, text[:2000]

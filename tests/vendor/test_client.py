@@ -333,3 +333,12 @@ async def test_failures_of_the_new_endpoints_are_counted_like_the_rest(make_sim)
     # the task id is in the path, never in a label
     assert all(labels["endpoint"] in ("recallFlow/queryDetail", QUERY_PAGE, GROUP_CALL_DETAIL)
                for labels, _ in samples["itnio_api_requests_total"])
+
+
+def test_a_transport_error_never_shows_a_url_password():
+    import aiohttp
+
+    from exporter.vendor.client import _describe
+
+    text = _describe(aiohttp.InvalidURL("http://proxy-user:Pr0xyPw@proxy:3128 x"))
+    assert "Pr0xyPw" not in text and "***@proxy:3128" in text
