@@ -98,14 +98,22 @@ async def load(url: str, seconds: float, connections: int, headers: dict[str, st
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
+def _found(pattern: str, text: str) -> re.Match[str]:
+    """The first match of ``pattern`` in ``text``; ValueError naming it when there is none."""
+    match = re.search(pattern, text, re.M)
+    if match is None:
+        raise ValueError(f"no {pattern!r} in {text[:200]!r}")
+    return match
+
+
 def parse_wrk(text: str) -> dict[str, Any]:
     def ms(value: str) -> float:
-        number, unit = re.match(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+        number, unit = _found(r"^([\d.]+)(us|ms|s|m)", value).groups()
         return float(number) * _UNITS[unit]
 
     pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", text, re.M))
-    requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    requests = int(_found(r"(\d+) requests in", text).group(1))
+    rps = float(_found(r"Requests/sec:\s+([\d.]+)", text).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     timeouts = re.search(r"timeout (\d+)", text)
     return {
@@ -448,8 +456,8 @@ class SimulatorProcess:
              "--nodes", str(NODES), "--latency", str(LATENCY), "--envelope", "code-int"],
             stdout=subprocess.PIPE, text=True,
         )
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
-        port = re.search(r":(\d+) with", line).group(1)  # type: ignore[union-attr]
+        assert self.proc.stdout is not None  # stdout=PIPE
+        port = _found(r":(\d+) with", self.proc.stdout.readline()).group(1)
         return f"http://127.0.0.1:{port}"
 
     def __exit__(self, *exc: object) -> None:

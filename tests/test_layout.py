@@ -200,3 +200,15 @@ def test_only_the_owner_writes_its_attributes() -> None:
                     ):
                         wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(item)} = ...")
     assert not wrong, "attributes set from outside their object (give the owner a method):\n  " + "\n  ".join(wrong)
+
+
+def test_every_type_ignore_says_why() -> None:
+    """A ``# type: ignore[code]`` silences the type checker; the reason must stand next to it
+    (``# type: ignore[attr-defined]  # why``), and a bare ``# type: ignore`` names no code at all."""
+    wrong = []
+    for path in sorted([*PACKAGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            _, marker, rest = line.partition("# type: " + "ignore")  # split: this line is not one
+            if marker and not (rest.startswith("[") and "#" in rest.partition("]")[2]):
+                wrong.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not wrong, "type: ignore without a code and a reason:\n  " + "\n  ".join(wrong)

@@ -56,7 +56,8 @@ _RENDERS_WITHOUT_GC: list[Snapshot] = []  # large renders running; the collector
 
 
 _Pause = Callable[[], None] | None
-_FAMILY_TYPES: dict[str, type[Metric]] = {
+# Callable, not type[Metric]: the three constructors take different keyword arguments.
+_FAMILY_TYPES: dict[str, Callable[..., Metric]] = {
     "counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "info": InfoMetricFamily
 }
 
@@ -66,8 +67,8 @@ def family(metric: catalogue.Metric, value: float | None = None) -> Any:
     ``value``, the one series of an entry without labels."""
     kind = _FAMILY_TYPES[metric.type]
     if value is not None:
-        return kind(metric.name, metric.documentation, value=value)  # type: ignore[call-arg]
-    return kind(metric.name, metric.documentation, labels=metric.labels)  # type: ignore[call-arg]
+        return kind(metric.name, metric.documentation, value=value)
+    return kind(metric.name, metric.documentation, labels=metric.labels)
 
 
 def snapshot_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:

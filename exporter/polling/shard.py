@@ -12,9 +12,15 @@ import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-T = TypeVar("T")
+
+class HasKeyId(Protocol):
+    @property
+    def key_id(self) -> int: ...
+
+
+T = TypeVar("T", bound=HasKeyId)
 
 _ORDINAL_RE = re.compile(r"-(\d+)$")
 
@@ -39,7 +45,7 @@ class Shard:
 
     def select(self, flows: Iterable[T]) -> list[T]:
         """The flows (anything with a ``key_id``) that belong to this shard, in their order."""
-        return [flow for flow in flows if self.owns(flow.key_id)]  # type: ignore[attr-defined]
+        return [flow for flow in flows if self.owns(flow.key_id)]
 
 
 def index_from_hostname(hostname: str) -> int:

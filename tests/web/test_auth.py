@@ -54,8 +54,8 @@ async def test_basic_auth_over_tls(pki: Pki, start: Start, monkeypatch: pytest.M
 
 async def test_dummy_hash_has_the_users_cost(pki: Pki, start: Start) -> None:
     exporter = await start(write_web_config(pki.dir, USERS))
-    assert exporter.auth is not None
-    dummy = exporter.auth._dummy_for(exporter.web_config.users)  # type: ignore[union-attr]
+    assert exporter.auth is not None and exporter.web_config is not None
+    dummy = exporter.auth._dummy_for(exporter.web_config.users)
     assert dummy[:7] == HASH[:7].encode() and len(dummy) == 60  # $2b$04$
     assert not bcrypt.checkpw(PASSWORD.encode(), dummy)
 
