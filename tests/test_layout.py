@@ -203,8 +203,8 @@ def test_only_the_owner_writes_its_attributes() -> None:
 
 
 def test_every_type_ignore_says_why() -> None:
-    """A ``# type: ignore[code]`` silences the type checker; the reason must stand next to it
-    (``# type: ignore[attr-defined]  # why``), and a bare ``# type: ignore`` names no code at all."""
+    """A type-ignore comment silences the type checker: it must name the error code and say why,
+    next to it (``ignore[attr-defined]  # why``)."""
     wrong = []
     for path in sorted([*PACKAGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
