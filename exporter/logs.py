@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -30,7 +31,7 @@ def one_line_error(exc: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
-def _foreign_fields(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _foreign_fields(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """For a stdlib record: its logger's name, and its exception as one ``error`` field."""
     record = event_dict.get("_record")
     if record is not None:
@@ -82,7 +83,7 @@ class ForeignFilter(logging.Filter):
         return True
 
 
-def _record_extras(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _record_extras(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     record = event_dict.get("_record")
     if record is not None:
         for name in ("remote", "suppressed"):

@@ -254,7 +254,7 @@ class Listener:
                 ssl=self.ssl_context,
                 ssl_handshake_timeout=self.header_timeout if self.ssl_context is not None else None,
             )
-        except (OSError, asyncio.TimeoutError, ValueError) as exc:  # a failed TLS handshake, a reset
+        except (TimeoutError, OSError, ValueError) as exc:  # a failed TLS handshake, a reset
             log.debug("http_connection_failed", error=f"{type(exc).__name__}: {exc}")
             conn.close()
             slot.release()
