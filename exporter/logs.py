@@ -31,11 +31,25 @@ def one_line_error(exc: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
+def _bad_request(record: logging.LogRecord) -> bool:
+    """A request aiohttp could not parse: the client's problem, not ours."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return record.name.startswith("aiohttp.server") and isinstance(exc, http_exceptions.HttpProcessingError)
+
+
 def _foreign_fields(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """For a stdlib record: its logger's name, and its exception as one ``error`` field."""
+    """For a stdlib record: its logger's name, its exception as one ``error`` field, and
+    a malformed request as ``http_bad_request`` at debug level."""
     record = event_dict.get("_record")
     if record is not None:
         event_dict.setdefault("logger", record.name)
+        if _bad_request(record):
+            message = str(event_dict.get("event", ""))  # "Error handling request from <address>"
+            event_dict["event"], event_dict["level"] = "http_bad_request", "debug"
+            if " from " in message:
+                event_dict["remote"] = message.rpartition(" from ")[2][:64]
+        if "suppressed" in vars(record):
+            event_dict["suppressed"] = vars(record)["suppressed"]
     exc_info = event_dict.pop("exc_info", None)
     if isinstance(exc_info, tuple) and exc_info[1] is not None:
         event_dict["error"] = one_line_error(exc_info[1])
@@ -57,16 +71,12 @@ class ForeignFilter(logging.Filter):
         self._dropped: dict[tuple[str, str], int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if record.name.startswith("aiohttp.server") and isinstance(exc, http_exceptions.HttpProcessingError):
-            # A malformed request: the client's problem, not ours.
-            remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
-            record.msg, record.args = "http_bad_request", ()
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            record.__dict__["remote"] = str(remote)
-        if record.levelno < self.level:
+        if "_logger" in vars(record):  # structlog's own, if ever routed here
+            return True
+        level = logging.DEBUG if _bad_request(record) else record.levelno
+        if level < self.level:
             return False
-        if record.levelno < logging.WARNING:
+        if level < logging.WARNING:
             return True
         key = (record.name, str(record.msg))
         now = self.clock()
@@ -79,17 +89,8 @@ class ForeignFilter(logging.Filter):
         self._last[key] = now
         dropped = self._dropped.pop(key, 0)
         if dropped:
-            record.__dict__["suppressed"] = dropped
+            vars(record)["suppressed"] = dropped  # as logging's extra= fields
         return True
-
-
-def _record_extras(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    record = event_dict.get("_record")
-    if record is not None:
-        for name in ("remote", "suppressed"):
-            if name in record.__dict__:
-                event_dict[name] = record.__dict__[name]
-    return event_dict
 
 
 def configure(level: str = "info", fmt: str = "logfmt", stream=None) -> None:
@@ -117,7 +118,6 @@ def configure(level: str = "info", fmt: str = "logfmt", stream=None) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
             _foreign_fields,
-            _record_extras,
         ],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )

@@ -169,7 +169,7 @@ class Exporter:
         self.discovery = Discovery(self.poller, lambda: self.client, self.telemetry)
         await self.discovery.apply(self.config, run=run_poller)  # sets the flows and publishes the first snapshot
         middlewares, ssl_context, self.auth = serving_options(
-            self.web_config, health_unauthenticated=self.health_unauthenticated
+            self.web_config, health_unauthenticated=self.health_unauthenticated, on_failure=self.telemetry.auth_failed
         )
         # Not a TCPSite: the Listener accepts (connection limit, header deadline, quiet accept errors).
         self.listener = Listener(
@@ -287,6 +287,8 @@ class Exporter:
         """Stop accepting, cancel requests in flight, close everything."""
         if self.listener is not None:
             await self.listener.stop()
+        if self.auth is not None:
+            self.auth.failures.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
