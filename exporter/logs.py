@@ -131,3 +131,12 @@ def configure(level: str = "info", fmt: str = "logfmt", stream=None) -> None:
     root.addHandler(handler)
     root.setLevel(numeric)
     logging.captureWarnings(True)
+
+
+def reset() -> None:
+    """Undo :func:`configure` for the standard library's loggers (tests configure more than once)."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(False)
