@@ -1,6 +1,8 @@
 """The command line (exporter/cli.py) as a user runs it: real processes, real exit codes, real output."""
 
+import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -221,3 +223,23 @@ def test_cli_invalid_web_config_exits_1_with_one_line(pki: Pki, capsys: pytest.C
     web = write_web_config(pki.dir, TLS + USERS)
     assert cli.main(["--config.file", str(config), "--web.config.file", str(web), "--config.check"]) == 0
     assert "OK (TLS on, 1 users)" in capsys.readouterr().out
+
+
+def test_the_soft_open_files_limit_is_raised_to_the_hard_one_and_logged():
+    code = (
+        "import resource; from exporter import cli, logs; logs.configure('info', 'json'); "
+        "cli.raise_open_files_limit(); print(resource.getrlimit(resource.RLIMIT_NOFILE))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 256)),
+    )
+    assert result.stdout.strip() == "(256, 256)", result.stderr
+    logged = json.loads(result.stderr)
+    assert (logged["event"], logged["soft"], logged["hard"], logged["raised_from"]) == ("open_files_limit", 256, 256, 64)
+
+
+def test_max_connections_must_be_a_positive_number():
+    for wrong in ("0", "many"):
+        result = run("--demo", "--web.max-connections", wrong)
+        assert result.returncode == 1 and result.stderr.startswith("--web.max-connections: "), result.stderr
