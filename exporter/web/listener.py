@@ -83,6 +83,7 @@ class _Guard(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._busy = 0
+        self._data_while_busy = False
 
     def _arm(self) -> None:
         if self._timer is None and self._transport is not None:
@@ -106,6 +107,11 @@ class _Guard(asyncio.Protocol):
 
     def request_finished(self) -> None:
         self._busy -= 1
+        if not self._busy and self._data_while_busy:
+            # Bytes came in while the request was handled: the start of a pipelined request,
+            # or a body. Either way, the next request's headers are now due.
+            self._data_while_busy = False
+            self._arm()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -115,7 +121,9 @@ class _Guard(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if not self._busy:
+        if self._busy:
+            self._data_while_busy = True
+        else:
             self._arm()  # the first byte of a request starts its clock; later bytes do not reset it
         self._inner.data_received(data)
 
