@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
+import resource
 import signal
 import socket
 import sys
@@ -15,6 +16,7 @@ from . import __version__, logs
 from .config import ConfigError, load_config, resolve_credentials
 from .polling.shard import Shard, index_from_hostname
 from .service import DEFAULT_LISTEN_ADDRESS, Exporter, parse_listen_address
+from .web.listener import DEFAULT_MAX_CONNECTIONS
 from .web.webconfig import WebConfig
 
 log = structlog.get_logger("exporter.cli")
@@ -83,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="health_unauthenticated",
         action="store_true",
         help="serve /healthz and /readyz without basic auth (for kubelet probes); TLS still applies",
+    )
+    parser.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        metavar="N",
+        type=_int_arg,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="most HTTP connections open at once; at the limit, new ones wait until one closes "
+        "(default %(default)s, as Prometheus)",
     )
     parser.add_argument(
         "--shard.index",
@@ -178,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         parse_listen_address(listen)
     except ValueError as exc:
         problems.append(f"--web.listen-address: {exc}")
+    if not isinstance(args.max_connections, int) or args.max_connections < 1:
+        problems.append(f"--web.max-connections: {args.max_connections!r} must be a whole number of at least 1")
     shard, shard_problems = _shard(args, socket.gethostname())
     problems.extend(shard_problems)
     if problems:
@@ -190,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
             web_config = WebConfig(args.web_config_file)
         except ConfigError as exc:
             problems.extend(exc.problems)
-    web = {"web_config": web_config, "health_unauthenticated": args.health_unauthenticated}
+    web = {
+        "web_config": web_config,
+        "health_unauthenticated": args.health_unauthenticated,
+        "max_connections": args.max_connections,
+    }
     if args.demo:
         return _fail(problems) if problems else asyncio.run(_serve_demo(listen, args.telemetry_path, web))
     try:
@@ -244,7 +261,26 @@ async def _wait_for_signal(exporter: Exporter) -> None:
     await stop.wait()
 
 
+def raise_open_files_limit() -> None:
+    """Raise the soft limit on open descriptors to the hard limit, as Go's runtime does, and log both."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    before = soft
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):  # an infinite hard limit the kernel caps lower
+            pass
+    fields = {"raised_from": _limit(before)} if before != soft else {}
+    log.info("open_files_limit", soft=_limit(soft), hard=_limit(hard), **fields)
+
+
+def _limit(value: int) -> int | str:
+    return "unlimited" if value == resource.RLIM_INFINITY else value
+
+
 async def _serve(exporter: Exporter) -> int:
+    raise_open_files_limit()
     try:
         await exporter.start()
     except OSError as exc:

@@ -34,6 +34,7 @@ from .vendor.endpoints import GROUP_CALL_DETAIL
 from .vendor.transport import client_transport_options
 from .web.app import Health, make_app
 from .web.auth import BasicAuth, serving_options
+from .web.listener import DEFAULT_MAX_CONNECTIONS, HEADER_TIMEOUT, IDLE_TIMEOUT, Listener
 from .web.webconfig import WebConfig, load_web_config
 
 log = structlog.get_logger("exporter.service")
@@ -109,6 +110,9 @@ class Exporter:
         web_config: WebConfig | None = None,
         health_unauthenticated: bool = False,
         shard: Shard | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        header_timeout: float = HEADER_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
     ):
         self.config = config
         self.credentials = credentials
@@ -125,6 +129,10 @@ class Exporter:
         self._secret_file = self._watch(config)
         self._task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
+        self.listener: Listener | None = None
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
         self._reload_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self.web_config = web_config
@@ -163,17 +171,35 @@ class Exporter:
         self.discovery = Discovery(self.poller, lambda: self.client, self.telemetry)
         await self.discovery.apply(self.config, run=run_poller)  # sets the flows and publishes the first snapshot
         middlewares, ssl_context, self.auth = serving_options(
-            self.web_config, health_unauthenticated=self.health_unauthenticated
+            self.web_config, health_unauthenticated=self.health_unauthenticated, on_failure=self.telemetry.auth_failed
+        )
+        # Not a TCPSite: the Listener accepts (connection limit, header deadline, quiet accept errors).
+        self.listener = Listener(
+            self._new_connection,
+            self.host,
+            self.port,
+            ssl_context=ssl_context,
+            max_connections=self.max_connections,
+            header_timeout=self.header_timeout,
         )
         app = make_app(
-            self.exposition, Health(self.alive, self.ready), self.telemetry_path, middlewares, reload=self.reload
+            self.exposition,
+            Health(self.alive, self.ready),
+            self.telemetry_path,
+            [self.listener.middleware, *middlewares],
+            reload=self.reload,
         )
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=0.5,
+            handler_cancellation=True,  # a client that goes away stops its request's work
+            keepalive_timeout=self.idle_timeout,
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True, ssl_context=ssl_context)
-        await site.start()
-        if self._runner.addresses:
-            self.port = self._runner.addresses[0][1]
+        await self.listener.start()
+        self.port = self.listener.port
         self.telemetry.config_loaded()
         if self.web_config is not None:
             self.web_config.start_watching()
@@ -185,12 +211,18 @@ class Exporter:
             listen=f"{self.host or ''}:{self.port}",
             telemetry_path=self.telemetry_path,
             tls=ssl_context is not None,
+            max_connections=self.max_connections,
             basic_auth=bool(self.auth and self.auth.enabled),
             flows=len(self.poller.flows),
             shard=f"{self.shard.index}/{self.shard.count}",
             interval=self.config.poll.interval,
             base_url=redact_url(self.config.api.base_url),
         )
+
+    def _new_connection(self) -> asyncio.Protocol:
+        """aiohttp's protocol for one accepted connection."""
+        assert self._runner is not None and self._runner.server is not None
+        return self._runner.server()
 
     def _set_enricher(self, config: Config) -> None:
         """Per-node call outcomes on or off (enrich.node_calls); the cache survives a reload."""
@@ -256,6 +288,10 @@ class Exporter:
 
     async def stop(self) -> None:
         """Stop accepting, cancel requests in flight, close everything."""
+        if self.listener is not None:
+            await self.listener.stop()
+        if self.auth is not None:
+            self.auth.failures.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -14,6 +14,7 @@ import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import logs
 from exporter.config import Credentials, load_config, resolve_credentials, validate_config
 from exporter.service import Exporter
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Simulator, static_flows
@@ -45,6 +46,7 @@ def _structlog_defaults():
     """A test that configures logging (the CLI does) must not leave its stream to the next test."""
     yield
     structlog.reset_defaults()
+    logs.reset()
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """The command line (exporter/cli.py) as a user runs it: real processes, real exit codes, real output."""
 
+import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -256,3 +258,23 @@ def test_metrics_at_the_root_replace_the_landing_page(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=5)
+
+
+def test_the_soft_open_files_limit_is_raised_to_the_hard_one_and_logged():
+    code = (
+        "import resource; from exporter import cli, logs; logs.configure('info', 'json'); "
+        "cli.raise_open_files_limit(); print(resource.getrlimit(resource.RLIMIT_NOFILE))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 256)),
+    )
+    assert result.stdout.strip() == "(256, 256)", result.stderr
+    logged = json.loads(result.stderr)
+    assert (logged["event"], logged["soft"], logged["hard"], logged["raised_from"]) == ("open_files_limit", 256, 256, 64)
+
+
+def test_max_connections_must_be_a_positive_number():
+    for wrong in ("0", "many"):
+        result = run("--demo", "--web.max-connections", wrong)
+        assert result.returncode == 1 and result.stderr.startswith("--web.max-connections: "), result.stderr

@@ -234,6 +234,14 @@ CONFIG_RELOAD_SUCCESS_TIME = Metric(
     "gauge",
     "Unix time of the last successful load of the config file.",
 )
+HTTP_AUTH_FAILURES = Metric(
+    "itnio_exporter_http_auth_failures",
+    "counter",
+    "Requests to this exporter refused by basic auth, by reason: missing (no credentials), malformed "
+    "(not Basic user:password), unknown_user, wrong_password, rejected_busy (too many logins being "
+    "checked at once: answered 429).",
+    ("reason",),
+)
 BUILD_INFO = Metric(
     "itnio_exporter_build",
     "info",
@@ -280,7 +288,7 @@ METRICS: tuple[Metric, ...] = (
     FLOW_FINISHED_ATTEMPTS, FLOW_CREATED, NODE_NUMBERS, NODE_CALLS, NODE_CALLS_SUCCEEDED, NODE_CALLS_FAILED,
     NODE_CALL_DURATION_AVERAGE, POLL_DURATION, POLL_CYCLES, FLOWS, LAST_POLL,
     API_REQUESTS, API_ERRORS, API_REQUEST_DURATION, API_RETRIES, API_SCHEMA_DRIFT, CLOCK_OFFSET, BACKOFF,
-    CONFIG_RELOAD_SUCCESSFUL, CONFIG_RELOAD_SUCCESS_TIME, BUILD_INFO, CONFIG_INFO,
+    CONFIG_RELOAD_SUCCESSFUL, CONFIG_RELOAD_SUCCESS_TIME, HTTP_AUTH_FAILURES, BUILD_INFO, CONFIG_INFO,
     SHARD_INDEX, SHARDS, DISCOVERY_SUCCESSFUL, DISCOVERY_SUCCESS_TIME, DISCOVERED_FLOWS,
 )
 BY_NAME: dict[str, Metric] = {metric.name: metric for metric in METRICS}

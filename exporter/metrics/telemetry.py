@@ -29,6 +29,8 @@ _LIVE_TYPES: dict[str, type[MetricWrapperBase]] = {
     "counter": Counter, "gauge": Gauge, "histogram": Histogram, "info": Info
 }
 _L = TypeVar("_L", bound=MetricWrapperBase)
+# The reason label of HTTP_AUTH_FAILURES (exporter.web.auth names them), all created at 0.
+AUTH_FAILURE_REASONS = ("missing", "malformed", "unknown_user", "wrong_password", "rejected_busy")
 
 
 def _live(kind: type[_L], metric: catalogue.Metric, registry: CollectorRegistry) -> _L:
@@ -58,6 +60,9 @@ class Telemetry:
         self.backoff = _live(Gauge, catalogue.BACKOFF, registry)
         self.reload_successful = _live(Gauge, catalogue.CONFIG_RELOAD_SUCCESSFUL, registry)
         self.reload_success_time = _live(Gauge, catalogue.CONFIG_RELOAD_SUCCESS_TIME, registry)
+        self.auth_failures = _live(Counter, catalogue.HTTP_AUTH_FAILURES, registry)
+        for reason in AUTH_FAILURE_REASONS:
+            self.auth_failures.labels(reason)
         _live(Info, catalogue.BUILD_INFO, registry).info(
             _info(catalogue.BUILD_INFO, __version__, platform.python_version())
         )
@@ -126,6 +131,10 @@ class Telemetry:
     def config_loaded(self) -> None:
         self.reload_successful.set(1)
         self.reload_success_time.set_to_current_time()
+
+    def auth_failed(self, reason: str) -> None:
+        """Count one request refused by basic auth."""
+        self.auth_failures.labels(reason).inc()
 
     def reload_failed(self) -> None:
         self.reload_successful.set(0)

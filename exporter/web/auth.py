@@ -2,11 +2,19 @@
 
 Semantics of the exporter-toolkit: with ``basic_auth_users`` set, every request needs
 a user and password whose bcrypt hash matches, else 401 with ``WWW-Authenticate``.
+Passwords are compared as Go's bcrypt does: only their first 72 bytes count.
 An unknown user is checked against a dummy hash of the same cost, so the answer time
-does not tell which users exist. A successful check is cached (keyed by an HMAC of
-user, hash and password under a per-process random key, so nothing guessable is kept),
-so a scrape every 15 s does not cost a bcrypt each time. bcrypt runs in a thread, one
-at a time, never on the event loop.
+does not tell which users exist.
+
+bcrypt is slow on purpose, so who may spend it is bounded (docs/security.md, "Floods of
+wrong passwords"): a successful check is cached, and so is a failed one (each keyed by
+an HMAC of user, hash and password under a per-process random key, so nothing guessable
+is kept); identical checks in flight share one bcrypt; at most :data:`MAX_PENDING` checks
+wait or run at once, at most :data:`PER_SOURCE` from one client address (an IPv6 /64),
+and :data:`WORKERS` run in threads at a time, never on the event loop. A check beyond
+those bounds is answered at once with 429 and ``Retry-After``. A check whose client has
+gone away before its bcrypt started is dropped; one already running finishes (a thread
+cannot be stopped), still holding its place, and its result is cached.
 """
 
 from __future__ import annotations
@@ -14,13 +22,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import enum
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
 import ssl
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 
 import bcrypt
 import structlog
@@ -31,6 +42,17 @@ from .webconfig import WebConfig, python_limitations
 log = structlog.get_logger("exporter.web.auth")
 
 CACHE_SIZE = 100
+FAILURE_CACHE_SIZE = 1000
+MAX_PENDING = 4
+PER_SOURCE = 1
+WORKERS = 2
+BCRYPT_MAX_BYTES = 72  # what Go's bcrypt (and the algorithm) reads of a password
+RETRY_AFTER = 1
+FAILURE_LOG_INTERVAL = 60.0
+# The reason label of itnio_exporter_http_auth_failures_total (exporter.metrics.telemetry).
+MISSING, MALFORMED, UNKNOWN_USER, WRONG_PASSWORD, REJECTED_BUSY = (
+    "missing", "malformed", "unknown_user", "wrong_password", "rejected_busy"
+)
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -55,18 +77,120 @@ def parse_basic(header: str) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+class Verdict(enum.Enum):
+    OK = "ok"
+    DENIED = "denied"
+    BUSY = "busy"
+
+
+def source_of(remote: str | None) -> str:
+    """The fairness key of a client address: the address, or its /64 for IPv6."""
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return remote or ""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+class _Check:
+    """One bcrypt wanted by one or more requests with the same credentials."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.waiters = 0
+        self.started = False
+        self.task: asyncio.Task[bool] | None = None
+
+    def run(self, coro: Coroutine[None, None, bool]) -> None:
+        self.task = asyncio.ensure_future(coro)
+
+    def wanted(self) -> None:
+        self.waiters += 1
+
+    def unwanted(self) -> None:
+        """One requester is gone; with none left and no bcrypt begun, drop the check."""
+        self.waiters -= 1
+        if not self.waiters and not self.started and self.task is not None:
+            self.task.cancel()
+
+    def begin(self) -> None:
+        self.started = True
+
+
+class FailureLog:
+    """Failed logins as one warning at most every ``interval`` seconds, with their count."""
+
+    def __init__(self, interval: float = FAILURE_LOG_INTERVAL, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self.pending: Counter[str] = Counter()
+        self._last: dict[str, str] = {}
+        self._flush: asyncio.TimerHandle | None = None
+
+    def failed(self, reason: str, *, user: str | None, remote: str | None) -> None:
+        self.pending[reason] += 1
+        self._last = {"remote": remote or ""} | ({"user": user[:64]} if user is not None else {})
+        if self._flush is None:
+            self.write()
+
+    def write(self) -> None:
+        """Log what was counted since the last line, and hold the next line back for ``interval``."""
+        self._flush = None
+        if not self.pending:
+            return
+        counts, self.pending = self.pending, Counter()
+        log.warning(
+            "http_auth_failed",
+            count=sum(counts.values()),
+            reasons=",".join(f"{reason}:{n}" for reason, n in sorted(counts.items())),
+            last_remote=self._last.get("remote"),
+            **({"last_user": self._last["user"]} if "user" in self._last else {}),
+        )
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._flush = loop.call_later(self.interval, self.write)
+
+    def stop(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+
+
 class BasicAuth:
     """Checks credentials against the users of a :class:`WebConfig` (re-read on each request, so reloads apply)."""
 
-    def __init__(self, web_config: WebConfig):
+    def __init__(
+        self,
+        web_config: WebConfig,
+        *,
+        on_failure: Callable[[str], None] | None = None,
+        max_pending: int = MAX_PENDING,
+        per_source: int = PER_SOURCE,
+        workers: int = WORKERS,
+    ):
         self.web_config = web_config
+        self.on_failure = on_failure
+        self.max_pending = max_pending
+        self.per_source = per_source
+        self.failures = FailureLog()
         self._key = os.urandom(32)
         self._cache: OrderedDict[bytes, None] = OrderedDict()
-        self._lock = asyncio.Lock()  # one bcrypt at a time, as the toolkit does
+        self._failed: OrderedDict[bytes, None] = OrderedDict()
+        self._inflight: dict[bytes, _Check] = {}
+        self._pending: Counter[str] = Counter()
+        self._workers = asyncio.Semaphore(workers)
         self._dummy: dict[int, bytes] = {}
         self.bcrypt_checks = 0
         self.cache_hits = 0
         self.dummy_checks = 0
+        self.failure_cache_hits = 0
+        self.rejected = 0
 
     def __repr__(self) -> str:
         return f"BasicAuth(users={len(self.web_config.users)}, cached={len(self._cache)})"
@@ -75,6 +199,11 @@ class BasicAuth:
     def enabled(self) -> bool:
         return bool(self.web_config.users)
 
+    @property
+    def pending(self) -> int:
+        """bcrypt checks waiting or running."""
+        return sum(self._pending.values())
+
     def _dummy_for(self, users: dict[str, str]) -> bytes:
         # The highest cost in use: an unknown user never answers faster than a known one.
         cost = max((int(h[4:6]) for h in users.values()), default=10)
@@ -82,29 +211,74 @@ class BasicAuth:
             self._dummy[cost] = dummy_hash(cost)
         return self._dummy[cost]
 
-    async def check(self, user: str, password: str) -> bool:
+    def failed(self, reason: str, *, user: str | None = None, remote: str | None = None) -> None:
+        """Count and (rate-limited) log one refused request."""
+        if self.on_failure is not None:
+            self.on_failure(reason)
+        self.failures.failed(reason, user=user, remote=remote)
+
+    async def check(self, user: str, password: str, remote: str | None = None) -> Verdict:
         users = self.web_config.users
         hashed = users.get(user)
         known = hashed is not None
         target = hashed.encode() if hashed is not None else self._dummy_for(users)
-        key = hmac.new(
-            self._key, b"\0".join((user.encode(), target, password.encode("utf-8", "surrogatepass"))), hashlib.sha256
-        ).digest()
+        secret = password.encode("utf-8", "surrogatepass")
+        key = hmac.new(self._key, b"\0".join((user.encode("utf-8", "surrogatepass"), target, secret)), hashlib.sha256).digest()
+        reason = WRONG_PASSWORD if known else UNKNOWN_USER
+        named = user if known else None  # a name as typed may be a misplaced password: never logged
         if known and key in self._cache:
             self._cache.move_to_end(key)
             self.cache_hits += 1
-            return True
-        async with self._lock:
-            ok = await asyncio.to_thread(_checkpw, password.encode("utf-8", "surrogatepass"), target)
+            return Verdict.OK
+        if key in self._failed:
+            self._failed.move_to_end(key)
+            self.failure_cache_hits += 1
+            self.failed(reason, user=named, remote=remote)
+            return Verdict.DENIED
+        check = self._inflight.get(key)
+        if check is None:
+            source = source_of(remote)
+            if self.pending >= self.max_pending or self._pending[source] >= self.per_source:
+                self.rejected += 1
+                self.failed(REJECTED_BUSY, user=named, remote=remote)
+                return Verdict.BUSY
+            check = _Check(source)
+            self._pending[source] += 1
+            self._inflight[key] = check
+            check.run(self._run(check, key, secret[:BCRYPT_MAX_BYTES], target, known))
+        assert check.task is not None
+        check.wanted()
+        try:
+            ok = await asyncio.shield(check.task)
+        finally:
+            check.unwanted()
+        if ok and known:
+            return Verdict.OK
+        self.failed(reason, user=named, remote=remote)
+        return Verdict.DENIED
+
+    async def _run(self, check: _Check, key: bytes, secret: bytes, target: bytes, known: bool) -> bool:
+        try:
+            async with self._workers:
+                check.begin()
+                ok = await asyncio.to_thread(_checkpw, secret, target)
+        finally:
+            self._inflight.pop(key, None)
+            self._pending[check.source] -= 1
+            if self._pending[check.source] <= 0:
+                del self._pending[check.source]
         self.bcrypt_checks += 1
         if not known:
             self.dummy_checks += 1
-            return False
-        if ok:
+        if ok and known:
             self._cache[key] = None
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return ok
+            return True
+        self._failed[key] = None
+        while len(self._failed) > FAILURE_CACHE_SIZE:
+            self._failed.popitem(last=False)
+        return False
 
 
 def _checkpw(password: bytes, hashed: bytes) -> bool:
@@ -114,21 +288,35 @@ def _checkpw(password: bytes, hashed: bytes) -> bool:
         return False
 
 
-def security_middleware(web_config: WebConfig, *, open_paths: Iterable[str] = ()) -> tuple[Middleware, BasicAuth]:
+def security_middleware(
+    web_config: WebConfig, *, open_paths: Iterable[str] = (), on_failure: Callable[[str], None] | None = None
+) -> tuple[Middleware, BasicAuth]:
     """The middleware adding the configured headers to every answer and checking basic auth.
 
     ``open_paths`` are served without credentials (``/healthz`` and ``/readyz`` for
     kubelet probes, with ``--web.health-unauthenticated``); the headers still apply.
+    ``on_failure`` is told the reason of every refused request (for a counter).
     """
-    auth = BasicAuth(web_config)
+    auth = BasicAuth(web_config, on_failure=on_failure)
     unauthenticated = frozenset(open_paths)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         headers = web_config.headers
         if auth.enabled and request.path not in unauthenticated:
-            credentials = parse_basic(request.headers.get("Authorization", ""))
-            if credentials is None or not await auth.check(*credentials):
+            header = request.headers.get("Authorization")
+            credentials = parse_basic(header or "")
+            if credentials is None:
+                auth.failed(MISSING if header is None else MALFORMED, remote=request.remote)
+                verdict = Verdict.DENIED
+            else:
+                verdict = await auth.check(*credentials, remote=request.remote)
+            if verdict is Verdict.BUSY:
+                busy = web.Response(status=429, text="Too many logins being checked; retry\n")
+                busy.headers["Retry-After"] = str(RETRY_AFTER)
+                busy.headers.update(headers)
+                return busy
+            if verdict is not Verdict.OK:
                 denied = web.Response(status=401, text="Unauthorized\n")
                 denied.headers["WWW-Authenticate"] = "Basic"
                 denied.headers.update(headers)
@@ -145,13 +333,16 @@ def security_middleware(web_config: WebConfig, *, open_paths: Iterable[str] = ()
 
 
 def serving_options(
-    web_config: WebConfig | None, *, health_unauthenticated: bool = False
+    web_config: WebConfig | None,
+    *,
+    health_unauthenticated: bool = False,
+    on_failure: Callable[[str], None] | None = None,
 ) -> tuple[list[Middleware], ssl.SSLContext | None, BasicAuth | None]:
     """What the HTTP server needs from a web config: middlewares, SSL context, and the authenticator."""
     if web_config is None:
         return [], None, None
     open_paths = ("/healthz", "/readyz") if health_unauthenticated else ()
-    middleware, auth = security_middleware(web_config, open_paths=open_paths)
+    middleware, auth = security_middleware(web_config, open_paths=open_paths, on_failure=on_failure)
     tls = web_config.model.tls_server_config
     notes = python_limitations(tls) if tls.enabled else []
     if notes:
