@@ -221,8 +221,8 @@ CLOCK_OFFSET = Metric(
 BACKOFF = Metric(
     "itnio_exporter_backoff_seconds",
     "gauge",
-    "Current back-off of the whole poller after authentication (-1) or IP restriction (-2) "
-    "errors; 0 at the normal pace.",
+    "Current back-off of the whole poller after authentication (-1), IP restriction (-2) or "
+    "user locked (-13) errors; 0 at the normal pace.",
 )
 CONFIG_RELOAD_SUCCESSFUL = Metric(
     "itnio_exporter_config_last_reload_successful",
