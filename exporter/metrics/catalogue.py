@@ -285,8 +285,8 @@ ACCOUNT_BALANCE = Metric(
 ACCOUNT_BALANCE_LOW_THRESHOLD = Metric(
     "itnio_account_balance_low_threshold",
     "gauge",
-    "balance.low_threshold: the available balance (the sum of itnio_account_balance) below which "
-    "ItnioBalanceLow fires, in the account's quote currency.",
+    "The balance.low_threshold setting: the available balance (the sum of itnio_account_balance) below "
+    "which ItnioBalanceLow fires, in the account's quote currency.",
 )
 ACCOUNT_BALANCE_LAST_SUCCESS = Metric(
     "itnio_account_balance_last_success_timestamp_seconds",

@@ -17,8 +17,7 @@ async def start_demo_simulator() -> tuple[Simulator, Config, Credentials]:
     flows = demo_flows()
     # The flows' calls spend the account (150 at about 0.06 a second): the balance panels move,
     # ItnioBalanceLow fires after some ten minutes, and the spent account is topped up again.
-    sim = Simulator(flows=[flow for flow, _ in flows], seed=None, call_cost=DEMO_CALL_COST)
-    sim.top_up_to = 100.0
+    sim = Simulator(flows=[flow for flow, _ in flows], seed=None, call_cost=DEMO_CALL_COST, top_up_to=100.0)
     # One flow answers as a loose vendor might: numbers as text and a node that cannot be read.
     # The exporter uses the answer and counts the drift (itnio_api_schema_drift_total).
     sim.flow_drift[DEMO_DRIFT_FLOW] = {"string_numbers", "unreadable_node"}

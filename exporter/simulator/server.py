@@ -138,6 +138,7 @@ class Simulator:
         call_cost: float = 0.0,
         call_rate: float = 1.0,
         balance_path: str | None = None,
+        top_up_to: float | None = None,
     ):
         self.api_key = api_key
         self.api_secret = api_secret
@@ -177,7 +178,7 @@ class Simulator:
         self.calls_placed = 0.0
         self._charged_until = time.monotonic()
         self.balance_paths = BALANCE_PATHS + ((balance_path,) if balance_path and balance_path not in BALANCE_PATHS else ())
-        self.top_up_to: float | None = None  # once the account is spent, the actual balance is topped up to this
+        self.top_up_to = top_up_to  # once the account is spent, the actual balance is topped up to this
         self.balance_fault: Fault | None = None  # injected on every balance request while set
         self.balance_as_numbers = False  # amounts as JSON numbers instead of the documented strings
         self.balance_answers: Counter[tuple[str, str]] = Counter()  # (kind, code) of every balance answer
