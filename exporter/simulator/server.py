@@ -499,8 +499,9 @@ class Simulator:
         if faulted is not None:
             return faulted
         problem = self._check_auth(request)
-        if problem is not None:
-            return self._answer(*problem)
+        if problem is not None:  # the balance page documents status/reason only
+            code, message = problem
+            return ("api", str(code)), web.json_response(envelope("status-str", code, message))
         self._charge()
         amounts = {key: round(value, 6) for key, value in self.amounts.items()}
         self.balances_served.append(amounts)
