@@ -221,3 +221,32 @@ def test_cli_invalid_web_config_exits_1_with_one_line(pki: Pki, capsys: pytest.C
     web = write_web_config(pki.dir, TLS + USERS)
     assert cli.main(["--config.file", str(config), "--web.config.file", str(web), "--config.check"]) == 0
     assert "OK (TLS on, 1 users)" in capsys.readouterr().out
+
+
+def test_config_check_reports_the_balance_block_and_the_key_file_one_line_per_problem(tmp_path):
+    path = write(tmp_path, """
+        api: {api_key: k, api_secret: s, timeout: 10s}
+        balance: {path: getBalance, interval: 5s, low_threshold: -3, currency: USD}
+        flows: [{key_id: 1}]
+    """)
+    result = run("--config.check", "--config.file", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert sorted(line.split(":")[0] for line in lines) == [
+        "balance.currency", "balance.low_threshold", "balance.path"], lines
+    path = write(tmp_path, """
+        api: {api_key_file: /nonexistent/key, api_secret: s}
+        balance: {interval: 5s}
+        flows: [{key_id: 1}]
+    """)
+    result = run("--config.check", "--config.file", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["balance.interval: 5s must not be shorter than api.timeout (10s)"]
+    (tmp_path / "key").write_text("k\n")
+    path = write(tmp_path, f"""
+        api: {{api_key_file: {tmp_path / 'key'}, api_secret: s}}
+        balance: {{path: /v3/getBalance, low_threshold: 50}}
+        flows: [{{key_id: 1}}]
+    """)
+    result = run("--config.check", "--config.file", str(path))
+    assert result.returncode == 0, result.stderr
