@@ -7,7 +7,8 @@ no clock correction, so that what is printed is what the API said:
 - queryDetail for each configured flow (the first :data:`MAX_FLOWS`);
 - queryPage (the first page, with the configured filters) when discovery is on;
 - one group/call/detail when node call outcomes are on, for the task of a node seen in a
-  queryDetail answer.
+  queryDetail answer;
+- getBalance (at balance.path) when balance polling is on, with the three amounts decoded.
 
 One line per request, then the clock offset read from the answers' Date headers, the TLS
 verification in use, and a verdict. A failure the user can fix (-1, -2, -16, an unreachable
@@ -29,9 +30,9 @@ from .metrics.telemetry import Telemetry
 from .polling.discovery import END_MARGIN, vendor_time
 from .service import build_client
 from .vendor.client import ItnioClient
-from .vendor.endpoints import GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
+from .vendor.endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from .vendor.errors import ApiError, ErrorKind, NotSent
-from .vendor.model import Answer, CallStats, FlowDetail, FlowPage, state_name
+from .vendor.model import BALANCE_KINDS, Answer, Balance, CallStats, FlowDetail, FlowPage, state_name
 
 MAX_FLOWS = 20
 
@@ -52,6 +53,9 @@ ADVICE = {
     "(api.proxy_url, or HTTPS_PROXY/NO_PROXY in the environment).",
     "http": "The API answered with an HTTP error: check that api.base_url is the API's base address "
     "(https://api.itniotech.com, or your white-label host with its /v3 where it has one).",
+    "balance-http": "The balance path answered with an HTTP error: check balance.path (/sms/getBalance on "
+    "api.itniotech.com; /v3/getBalance, or /getBalance under a /v3 base URL, on white-label hosts), or set "
+    "balance.enabled: false.",
     "decode": "The answer could not be read: see the last answer on /flows/<key_id> once the exporter runs, "
     "or report it with the line above.",
 }
@@ -62,7 +66,7 @@ class Outcome:
     endpoint: str
     subject: str  # keyId=12, page=1, taskId=5009612
     seconds: float
-    result: FlowDetail | FlowPage | CallStats | None
+    result: FlowDetail | FlowPage | CallStats | Balance | None
     error: ApiError | NotSent | None
 
     @property
@@ -76,7 +80,9 @@ class Outcome:
         return self.error is None
 
 
-async def _timed(endpoint: str, subject: str, call: Awaitable[FlowDetail | FlowPage | CallStats]) -> Outcome:
+async def _timed(
+    endpoint: str, subject: str, call: Awaitable[FlowDetail | FlowPage | CallStats | Balance]
+) -> Outcome:
     started = time.monotonic()
     try:
         result = await call
@@ -106,6 +112,8 @@ async def _checks(config: Config, client: ItnioClient) -> list[Outcome]:
         if config.discovery.task_name:
             params["taskName"] = config.discovery.task_name
         calls.append(_timed(QUERY_PAGE, "page=1", client.query_page(1, config.discovery.page_size, params, zone)))
+    if config.balance.enabled:
+        calls.append(_timed(GET_BALANCE, f"path={config.balance.path}", client.get_balance(config.balance.path)))
     outcomes = list(await asyncio.gather(*calls))
     if config.enrich.node_calls:
         task_id = next(
@@ -135,6 +143,11 @@ def describe(outcome: Outcome) -> str:
         parts.append(f"OK: {result.total} flows listed, {len(result.records)} on this page")
     elif isinstance(result, CallStats):
         parts.append(f"OK: {result.calls if result.calls is not None else '?'} calls")
+    elif isinstance(result, Balance):
+        amounts = ", ".join(
+            f"{kind} {_amount(result.amount(kind))}" for kind, _ in BALANCE_KINDS
+        )
+        parts.append(f"OK: balance {amounts} (the account's quote currency)")
     elif isinstance(error, ApiError):
         parts.append(f"FAILED: {error.kind.value}{' ' + error.code if error.code else ''}: {error.message}")
     elif isinstance(error, NotSent):
@@ -142,6 +155,10 @@ def describe(outcome: Outcome) -> str:
     drift = answer.drift if answer is not None and result is not None else ()
     parts.append("drift: " + (", ".join(f"{d.kind} {d.field}" for d in drift) if drift else "none"))
     return " | ".join(parts)
+
+
+def _amount(value: float | None) -> str:
+    return "absent" if value is None else f"{value:g}"
 
 
 def clock_line(outcomes: list[Outcome]) -> str:
@@ -187,6 +204,8 @@ def report(config: Config, outcomes: list[Outcome], out: TextIO) -> int:
         key = None
         if isinstance(error, ApiError):
             key = error.code if error.kind is ErrorKind.API and error.code in ADVICE else error.kind.value
+            if outcome.endpoint == GET_BALANCE and error.kind is ErrorKind.HTTP:
+                key = "balance-http"
         if key in ADVICE and ADVICE[key] not in advice:
             advice.append(ADVICE[key])
     for line in advice:

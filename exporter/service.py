@@ -15,22 +15,22 @@ from .config import (
     ApiConfig,
     Config,
     ConfigError,
+    CredentialFiles,
     Credentials,
-    FileWatch,
     load_config,
-    read_secret_file,
     redact_url,
     redact_urls,
     resolve_credentials,
 )
 from .metrics.exposition import Exposition
 from .metrics.telemetry import Telemetry
+from .polling.balance import BalancePoller
 from .polling.discovery import Discovery
 from .polling.enrich import NodeCallEnricher
 from .polling.poller import Poller
 from .polling.shard import Shard
 from .vendor.client import ItnioClient
-from .vendor.endpoints import GROUP_CALL_DETAIL
+from .vendor.endpoints import GET_BALANCE, GROUP_CALL_DETAIL
 from .vendor.transport import client_transport_options
 from .web.app import Health, make_app
 from .web.auth import BasicAuth, serving_options
@@ -78,26 +78,8 @@ def build_client(
     )
 
 
-def changed_secret(watch: FileWatch) -> str | None:
-    """The new API secret if its file (the one path of ``watch``) changed since last read, else
-    None. Blocking: run it in a thread (Kubernetes swaps mounted Secrets in place).
-
-    Raises ConfigError once when the file vanishes, and on every check while the changed file
-    cannot be read or is empty (the caller keeps the old secret meanwhile).
-    """
-    change = watch.check()
-    if change is None:
-        return None
-    (path,) = watch.paths
-    if change.vanished:
-        raise ConfigError([f"api.api_secret_file: cannot read {path}"])
-    secret = read_secret_file(path)  # ConfigError if unreadable or empty
-    watch.accept(change)
-    return secret
-
-
 class Exporter:
-    """The running daemon: one poller task and one HTTP server."""
+    """The running daemon: the poller, discovery and balance tasks and one HTTP server."""
 
     def __init__(
         self,
@@ -126,7 +108,8 @@ class Exporter:
         self.client: ItnioClient | None = None
         self.poller: Poller | None = None
         self.discovery: Discovery | None = None
-        self._secret_file = self._watch(config)
+        self.balance: BalancePoller | None = None
+        self._credential_files = CredentialFiles(config.api)
         self._task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.listener: Listener | None = None
@@ -151,11 +134,6 @@ class Exporter:
     def _make_client(self, config: Config, credentials: Credentials) -> ItnioClient:
         return build_client(config.api, credentials, self.telemetry)
 
-    @staticmethod
-    def _watch(config: Config) -> FileWatch | None:
-        path = config.api.api_secret_file
-        return FileWatch(path) if path is not None else None
-
     async def start(self, *, run_poller: bool = True) -> None:
         """Serve HTTP and start polling. ``run_poller=False`` leaves the cycles to the caller (tests)."""
         self.client = self._make_client(self.config, self.credentials)
@@ -163,13 +141,15 @@ class Exporter:
             self.config,
             self.client,
             self.exposition.publish,
-            before_cycle=self._check_secret_file,
+            before_cycle=self._check_credential_files,
             on_backoff=self.telemetry.backoff.set,
             shard=self.shard,
         )
         self._set_enricher(self.config)
         self.discovery = Discovery(self.poller, lambda: self.client, self.telemetry)
         await self.discovery.apply(self.config, run=run_poller)  # sets the flows and publishes the first snapshot
+        self.balance = BalancePoller(lambda: self.client, self.exposition.publish_balance)
+        await self._apply_balance(self.config, run=run_poller)
         middlewares, ssl_context, self.auth = serving_options(
             self.web_config, health_unauthenticated=self.health_unauthenticated, on_failure=self.telemetry.auth_failed
         )
@@ -233,18 +213,31 @@ class Exporter:
             self.telemetry.preinitialise(GROUP_CALL_DETAIL)
             self.poller.use_enricher(NodeCallEnricher(lambda: self.client))
 
-    async def _check_secret_file(self) -> None:
-        if self._secret_file is None or self.client is None:
+    async def _apply_balance(self, config: Config, *, run: bool) -> None:
+        """Balance polling on or off (balance:), its series pre-initialised once it is on."""
+        assert self.balance is not None
+        if config.balance.enabled:
+            self.telemetry.preinitialise(GET_BALANCE)
+        await self.balance.apply(config, run=run)
+
+    async def _check_credential_files(self) -> None:
+        """Before each cycle: sign with the key and secret files' new content if either changed."""
+        files = self._credential_files
+        if self.client is None:
             return
         try:
-            secret = await asyncio.get_running_loop().run_in_executor(None, changed_secret, self._secret_file)
+            credentials = await asyncio.get_running_loop().run_in_executor(None, files.changed, self.credentials)
         except ConfigError as exc:
-            log.error("api_secret_file_unusable", problem=exc.problems[0], keeping="the previous secret")
+            field = exc.problems[0].partition(":")[0].removeprefix("api.")
+            log.error(f"{field}_unusable", problem=exc.problems[0], keeping="the previous credentials")
             return
-        if secret is not None:
-            self.credentials = Credentials(self.credentials.api_key, secret, "api_secret_file")
-            self.client.use_credentials(self.credentials)
-            log.info("api_secret_reloaded", path=str(self._secret_file.paths[0]))
+        if credentials is not None:
+            if credentials.secret() != self.credentials.secret():
+                log.info("api_secret_reloaded", path=str(files.secret_file))
+            if credentials.api_key != self.credentials.api_key:
+                log.info("api_key_reloaded", path=str(files.key_file))
+            self.credentials = credentials
+            self.client.use_credentials(credentials)
 
     async def reload(self) -> list[str]:
         """Re-read the config file (and the web config). Returns the problems, empty on success.
@@ -279,12 +272,13 @@ class Exporter:
             task.add_done_callback(self._closing.discard)
         else:
             self.client.use_credentials(credentials)
-        if config.api.api_secret_file != self.config.api.api_secret_file:
-            self._secret_file = self._watch(config)
+        if not self._credential_files.same_files(config.api):
+            self._credential_files = CredentialFiles(config.api)
         self.config, self.credentials = config, credentials
         self._set_enricher(config)
         assert self.discovery is not None
         await self.discovery.apply(config, run=self._task is not None)  # sets the poller's flows
+        await self._apply_balance(config, run=self._task is not None)
 
     async def stop(self) -> None:
         """Stop accepting, cancel requests in flight, close everything."""
@@ -297,6 +291,8 @@ class Exporter:
             self._runner = None
         if self.discovery is not None:
             await self.discovery.stop()
+        if self.balance is not None:
+            await self.balance.stop()
         await cancel(self._task)
         self._task = None
         for task in list(self._closing):

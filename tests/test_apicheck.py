@@ -74,7 +74,13 @@ async def test_every_endpoint_in_use_is_asked_once_and_a_good_setup_exits_0(tmp_
     assert sim.requests_per_flow == {1: 1, 2: 1}, "one request per flow, no retries"
     assert any(line.startswith("clock: the API's clock is") for line in lines)
     assert "TLS: none (api.base_url is http://)" in out
-    assert lines[-1] == "verdict: OK: 4 of 4 requests succeeded"
+    # the balance (on by default) at its default path: the three amounts, decoded from the documented strings
+    (balance,) = [line for line in lines if line.startswith("getBalance")]
+    assert balance.startswith("getBalance path=/sms/getBalance | HTTP 200")
+    assert "envelope status/reason (string)" in balance and "drift: none" in balance
+    assert "OK: balance actual 100, gift 50, credit 0 (the account's quote currency)" in balance
+    assert sum(sim.balance_answers.values()) == 1
+    assert lines[-1] == "verdict: OK: 5 of 5 requests succeeded"
     assert DEMO_API_SECRET not in out + err
     assert not any(sign in out + err for sign in sim.signs_seen if sign)
 
@@ -88,7 +94,8 @@ async def test_a_wrong_secret_fails_with_what_to_do_and_exits_1(tmp_path):
     assert code == 1
     assert "code -1 'Authentication error'" in out and "FAILED: api -1" in out
     assert "Authentication failed (-1): check api.api_key and the secret" in out
-    assert out.splitlines()[-1] == "verdict: FAILED: 2 of 2 requests failed"
+    assert "getBalance path=/sms/getBalance" in out
+    assert out.splitlines()[-1] == "verdict: FAILED: 3 of 3 requests failed"
     assert "not-the-secret" not in out + err
 
 
@@ -127,7 +134,32 @@ async def test_an_unknown_flow_and_a_decode_error_fail_the_check(tmp_path):
     assert "keyId=1 | HTTP 200" in out and "keyId=99" in out and "FAILED: api -24" in out
     assert "No flow with this keyId" in out
     assert re.search(r"keyId=2 \| HTTP 200 .*FAILED: decode", out)
-    assert out.splitlines()[-1] == "verdict: FAILED: 2 of 3 requests failed"
+    assert out.splitlines()[-1] == "verdict: FAILED: 2 of 4 requests failed"
+
+
+async def test_the_balance_at_a_white_label_path_and_a_wrong_path_and_balance_off(tmp_path):
+    sim = await started(balance=7.5, gift=0, credit=2)
+    try:
+        sim.balance_as_numbers = True  # a looser vendor: numbers, not the documented strings
+        white_label = config_file(tmp_path, sim, flows=(1,), extra="balance:\n  path: /v3/getBalance\n")
+        code, out, _ = await api_check(white_label)
+        assert code == 0, out
+        assert "getBalance path=/v3/getBalance | HTTP 200" in out
+        assert "OK: balance actual 7.5, gift 0, credit 2" in out and "drift: none" in out
+
+        wrong = config_file(tmp_path, sim, flows=(1,), extra="balance:\n  path: /getBalance\n")
+        code, out, _ = await api_check(wrong)
+        assert code == 1
+        assert "getBalance path=/getBalance | HTTP 404" in out and "FAILED: http 404" in out
+        assert "check balance.path" in out
+        assert out.splitlines()[-1] == "verdict: FAILED: 1 of 2 requests failed"
+
+        code, out, _ = await api_check(config_file(tmp_path, sim, flows=(1,), extra="balance:\n  enabled: false\n"))
+        assert code == 0 and "getBalance" not in out
+        assert out.splitlines()[-1] == "verdict: OK: 1 of 1 requests succeeded"
+    finally:
+        await sim.stop()
+    assert sim.balance_answers == {("ok", ""): 1}, "a wrong path never reaches the balance handler"
 
 
 def test_api_check_goes_with_a_config_file_only():

@@ -278,3 +278,32 @@ def test_max_connections_must_be_a_positive_number():
     for wrong in ("0", "many"):
         result = run("--demo", "--web.max-connections", wrong)
         assert result.returncode == 1 and result.stderr.startswith("--web.max-connections: "), result.stderr
+
+
+def test_config_check_reports_the_balance_block_and_the_key_file_one_line_per_problem(tmp_path):
+    path = write(tmp_path, """
+        api: {api_key: k, api_secret: s, timeout: 10s}
+        balance: {path: getBalance, interval: 5s, low_threshold: -3, currency: USD}
+        flows: [{key_id: 1}]
+    """)
+    result = run("--config.check", "--config.file", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert sorted(line.split(":")[0] for line in lines) == [
+        "balance.currency", "balance.low_threshold", "balance.path"], lines
+    path = write(tmp_path, """
+        api: {api_key_file: /nonexistent/key, api_secret: s}
+        balance: {interval: 5s}
+        flows: [{key_id: 1}]
+    """)
+    result = run("--config.check", "--config.file", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["balance.interval: 5s must not be shorter than api.timeout (10s)"]
+    (tmp_path / "key").write_text("k\n")
+    path = write(tmp_path, f"""
+        api: {{api_key_file: {tmp_path / 'key'}, api_secret: s}}
+        balance: {{path: /v3/getBalance, low_threshold: 50}}
+        flows: [{{key_id: 1}}]
+    """)
+    result = run("--config.check", "--config.file", str(path))
+    assert result.returncode == 0, result.stderr

@@ -6,7 +6,15 @@ human line per problem, each naming the field (``flows[2].key_id: ...``). The na
 below are the package's public face; the modules say where each lives.
 """
 
-from .credentials import ENV_API_KEY, ENV_API_SECRET, Credentials, read_secret_file, resolve_credentials
+from .credentials import (
+    ENV_API_KEY,
+    ENV_API_SECRET,
+    CredentialFiles,
+    Credentials,
+    read_key_file,
+    read_secret_file,
+    resolve_credentials,
+)
 from .durations import Duration, format_duration, parse_duration
 from .errors import ConfigError, validate_mapping
 from .files import FileChange, FileStamp, FileWatch, read_text_file
@@ -16,6 +24,7 @@ from .schema import (
     DEFAULT_BASE_URL,
     ApiConfig,
     ApiTlsConfig,
+    BalanceConfig,
     Config,
     DiscoveryConfig,
     EnrichConfig,
@@ -29,8 +38,10 @@ __all__ = [
     "ENV_API_SECRET",
     "ApiConfig",
     "ApiTlsConfig",
+    "BalanceConfig",
     "Config",
     "ConfigError",
+    "CredentialFiles",
     "Credentials",
     "DiscoveryConfig",
     "Duration",
@@ -44,6 +55,7 @@ __all__ = [
     "load_config",
     "parse_duration",
     "parse_yaml",
+    "read_key_file",
     "read_secret_file",
     "read_text_file",
     "redact_url",

@@ -1,7 +1,9 @@
 """The API key and secret: where they come from, and a holder that never shows the secret.
 
-The key comes from ``api.api_key``, else ``$ITNIO_API_KEY``; the secret from
-``api.api_secret_file``, else ``api.api_secret``, else ``$ITNIO_API_SECRET``.
+The key comes from ``api.api_key_file``, else ``api.api_key``, else ``$ITNIO_API_KEY``; the
+secret from ``api.api_secret_file``, else ``api.api_secret``, else ``$ITNIO_API_SECRET``. The two
+files are watched (:class:`CredentialFiles`), so that a rotated Kubernetes Secret holding both is
+picked up without a restart.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import os
 from pathlib import Path
 
 from .errors import ConfigError
-from .files import read_text_file
+from .files import FileWatch, read_text_file
 from .schema import ApiConfig
 
 ENV_API_KEY = "ITNIO_API_KEY"
@@ -46,21 +48,38 @@ class Credentials:
         return hash((self.api_key, self._secret))
 
 
+def _read_credential_file(path: Path, field: str) -> str:
+    """The text of a key or secret file, without surrounding white space (editors add a newline)."""
+    text = read_text_file(path, field).strip()
+    if not text:
+        raise ConfigError([f"{field}: {path} is empty"])
+    return text
+
+
 def read_secret_file(path: Path) -> str:
     """The secret in ``path``, without surrounding white space (editors add a newline)."""
-    secret = read_text_file(path, "api.api_secret_file").strip()
-    if not secret:
-        raise ConfigError([f"api.api_secret_file: {path} is empty"])
-    return secret
+    return _read_credential_file(path, "api.api_secret_file")
+
+
+def read_key_file(path: Path) -> str:
+    """The API key in ``path``, without surrounding white space."""
+    return _read_credential_file(path, "api.api_key_file")
 
 
 def resolve_credentials(api: ApiConfig, environ: dict[str, str] | None = None) -> Credentials:
-    """Key from config or $ITNIO_API_KEY; secret from file, then config, then $ITNIO_API_SECRET."""
+    """Key from file, then config, then $ITNIO_API_KEY; secret from file, then config, then $ITNIO_API_SECRET."""
     env = os.environ if environ is None else environ
     problems = []
-    key = api.api_key if api.api_key is not None else env.get(ENV_API_KEY, "")
-    if not key:
-        problems.append(f"api.api_key: missing (set it in the config or in ${ENV_API_KEY})")
+    key = ""
+    if api.api_key_file is not None:
+        try:
+            key = read_key_file(api.api_key_file)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    else:
+        key = api.api_key if api.api_key is not None else env.get(ENV_API_KEY, "")
+        if not key:
+            problems.append(f"api.api_key: missing (set api.api_key_file, api.api_key or ${ENV_API_KEY})")
     secret, source = "", ""
     if api.api_secret_file is not None:
         try:
@@ -80,3 +99,42 @@ def resolve_credentials(api: ApiConfig, environ: dict[str, str] | None = None) -
     if problems:
         raise ConfigError(problems)
     return Credentials(key, secret, source)
+
+
+class CredentialFiles:
+    """The key and secret files of an ``api:`` section (those it names), watched for changes.
+
+    :meth:`changed` is called before each poll cycle: Kubernetes swaps a mounted Secret's files
+    in place, so a rotated key and secret are used without a restart.
+    """
+
+    def __init__(self, api: ApiConfig):
+        self.key_file = api.api_key_file
+        self.secret_file = api.api_secret_file
+        self._fields = [(path, field) for path, field in (
+            (self.key_file, "api.api_key_file"), (self.secret_file, "api.api_secret_file")) if path is not None]
+        self._watch = FileWatch(*(path for path, _ in self._fields)) if self._fields else None
+
+    def same_files(self, api: ApiConfig) -> bool:
+        return api.api_key_file == self.key_file and api.api_secret_file == self.secret_file
+
+    def changed(self, current: Credentials) -> Credentials | None:
+        """``current`` with the key and secret re-read from their files if a file changed since last
+        read, else None. Blocking: run it in a thread.
+
+        Raises ConfigError once when a file vanishes, and on every check while a changed file cannot
+        be read or is empty (the caller keeps the old credentials meanwhile); its problems name the field.
+        """
+        if self._watch is None:
+            return None
+        change = self._watch.check()
+        if change is None:
+            return None
+        gone = [f"{field}: cannot read {path}" for (path, field), stamp in zip(self._fields, change.stamps, strict=True)
+                if stamp is None]
+        if gone:
+            raise ConfigError(gone)
+        key = read_key_file(self.key_file) if self.key_file is not None else current.api_key
+        secret = read_secret_file(self.secret_file) if self.secret_file is not None else current.secret()
+        self._watch.accept(change)
+        return Credentials(key, secret, "api_secret_file" if self.secret_file is not None else current.source)

@@ -63,6 +63,7 @@ class ApiTlsConfig(_Model):
 class ApiConfig(_Model):
     base_url: StrictStr = DEFAULT_BASE_URL
     api_key: StrictStr | None = None
+    api_key_file: Path | None = None  # wins over api_key; re-read when it changes, like api_secret_file
     api_secret: SecretStr | None = Field(default=None, repr=False)
     api_secret_file: Path | None = None
     timeout: Duration = 10.0
@@ -97,7 +98,7 @@ class ApiConfig(_Model):
     def zone(self) -> tzinfo:
         return UTC if self.timezone == "UTC" else zoneinfo.ZoneInfo(self.timezone)
 
-    @field_validator("api_secret_file", mode="before")
+    @field_validator("api_key_file", "api_secret_file", mode="before")
     @classmethod
     def _path(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -209,11 +210,41 @@ class EnrichConfig(_Model):
     node_calls: StrictBool = False  # group/call/detail for each node's taskId
 
 
+class BalanceConfig(_Model):
+    """Polling the account balance (getBalance) on its own schedule."""
+
+    enabled: StrictBool = True
+    # api.itniotech.com serves /sms/getBalance; white-labels /v3/getBalance (or /getBalance under a /v3 base_url).
+    path: StrictStr = "/sms/getBalance"
+    interval: Duration = 300.0
+    low_threshold: float | None = Field(default=None, ge=0)  # in the account's quote currency
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*", value):
+            raise ValueError(f"{value!r} is not a URL path like /sms/getBalance (no query, no spaces)")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _at_least_a_second(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("must be at least 1s")
+        return value
+
+    @property
+    def stale_after_seconds(self) -> float:
+        """A balance older than this is no longer shown."""
+        return 3 * self.interval
+
+
 class Config(_Model):
     api: ApiConfig = ApiConfig()
     poll: PollConfig = PollConfig()
     discovery: DiscoveryConfig = DiscoveryConfig()
     enrich: EnrichConfig = EnrichConfig()
+    balance: BalanceConfig = BalanceConfig()
     flows: list[FlowConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -232,6 +263,11 @@ class Config(_Model):
             problems.append(
                 f"api.timeout: {format_duration(self.api.timeout)} must not exceed "
                 f"poll.interval ({format_duration(self.poll.interval)})"
+            )
+        if self.balance.enabled and self.api.timeout > self.balance.interval:
+            problems.append(
+                f"balance.interval: {format_duration(self.balance.interval)} must not be shorter than "
+                f"api.timeout ({format_duration(self.api.timeout)})"
             )
         if self.poll.max_backoff < self.poll.interval:
             problems.append(

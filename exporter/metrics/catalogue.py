@@ -221,8 +221,8 @@ CLOCK_OFFSET = Metric(
 BACKOFF = Metric(
     "itnio_exporter_backoff_seconds",
     "gauge",
-    "Current back-off of the whole poller after authentication (-1) or IP restriction (-2) "
-    "errors; 0 at the normal pace.",
+    "Current back-off of the whole poller after authentication (-1), IP restriction (-2) or "
+    "user locked (-13) errors; 0 at the normal pace.",
 )
 CONFIG_RELOAD_SUCCESSFUL = Metric(
     "itnio_exporter_config_last_reload_successful",
@@ -281,6 +281,27 @@ DISCOVERED_FLOWS = Metric(
     "Recall flows watched because discovery found them (whether or not flows: lists them too).",
 )
 
+# -- the account balance, from the balance poller's state (exporter.metrics.exposition) ------
+ACCOUNT_BALANCE = Metric(
+    "itnio_account_balance",
+    "gauge",
+    "Balance of the ITNIO account as getBalance reports it, in the account's quote currency (the API "
+    "does not say which), by kind: actual (balance), gift (gift) and credit (credit); what can be spent "
+    "is their sum. Absent once the last successful query is older than 3 x balance.interval.",
+    ("kind",),
+)
+ACCOUNT_BALANCE_LOW_THRESHOLD = Metric(
+    "itnio_account_balance_low_threshold",
+    "gauge",
+    "The balance.low_threshold setting: the available balance (the sum of itnio_account_balance) below "
+    "which ItnioBalanceLow fires, in the account's quote currency.",
+)
+ACCOUNT_BALANCE_LAST_SUCCESS = Metric(
+    "itnio_account_balance_last_success_timestamp_seconds",
+    "gauge",
+    "Unix time of the last successful query of the account balance (getBalance).",
+)
+
 # In the order /metrics shows them (when each is shown at all).
 METRICS: tuple[Metric, ...] = (
     FLOW_UP, FLOW_LAST_SUCCESS, FLOW_POLLS, FLOW_POLL_ERRORS, FLOW_INFO, FLOW_STATUS, FLOW_STATE,
@@ -290,6 +311,7 @@ METRICS: tuple[Metric, ...] = (
     API_REQUESTS, API_ERRORS, API_REQUEST_DURATION, API_RETRIES, API_SCHEMA_DRIFT, CLOCK_OFFSET, BACKOFF,
     CONFIG_RELOAD_SUCCESSFUL, CONFIG_RELOAD_SUCCESS_TIME, HTTP_AUTH_FAILURES, BUILD_INFO, CONFIG_INFO,
     SHARD_INDEX, SHARDS, DISCOVERY_SUCCESSFUL, DISCOVERY_SUCCESS_TIME, DISCOVERED_FLOWS,
+    ACCOUNT_BALANCE, ACCOUNT_BALANCE_LOW_THRESHOLD, ACCOUNT_BALANCE_LAST_SUCCESS,
 )
 BY_NAME: dict[str, Metric] = {metric.name: metric for metric in METRICS}
 

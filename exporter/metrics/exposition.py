@@ -2,8 +2,9 @@
 
 The flow and node series change only when a poll cycle ends, so they are rendered
 once per snapshot, in both formats and pre-compressed, and every scrape reuses the
-bytes. Only the small request-level registry (:mod:`exporter.metrics.telemetry`) is
-rendered per scrape and appended. A scrape therefore costs about the bytes it sends.
+bytes. Only the small request-level registry (:mod:`exporter.metrics.telemetry`) and the
+account balance (a few series of the balance poller's immutable state, which goes stale on
+its own clock) are rendered per scrape and appended. A scrape therefore costs about the bytes it sends.
 Each family is built from its :mod:`exporter.metrics.catalogue` entry by one of the
 small builders below, which :func:`snapshot_families` composes.
 
@@ -28,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
+from ..polling.balance import BalanceState
 from ..polling.snapshot import FlowState, Snapshot
 from ..vendor.errors import ErrorKind
 from ..vendor.model import STATES, UNKNOWN_STATE, state_name
@@ -221,6 +223,25 @@ def cycle_families(snapshot: Snapshot) -> list[Metric]:
     return cycle
 
 
+def balance_families(state: BalanceState, now: float) -> list[Metric]:
+    """The account balance at unix time ``now`` (none once stale), its threshold and last success:
+    only the families that have series, so an exporter with balance off shows none."""
+    if not state.enabled:
+        return []
+    out = []
+    balance = state.visible(now)
+    if balance is not None:
+        amounts = family(catalogue.ACCOUNT_BALANCE)
+        for kind, amount in balance.amounts:
+            amounts.add_metric([kind], amount)
+        out.append(amounts)
+    if state.low_threshold is not None:
+        out.append(family(catalogue.ACCOUNT_BALANCE_LOW_THRESHOLD, state.low_threshold))
+    if state.last_success is not None:
+        out.append(family(catalogue.ACCOUNT_BALANCE_LAST_SUCCESS, state.last_success))
+    return out
+
+
 def _yield_gil() -> None:
     time.sleep(0)
 
@@ -327,6 +348,12 @@ class Exposition:
         self.rendered = RenderedSnapshot.of(self.snapshot)
         self._answers: dict[tuple[bool, bool], tuple[float, bytes]] = {}  # (openmetrics, gzip)
         self._large_publishes = 0
+        self.balance = BalanceState()
+
+    def publish_balance(self, state: BalanceState) -> None:
+        """Show ``state`` from the next scrape on (the balance poller calls this after each query)."""
+        self.balance = state
+        self._answers = {}
 
     async def publish(self, snapshot: Snapshot) -> None:
         """Render a new snapshot (in a worker thread when large) and make it the current one."""
@@ -370,10 +397,12 @@ class Exposition:
         return body
 
     def _assemble(self, openmetrics: bool, gzip: bool) -> bytes:
+        balance = balance_families(self.balance, time.time())
+        head = _render(balance, openmetrics) if balance else b""
         if openmetrics:
-            tail = generate_latest_openmetrics(self.live_registry)
+            tail = head + generate_latest_openmetrics(self.live_registry)
             cached, prefix = self.rendered.openmetrics, self.rendered.openmetrics_gzip
         else:
-            tail = generate_latest(self.live_registry)
+            tail = head + generate_latest(self.live_registry)
             cached, prefix = self.rendered.text, self.rendered.text_gzip
         return prefix.finish(tail) if gzip else cached + tail

@@ -7,7 +7,7 @@ others), and every request and retry ends by the cycle's deadline (its start plu
 flow never delays the others beyond ``api.timeout``. Nothing the API answers can end
 the loop.
 
-Authentication (-1) and IP (-2) errors mean the account, not the flow, is broken:
+Authentication (-1), IP (-2) and user-locked (-13) errors mean the account, not the flow, is broken:
 the cycle stops sending, the next cycles come after an exponential back-off (up to
 ``poll.max_backoff``) and start with a single probe; the first success restores the
 normal pace.
@@ -95,7 +95,7 @@ class Poller:
 
     @property
     def backoff(self) -> float:
-        """Seconds between cycles while the account is failing (-1, -2); 0.0 when it is not."""
+        """Seconds between cycles while the account is failing (-1, -2, -13); 0.0 when it is not."""
         return self._backoff
 
     @property

@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault", action="append", default=[], metavar="KIND=RATE",
                         help=f"inject a fault at a rate in 0..1; KIND is one of {', '.join(FAULT_KINDS)}")
     parser.add_argument("--envelope", choices=("mixed", *ENVELOPES), default="mixed")
+    parser.add_argument("--call-cost", type=float, default=0.0,
+                        help="balance spent per call placed (a call a second per in-progress node)")
+    parser.add_argument("--balance-path", default=None,
+                        help="serve the balance at this path too (besides /sms/getBalance and /v3/getBalance)")
     args = parser.parse_args(argv)
     try:
         rates = _parse_faults(args.fault)
@@ -43,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     host, _, port = args.listen.rpartition(":")
     flows = static_flows(args.flows, args.nodes) if args.flows else [flow for flow, _ in demo_flows()]
     sim = Simulator(api_key=args.api_key, api_secret=args.api_secret, flows=flows, latency=args.latency,
-                    fault_rates=rates, envelope_variant=args.envelope, seed=None)
+                    fault_rates=rates, envelope_variant=args.envelope, seed=None, call_cost=args.call_cost,
+                    balance_path=args.balance_path)
 
     async def serve() -> None:
         port_number = await sim.start(host.strip("[]") or "127.0.0.1", int(port))

@@ -8,6 +8,12 @@ at set rates or for chosen flows. Every answer is recorded in :attr:`Simulator.a
 as ``(kind, code)``, with the exporter's error kinds, so tests compare the
 exporter's counters against the truth.
 
+It also serves the account balance (``GET /sms/getBalance`` and ``/v3/getBalance``, plus
+``balance_path``), flat and with the amounts as strings as documented. Its flows spend it:
+every in-progress node places ``call_rate`` calls a second at ``call_cost`` each, charged to
+the actual balance, then the gift. Balance answers are recorded apart, in
+:attr:`Simulator.balance_answers`, with the amounts served in :attr:`Simulator.balances_served`.
+
 Run it alone with ``itnio-exporter-simulator`` or ``python -m exporter.simulator``
 (:mod:`exporter.simulator.cli`); the flows it serves are in :mod:`exporter.simulator.flows`.
 """
@@ -29,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from ..vendor.endpoints import GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
+from ..vendor.endpoints import DEFAULT_BALANCE_PATH, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from ..vendor.endpoints import path as endpoint_path
 from ..vendor.model import VENDOR_TIME_FORMAT
 from ..vendor.signing import sign
@@ -37,6 +43,7 @@ from ..vendor.signing import sign
 QUERY_DETAIL_PATH = endpoint_path(QUERY_DETAIL)
 QUERY_PAGE_PATH = endpoint_path(QUERY_PAGE)
 GROUP_CALL_DETAIL_PATH = endpoint_path(GROUP_CALL_DETAIL) + "/{task_id}"
+BALANCE_PATHS = (DEFAULT_BALANCE_PATH, "/v3/getBalance")  # api.itniotech.com and the white-labels
 ENVELOPES = ("code-int", "code-str", "status-str", "status-int")
 FAULT_KINDS = ("timeout", "http", "network", "decode", "api")
 # Scripted drift in queryDetail answers (Simulator.flow_drift): what a real API may send that the docs do not say.
@@ -125,6 +132,13 @@ class Simulator:
         seed: int | None = 0,
         clock: Callable[[], float] = time.time,
         timezone: str = "UTC",
+        balance: float = 100.0,
+        gift: float = 50.0,
+        credit: float = 0.0,
+        call_cost: float = 0.0,
+        call_rate: float = 1.0,
+        balance_path: str | None = None,
+        top_up_to: float | None = None,
     ):
         self.api_key = api_key
         self.api_secret = api_secret
@@ -157,6 +171,18 @@ class Simulator:
         # Called with the page number after each queryPage page is computed, before it is sent:
         # a test can create or delete flows there, as happens between two page reads on a live account.
         self.after_page: Callable[[int], None] | None = None
+        # The account: amounts as getBalance reports them, spent by the flows' calls.
+        self.amounts = {"balance": balance, "gift": gift, "credit": credit}
+        self.call_cost = call_cost  # per call placed
+        self.call_rate = call_rate  # calls a second per in-progress node
+        self.calls_placed = 0.0
+        self._charged_until = time.monotonic()
+        self.balance_paths = BALANCE_PATHS + ((balance_path,) if balance_path and balance_path not in BALANCE_PATHS else ())
+        self.top_up_to = top_up_to  # once the account is spent, the actual balance is topped up to this
+        self.balance_fault: Fault | None = None  # injected on every balance request while set
+        self.balance_as_numbers = False  # amounts as JSON numbers instead of the documented strings
+        self.balance_answers: Counter[tuple[str, str]] = Counter()  # (kind, code) of every balance answer
+        self.balances_served: list[dict[str, float]] = []  # the amounts of each successful balance answer
         self._served = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -167,6 +193,8 @@ class Simulator:
         app.router.add_post(QUERY_DETAIL_PATH, self._query_detail)
         app.router.add_post(QUERY_PAGE_PATH, self._query_page)
         app.router.add_get(GROUP_CALL_DETAIL_PATH, self._group_call_detail)
+        for path in self.balance_paths:
+            app.router.add_get(path, self._get_balance)
         app.on_response_prepare.append(self._date_header)
         return app
 
@@ -243,7 +271,12 @@ class Simulator:
     async def _group_call_detail(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, self._decide_call_detail)
 
-    async def _serve(self, request: web.Request, decide: Callable[[web.Request], Any]) -> web.StreamResponse:
+    async def _get_balance(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, self._decide_balance, self.balance_answers)
+
+    async def _serve(
+        self, request: web.Request, decide: Callable[[web.Request], Any], answers: Counter[tuple[str, str]] | None = None
+    ) -> web.StreamResponse:
         """Answer, then record the answer once it is written: a request the client gave up on
         before that (its timeout) is recorded as the timeout it saw."""
         record: tuple[str, str] | None = None
@@ -260,7 +293,7 @@ class Simulator:
                 record = ("timeout", "")
             raise
         finally:
-            self.answers[record or ("timeout", "")] += 1
+            (self.answers if answers is None else answers)[record or ("timeout", "")] += 1
 
     async def _decide_detail(self, request: web.Request) -> Decision:
         raw = await request.read()
@@ -432,6 +465,50 @@ class Simulator:
         if self._served % 2 == 1:  # the vendor is loose: numbers as strings now and then
             data = {k: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for k, v in data.items()}
         return self._answer(0, "success", data)
+
+    # -- the account balance ---------------------------------------------------------------------
+    def place_calls(self, calls: float) -> None:
+        """Charge ``calls`` calls at call_cost: from the actual balance first, then the gift."""
+        self.calls_placed += calls
+        cost = calls * self.call_cost
+        for key in ("balance", "gift"):
+            spent = min(cost, max(self.amounts[key], 0.0))
+            self.amounts[key] -= spent
+            cost -= spent
+        if self.top_up_to is not None and self.amounts["balance"] + self.amounts["gift"] <= 0:
+            self.amounts["balance"] = self.top_up_to
+
+    def _charge(self) -> None:
+        """The calls the flows' in-progress nodes placed since the last charge (call_rate a second each)."""
+        now = time.monotonic()
+        seconds, self._charged_until = now - self._charged_until, now
+        if not self.call_cost or seconds <= 0:
+            return
+        elapsed = now - self.started
+        running = sum(
+            1 for flow in self.flows.values() for node in flow.data(elapsed).get("nodeList") or ()
+            if node.get("nodeStatus") == 1
+        )
+        self.place_calls(running * self.call_rate * seconds)
+
+    def available(self) -> float:
+        return sum(self.amounts.values())
+
+    async def _decide_balance(self, request: web.Request) -> Decision:
+        faulted = await self._fault_or_delay(request, self.balance_fault, self.latency)
+        if faulted is not None:
+            return faulted
+        problem = self._check_auth(request)
+        if problem is not None:  # the balance page documents status/reason only
+            code, message = problem
+            return ("api", str(code)), web.json_response(envelope("status-str", code, message))
+        self._charge()
+        amounts = {key: round(value, 6) for key, value in self.amounts.items()}
+        self.balances_served.append(amounts)
+        # Flat, every field a string, as documented (balance_as_numbers: a looser vendor).
+        body: dict[str, Any] = {"status": "0", "reason": "success"}
+        body.update({key: value if self.balance_as_numbers else f"{value:.6f}" for key, value in amounts.items()})
+        return ("ok", ""), web.json_response(body)
 
     def errors(self) -> Counter[tuple[str, str]]:
         """The answers that were failures, as the exporter should count them."""

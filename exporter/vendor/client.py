@@ -28,18 +28,18 @@ import yarl
 
 from .. import __version__
 from ..config import Credentials, redact_url, redact_urls
-from .decoding import UNREADABLE_NODE, Reader, parse_call_stats, parse_flow_detail, parse_flow_page
-from .endpoints import GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
+from .decoding import UNREADABLE_NODE, Reader, parse_balance, parse_call_stats, parse_flow_detail, parse_flow_page
+from .endpoints import DEFAULT_BALANCE_PATH, GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from .endpoints import path as endpoint_path
 from .errors import ApiError, ErrorKind, NotSent
-from .model import MAX_ANSWER_BYTES, Answer, CallStats, FlowDetail, FlowPage
+from .model import MAX_ANSWER_BYTES, Answer, Balance, CallStats, FlowDetail, FlowPage
 from .ratelimit import TokenBucket
 from .signing import signed_headers
 
 log = structlog.get_logger("exporter.vendor.client")
 
 USER_AGENT = f"itnio-exporter/{__version__}"
-T = TypeVar("T", FlowDetail, FlowPage, CallStats)
+T = TypeVar("T", FlowDetail, FlowPage, CallStats, Balance)
 MAX_DRIFT_LOGGED = 10_000  # (endpoint, subject, field, kind) remembered as logged; then forgotten and logged again
 MAX_THROTTLE = 300.0  # never pause longer than this, whatever Retry-After says
 
@@ -154,8 +154,14 @@ class ItnioClient:
     ) -> CallStats:
         """The call counts of one group-call task (a node's taskId): a signed GET."""
         return await self._call(
-            GROUP_CALL_DETAIL, {}, parse_call_stats, deadline, may_send, path=f"{GROUP_CALL_DETAIL}/{task_id}"
+            GROUP_CALL_DETAIL, {}, parse_call_stats, deadline, may_send,
+            path=endpoint_path(f"{GROUP_CALL_DETAIL}/{task_id}"),
         )
+
+    async def get_balance(self, path: str = DEFAULT_BALANCE_PATH, deadline: float | None = None) -> Balance:
+        """The account's balance: a signed GET of ``path`` under the base URL (balance.path, not under
+        /voice/), counted under the endpoint ``getBalance`` whatever the path."""
+        return await self._call(GET_BALANCE, {}, parse_balance, deadline, path=path)
 
     async def _call(
         self,
@@ -250,14 +256,15 @@ class ItnioClient:
     ) -> T:
         """Send one signed request and return ``parse`` of its JSON body, with the :class:`Answer` attached.
 
-        A POST of ``payload`` to ``endpoint``, or, when ``path`` is given, a GET of that path
-        (counted under ``endpoint``, so that ids in the path never become label values).
+        A POST of ``payload`` to ``endpoint`` (under /voice/), or, when ``path`` (a URL path under
+        the base URL) is given, a GET of that path (counted under ``endpoint``, so that ids in the
+        path never become label values).
         Every failure (transport, HTTP, JSON, envelope or shape) raises ApiError, and the
         request is reported to telemetry exactly once, with that one error. An answer that
         was received rides on the result or the error (``.answer``); the drift of an answer
         that was used is reported and logged (once per flow, field and kind).
         """
-        url = self.base_url + endpoint_path(path or endpoint)
+        url = self.base_url + (path if path is not None else endpoint_path(endpoint))
         creds = self._credentials
         sent_at = self.clock()
         headers = signed_headers(creds.api_key, creds.secret(), int(sent_at + self._clock_offset))

@@ -23,6 +23,11 @@ user-facing version is in docs/, "How answers are decoded"):
   answer is the envelope, ``data`` not being an object, or an unreadable or absent
   flow-level field (``status``, ``recallInterval``, ``recallNum``, ``recallType``).
 
+- **Balance.** The getBalance answer is flat (``status``, ``reason``, ``balance``, ``gift``,
+  ``credit``; no ``data``) and documents its amounts as strings: a numeric string there is
+  not drift, and a JSON number is accepted too. ``balance`` is required; an absent ``gift``
+  or ``credit`` is ``missing`` drift and has no series.
+
 Drift is noted once per answer for each (field, kind): the field is the documented
 path without list indices (``data.nodeList.nodeStatus``), or ``other``, so the label
 values are a fixed set (:data:`DRIFT_SERIES`).
@@ -35,9 +40,20 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .endpoints import GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
+from .endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from .errors import ApiError, ErrorKind
-from .model import VENDOR_TIME_FORMAT, CallStats, Drift, Envelope, FlowDetail, FlowPage, FlowRecord, NodeDetail
+from .model import (
+    BALANCE_KINDS,
+    VENDOR_TIME_FORMAT,
+    Balance,
+    CallStats,
+    Drift,
+    Envelope,
+    FlowDetail,
+    FlowPage,
+    FlowRecord,
+    NodeDetail,
+)
 
 MAX_TEXT = 256  # longest task name kept (label values from the vendor are bounded)
 MAX_NUMBER_TEXT = 40  # longer numeric strings are not numbers worth reading (nor worth the parsing time)
@@ -74,6 +90,8 @@ DRIFT_SERIES: dict[str, tuple[tuple[str, str], ...]] = {
         for name in ("data.numCnt", "data.callTotal", "data.success", "data.fail", "data.acd")
         for kind in (STRING_NUMBER, MISSING)
     ) + (("msg", MISSING),),
+    # Flat answer, amounts documented as strings: only an absent field is drift.
+    GET_BALANCE: tuple((name, MISSING) for name in ("msg", "gift", "credit")),
 }
 
 
@@ -375,3 +393,26 @@ def parse_call_stats(body: Any, reader: Reader | None = None) -> CallStats:
         failed=reader.optional_number(data, "fail", "data", "data.fail"),
         acd_seconds=reader.optional_number(data, "acd", "data", "data.acd"),
     )
+
+
+# -- getBalance ([C] on the vendor's Account pages) -------------------------------------------------
+def parse_balance(body: Any, reader: Reader | None = None) -> Balance:
+    """Decode a getBalance answer (flat: the amounts sit beside ``status``); ApiError unless a success."""
+    reader = reader or Reader(GET_BALANCE)
+    envelope = reader.read_envelope(body)
+    if envelope.code != 0:
+        raise ApiError(ErrorKind.API, str(envelope.code), envelope.message[:200])
+    amounts = []
+    for kind, key in BALANCE_KINDS:
+        raw = body.get(key)
+        if raw is None or raw == "":
+            if key == "balance":
+                raise decode_error("balance is missing")
+            reader.note(key, MISSING, f"{key} is absent")
+            continue
+        try:
+            value, _ = number(raw)  # documented as a string: text is not drift here
+        except ValueError as exc:
+            raise decode_error(f"{key} {exc}") from None
+        amounts.append((kind, float(value)))
+    return Balance(tuple(amounts))

@@ -1,7 +1,9 @@
 """The vendor's endpoints and codes, as the exporter names them.
 
 An endpoint's label value (``recallFlow/queryDetail``) is its path under ``/voice/``;
-ids in a path (a taskId) never become label values. Codes are kept as the strings the
+ids in a path (a taskId) never become label values. The account balance is not under
+``/voice/`` and its path differs between hosts (``balance.path``): its label is ``getBalance``
+whatever the path. Codes are kept as the strings the
 API sends; the list is the vendor's and is never assumed complete.
 """
 
@@ -11,7 +13,9 @@ VOICE_PREFIX = "/voice/"
 QUERY_DETAIL = "recallFlow/queryDetail"
 QUERY_PAGE = "recallFlow/queryPage"
 GROUP_CALL_DETAIL = "group/call/detail"  # GET {GROUP_CALL_DETAIL}/{taskId}
-ENDPOINTS = (QUERY_DETAIL, QUERY_PAGE, GROUP_CALL_DETAIL)  # every value of the endpoint label
+GET_BALANCE = "getBalance"  # GET {balance.path}, by default DEFAULT_BALANCE_PATH
+DEFAULT_BALANCE_PATH = "/sms/getBalance"  # api.itniotech.com; white-labels: /v3/getBalance
+ENDPOINTS = (QUERY_DETAIL, QUERY_PAGE, GROUP_CALL_DETAIL, GET_BALANCE)  # every value of the endpoint label
 
 
 def path(endpoint: str) -> str:
@@ -21,7 +25,11 @@ def path(endpoint: str) -> str:
 
 CODE_TIMESTAMP_EXPIRED = "-16"
 CODE_TOO_FREQUENT = "-15"
-ACCOUNT_CODES = frozenset({"-1", "-2"})
+CODE_INSUFFICIENT_BALANCE = "-10"
+CODE_USER_LOCKED = "-13"
+# Authentication, restricted IP, user locked: the account is broken, not the flow (the poller backs off).
+ACCOUNT_CODES = frozenset({"-1", "-2", CODE_USER_LOCKED})
 CODE_NOT_EXISTING = "-24"
-# Codes listed on the recallFlow page; pre-initialised in the error counters so that rate() works.
-DOCUMENTED_CODES = ("-1", "-2", "-16", "-18", "-22")
+# Codes listed on the recallFlow and balance pages, and -10 (insufficient balance, which stops every
+# flow): pre-initialised in the error counters so that rate() and increase() work from the start.
+DOCUMENTED_CODES = ("-1", "-2", CODE_INSUFFICIENT_BALANCE, CODE_USER_LOCKED, "-16", "-18", "-22")

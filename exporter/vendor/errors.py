@@ -53,7 +53,7 @@ class ApiError(Exception):
         )
 
     def is_account_error(self) -> bool:
-        """-1 (authentication) and -2 (restricted IP): the account is broken, not the flow."""
+        """-1 (authentication), -2 (restricted IP), -13 (user locked): the account is broken, not the flow."""
         return self.kind is ErrorKind.API and self.code in ACCOUNT_CODES
 
 
@@ -66,7 +66,7 @@ class NotSent(Exception):
 
 
 class AccountGuard:
-    """Stops a batch of requests once one of them finds the account broken (-1 or -2).
+    """Stops a batch of requests once one of them finds the account broken (-1, -2 or -13).
 
     Pass :meth:`may_send` to the client, and :meth:`note` every outcome."""
 

@@ -113,3 +113,24 @@ class CallStats:
     failed: float | None  # fail: calls not answered
     acd_seconds: float | None  # acd: average call duration, seconds
     answer: Answer | None = field(default=None, compare=False, repr=False)  # set by the client
+
+
+# The kinds of balance getBalance reports, as (label value of itnio_account_balance, field of the answer).
+BALANCE_KINDS: tuple[tuple[str, str], ...] = (("actual", "balance"), ("gift", "gift"), ("credit", "credit"))
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """The account's balance (getBalance), in the account's quote currency (the answer does not say
+    which). ``amounts`` are (kind, value) for each of :data:`BALANCE_KINDS` the answer gave."""
+
+    amounts: tuple[tuple[str, float], ...]
+    answer: Answer | None = field(default=None, compare=False, repr=False)  # set by the client
+
+    def amount(self, kind: str) -> float | None:
+        return dict(self.amounts).get(kind)
+
+    @property
+    def available(self) -> float:
+        """What can be spent: actual + gift + credit (the kinds the answer gave)."""
+        return sum(value for _, value in self.amounts)

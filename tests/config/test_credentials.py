@@ -2,7 +2,7 @@
 
 import pytest
 
-from exporter.config import ConfigError, resolve_credentials, validate_config
+from exporter.config import ConfigError, CredentialFiles, resolve_credentials, validate_config
 from tests.helpers import problems_of
 
 
@@ -52,3 +52,55 @@ class TestCredentials:
         # A secret of the wrong type (YAML reads 12345678 as a number) is not echoed either.
         problems = problems_of({"api": {"api_secret": 12345678}, "flows": [{"key_id": 1}]})
         assert problems[0].startswith("api.api_secret: ") and "12345678" not in problems[0]
+
+
+class TestKeyFile:
+    def api(self, **fields):
+        return validate_config({"api": fields, "flows": [{"key_id": 1}]}).api
+
+    def test_the_key_file_wins_over_config_and_environment_and_is_stripped(self, tmp_path):
+        key = tmp_path / "api-key"
+        key.write_text("  key-from-file\n")
+        creds = resolve_credentials(self.api(api_key="inline", api_key_file=str(key), api_secret="s"),
+                                    {"ITNIO_API_KEY": "env"})
+        assert creds.api_key == "key-from-file"
+
+    def test_an_unreadable_or_empty_key_file_is_one_line_each(self, tmp_path):
+        with pytest.raises(ConfigError) as info:
+            resolve_credentials(self.api(api_key_file=str(tmp_path / "nope"), api_secret="s"), {"ITNIO_API_KEY": "env"})
+        assert info.value.problems[0].startswith(f"api.api_key_file: {tmp_path / 'nope'}: cannot read")
+        empty = tmp_path / "empty"
+        empty.write_text(" \n")
+        with pytest.raises(ConfigError) as info:
+            resolve_credentials(self.api(api_key_file=str(empty)), {})
+        assert info.value.problems == [f"api.api_key_file: {empty} is empty",
+                                       "api.api_secret: missing (set api.api_secret_file, api.api_secret or $ITNIO_API_SECRET)"]
+        assert problems_of({"api": {"api_key_file": 3}, "flows": [{"key_id": 1}]})[0].startswith("api.api_key_file: ")
+
+    def test_both_files_are_re_read_when_either_changes(self, tmp_path):
+        key, secret = tmp_path / "api-key", tmp_path / "api-secret"
+        key.write_text("key-1\n")
+        secret.write_text("secret-1\n")
+        api = self.api(api_key_file=str(key), api_secret_file=str(secret))
+        files = CredentialFiles(api)
+        current = resolve_credentials(api, {})
+        assert files.changed(current) is None
+        # A Kubernetes Secret update swaps both files at once (new inodes).
+        for path, text in ((key, "key-2"), (secret, "secret-2")):
+            path.with_suffix(".new").write_text(text)
+            path.with_suffix(".new").replace(path)
+        rotated = files.changed(current)
+        assert rotated is not None and (rotated.api_key, rotated.secret()) == ("key-2", "secret-2")
+        assert files.changed(rotated) is None
+        # A vanished key file is reported once, naming the field; the caller keeps what it has.
+        key.unlink()
+        with pytest.raises(ConfigError) as info:
+            files.changed(rotated)
+        assert info.value.problems == [f"api.api_key_file: cannot read {key}"]
+        assert files.changed(rotated) is None
+        key.write_text("key-3")
+        assert files.changed(rotated).api_key == "key-3"
+
+    def test_without_files_nothing_is_watched(self):
+        api = self.api(api_key="k", api_secret="s")
+        assert CredentialFiles(api).changed(resolve_credentials(api, {})) is None

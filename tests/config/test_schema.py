@@ -105,3 +105,36 @@ def test_bad_ca_file_is_a_config_error(sim: Simulator, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         validate_config(exporter_config(sim, api={"proxy_url": "socks5://user:s3cret@proxy:1080"}))
     assert caught.value.problems[0].startswith("api.proxy_url: ") and "s3cret" not in str(caught.value)
+
+
+def test_balance_is_on_by_default_every_5m_at_the_itniotech_path():
+    balance = validate_config(MINIMAL).balance
+    assert (balance.enabled, balance.path, balance.interval, balance.low_threshold) == (True, "/sms/getBalance", 300, None)
+    assert balance.stale_after_seconds == 900
+    config = validate_config({**MINIMAL, "balance": {"path": "/v3/getBalance", "interval": "1m", "low_threshold": 50}})
+    assert (config.balance.path, config.balance.interval, config.balance.low_threshold) == ("/v3/getBalance", 60, 50)
+    assert validate_config({**MINIMAL, "balance": {"low_threshold": 12.5}}).balance.low_threshold == 12.5
+
+
+@pytest.mark.parametrize(
+    "balance, expected",
+    [
+        ({"enabled": "yes"}, "balance.enabled: "),
+        ({"path": "sms/getBalance"}, "balance.path: 'sms/getBalance' is not a URL path"),
+        ({"path": "/getBalance?x=1"}, "balance.path: '/getBalance?x=1' is not a URL path"),
+        ({"path": "/get Balance"}, "balance.path: "),
+        ({"interval": 300}, "balance.interval: 300 has no unit"),
+        ({"interval": "500ms"}, "balance.interval: must be at least 1s"),
+        ({"interval": "5s"}, "balance.interval: 5s must not be shorter than api.timeout (10s)"),
+        ({"low_threshold": -1}, "balance.low_threshold: "),
+        ({"low_threshold": "50"}, "balance.low_threshold: "),
+        ({"currency": "USD"}, "balance.currency: unknown field"),
+    ],
+)
+def test_balance_problems_are_one_line_each(balance, expected):
+    problems = problems_of({**MINIMAL, "balance": balance})
+    assert len(problems) == 1 and problems[0].startswith(expected), problems
+
+
+def test_a_short_balance_interval_is_fine_when_balance_is_off():
+    assert not validate_config({**MINIMAL, "balance": {"enabled": False, "interval": "5s"}}).balance.enabled

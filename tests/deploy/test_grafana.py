@@ -20,6 +20,8 @@ REQUIRED_PANELS = {
     "API request latency": "timeseries",
     "Data age per flow": "timeseries",
     "Exporter version": "stat",
+    "Account balance": "timeseries",
+    "Time left at the current spending rate": "stat",
 }
 VALUES = {"job": "itnio-exporter", "instance": "exporter:8437", "key_id": "1001|1002"}
 

@@ -136,6 +136,7 @@ def test_config_and_credentials_are_wired_up(rendered: dict[str, list[dict[str, 
     # The config in the ConfigMap is valid, and its secret file is a key of the mounted Secret.
     config = validate_config(yaml.safe_load(configmap["data"]["config.yaml"]))
     assert config.api.api_key is None, "the key comes from the Secret, not the ConfigMap"
+    assert config.balance.enabled
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
     config_arg = next(arg for arg in container["args"] if arg.startswith("--config.file="))
@@ -143,16 +144,17 @@ def test_config_and_credentials_are_wired_up(rendered: dict[str, list[dict[str, 
     assert volumes[config_mount["name"]]["configMap"]["name"] == configmap["metadata"]["name"]
     assert config_mount["subPath"] in configmap["data"]
 
-    secret_file = Path(str(config.api.api_secret_file))
+    # The key and the secret are both files of the one mounted Secret, so that updating the Secret
+    # rotates both without a restart (an environment variable would keep the old key).
+    key_file, secret_file = Path(str(config.api.api_key_file)), Path(str(config.api.api_secret_file))
+    assert key_file.parent == secret_file.parent and key_file != secret_file
     secret_mount = mounts[str(secret_file.parent)]
-    assert secret_mount["readOnly"] is True
+    assert secret_mount["readOnly"] is True and "subPath" not in secret_mount, "a subPath mount never updates"
     assert volumes[secret_mount["name"]]["secret"]["secretName"] == secret["metadata"]["name"]
-    assert secret_file.name in secret["stringData"]
-
-    env = {item["name"]: item for item in container["env"]}
-    key_ref = env["ITNIO_API_KEY"]["valueFrom"]["secretKeyRef"]
-    assert key_ref["name"] == secret["metadata"]["name"] and key_ref["key"] in secret["stringData"]
-    assert all("value" not in item for item in container["env"]), "no credentials inline in the pod spec"
+    assert {key_file.name, secret_file.name} <= set(secret["stringData"])
+    env = container.get("env", [])
+    assert not any(item["name"] in ("ITNIO_API_KEY", "ITNIO_API_SECRET") for item in env)
+    assert all("value" not in item for item in env), "no credentials inline in the pod spec"
 
 
 def test_service_and_servicemonitor_select_the_standalone_exporter(rendered: dict[str, list[dict[str, Any]]]) -> None:

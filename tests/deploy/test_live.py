@@ -230,3 +230,13 @@ def test_prometheus_scrapes_the_demo_and_runs_every_query(prometheus: Prometheus
     assert [r["metric"]["key_id"] for r in in_exception], "the demo has a flow in execution exception"
     exporter_down = next(rule["expr"] for rule in rules() if rule.get("alert") == "ItnioExporterDown")
     assert prometheus.query(exporter_down)["data"]["result"] == []
+
+    # The demo's account is being spent: three kinds of balance, its threshold, and a finite time left.
+    kinds = prometheus.query(f'itnio_account_balance{{job="{JOB}"}}')["data"]["result"]
+    assert sorted(r["metric"]["kind"] for r in kinds) == ["actual", "credit", "gift"]
+    threshold = prometheus.query(f'itnio_account_balance_low_threshold{{job="{JOB}"}}')["data"]["result"]
+    assert [float(r["value"][1]) for r in threshold] == [120.0]
+    time_left = next(substitute_grafana(expr, values) for title, expr in dashboard_queries()
+                     if title == "Time left at the current spending rate")
+    (left,) = prometheus.query(time_left)["data"]["result"]
+    assert 0 < float(left["value"][1]) < 30 * 86400, "the demo's flows spend the balance"

@@ -53,8 +53,9 @@ async def test_exposition_is_clean_and_honest(sim, make_exporter):
     sim.flows[1].status = 9  # a state outside the documented 0-4
     sim.flows[2].nodes.append(SimNode(2999, None, None, 7))
     sim.flow_faults[3] = __import__("exporter.simulator", fromlist=["Fault"]).Fault("http", 502)
-    exporter = await make_exporter(sim, run_poller=False)
+    exporter = await make_exporter(sim, run_poller=False, balance={"enabled": True, "low_threshold": 5})
     await exporter.poller.run_cycle()
+    assert await exporter.balance.poll_once()  # its families pass promtool too
     status, headers, body = await fetch(exporter.port)
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
     text = body.decode()
@@ -70,7 +71,8 @@ async def test_exposition_is_clean_and_honest(sim, make_exporter):
     assert value(samples, "itnio_recall_node_status", key_id="2", node_key_id="2999", task_id="", script_id="") == 7
     # three requests failed (the first try and api.retries=2 retries), as the simulator recorded; one poll failed
     assert value(samples, "itnio_api_errors_total", kind="http", code="502") == 3 == sim.errors()[("http", "502")]
-    assert value(samples, "itnio_api_retries_total") == 2
+    assert value(samples, "itnio_api_retries_total", endpoint="recallFlow/queryDetail") == 2
+    assert value(samples, "itnio_api_retries_total", endpoint="getBalance") == 0
     assert value(samples, "itnio_recall_flow_poll_errors_total", key_id="3", kind="http") == 1
     assert value(samples, "itnio_recall_flow_up", key_id="3") == 0
     # never succeeded: no data series and no made-up timestamp for flow 3

@@ -438,3 +438,37 @@ def test_hostile_list_and_call_answers_are_api_errors_or_render_cleanly():
             assert list(text_string_to_metric_families(text))
 
     check()
+
+
+def test_hostile_balance_answers_are_api_errors_or_render_cleanly():
+    """Whatever getBalance answers: an ApiError, or amounts that render to valid text in both formats."""
+    import time
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from exporter.metrics.exposition import Exposition
+    from exporter.metrics.telemetry import Telemetry
+    from exporter.polling.balance import BalanceState
+    from exporter.vendor.decoding import parse_balance
+
+    fields = st.sampled_from(["status", "code", "reason", "msg", "balance", "gift", "credit", "data"])
+    body = st.dictionaries(fields, scalars, max_size=8) | st.fixed_dictionaries(
+        {"status": st.sampled_from(["0", 0]), "balance": scalars, "gift": scalars, "credit": scalars})
+    exposition = Exposition(Telemetry().registry)
+
+    @hostile_settings(80)
+    @given(body)
+    def check(raw):
+        try:
+            balance = parse_balance(raw)
+        except ApiError:
+            return
+        exposition.publish_balance(BalanceState(enabled=True, balance=balance, last_success=time.time()))
+        text = exposition.body(openmetrics=False, gzip=False).decode()
+        assert any(f.name == "itnio_account_balance" for f in text_string_to_metric_families(text))
+        assert list(parse_openmetrics(exposition.body(openmetrics=True, gzip=False).decode()))
+
+    check()

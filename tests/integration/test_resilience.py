@@ -65,7 +65,7 @@ async def test_account_errors_back_off_the_whole_poller_and_a_rotated_secret_rec
         assert value(samples, "itnio_exporter_backoff_seconds") == 0
         assert all(v == 1 for _, v in samples["itnio_recall_flow_up"])
         # no request was counted that was not sent
-        assert value(samples, "itnio_api_requests_total") == sum(sim.answers.values()) == 8
+        assert value(samples, "itnio_api_requests_total", endpoint="recallFlow/queryDetail") == sum(sim.answers.values()) == 8
     finally:
         await exporter.stop()
 

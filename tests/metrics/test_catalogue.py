@@ -23,9 +23,11 @@ async def everything_on(sim, make_exporter):
         run_poller=False,
         enrich={"node_calls": True},
         discovery={"enabled": True, "lookback": "1d"},
+        balance={"enabled": True, "low_threshold": 10},
         exporter_options={"shard": Shard(0, 1)},
     )
     assert await exporter.discovery.run_once()
+    assert await exporter.balance.poll_once()
     await exporter.poller.run_cycle()
     await exporter.poller.run_cycle()  # group-call counts are fetched for nodes the last cycle saw
     return exporter
@@ -56,7 +58,7 @@ async def test_every_emitted_family_is_in_the_catalogue_as_declared_and_none_is_
             assert bounds == [*metric.buckets, float("inf")]
     # the enrichment and discovery families carry real data, not just declared series
     assert {s.labels["endpoint"] for s in families["itnio_api_requests"].samples} >= {
-        "recallFlow/queryDetail", "recallFlow/queryPage", "group/call/detail"
+        "recallFlow/queryDetail", "recallFlow/queryPage", "group/call/detail", "getBalance"
     }
 
 
@@ -74,11 +76,13 @@ async def test_the_text_format_names_are_the_exposed_names(sim, make_exporter):
 
 
 async def test_before_a_cycle_and_without_discovery_their_families_are_absent(sim, make_exporter):
-    exporter = await make_exporter(sim, run_poller=False)
+    exporter = await make_exporter(sim, run_poller=False, balance={"enabled": False})
     families = await emitted(exporter.port)
     optional = {
         "itnio_exporter_discovery_last_run_successful", "itnio_exporter_discovery_last_success_timestamp_seconds",
         "itnio_exporter_discovered_flows", "itnio_exporter_last_poll_timestamp_seconds",
+        "itnio_account_balance", "itnio_account_balance_low_threshold",
+        "itnio_account_balance_last_success_timestamp_seconds",
     }
     assert not optional & set(families)
     assert set(families) == set(catalogue.BY_NAME) - optional
@@ -90,7 +94,7 @@ def test_names_are_unique_and_follow_the_conventions():
     exposed = catalogue.exposed_names()
     assert len(exposed) == len(set(exposed))
     for metric in catalogue.METRICS:
-        assert re.fullmatch(r"itnio_(api|exporter|recall)_[a-z0-9_]+", metric.name), metric.name
+        assert re.fullmatch(r"itnio_(account|api|exporter|recall)_[a-z0-9_]+", metric.name), metric.name
         assert not metric.name.endswith(("_total", "_info", "_created", "_bucket", "_sum", "_count")), metric.name
         assert "_total" not in metric.name, metric.name  # only counters get it, and from the exposition
         assert not re.search(r"_(minutes|milliseconds|ms|hours)\b", metric.name), metric.name  # base units

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -229,3 +231,28 @@ async def test_large_answers_are_reused_briefly_and_dropped_with_each_new_snapsh
         assert exposition.body(openmetrics=False, gzip=False) is not fresh
     finally:
         await client.close()
+
+
+def test_the_balance_is_rendered_on_each_scrape_and_leaves_once_stale():
+    from exporter.polling.balance import BalanceState
+    from exporter.vendor.model import Balance
+
+    exposition = Exposition(Telemetry().registry)
+    assert b"itnio_account_balance" not in exposition.body(openmetrics=False, gzip=False)
+    state = BalanceState(enabled=True, balance=Balance((("actual", 99.99), ("gift", 50.0), ("credit", 0.0))),
+                         last_success=time.time(), stale_after=900.0, low_threshold=50.0)
+    exposition.publish_balance(state)
+    for openmetrics in (False, True):
+        body = exposition.body(openmetrics=openmetrics, gzip=False).decode()
+        parse = parse_openmetrics if openmetrics else parse_text
+        families = {family.name: family for family in parse(body)}
+        assert {s.labels["kind"]: s.value for s in families["itnio_account_balance"].samples} == {
+            "actual": 99.99, "gift": 50.0, "credit": 0.0}
+        assert families["itnio_account_balance_low_threshold"].samples[0].value == 50.0
+        assert "quote currency" in families["itnio_account_balance"].documentation
+    # older than stale_after: no balance, but its threshold and the time of the last success stay
+    exposition.publish_balance(replace(state, last_success=time.time() - 901))
+    body = exposition.body(openmetrics=False, gzip=False).decode()
+    assert "itnio_account_balance{" not in body
+    assert "itnio_account_balance_low_threshold 50.0" in body
+    assert "itnio_account_balance_last_success_timestamp_seconds" in body

@@ -154,7 +154,7 @@ async def test_a_deleted_flow_that_is_no_longer_listed_leaves(listing_sim, make_
 
 
 async def test_without_the_features_no_new_endpoint_or_series_appears(sim, make_exporter):
-    exporter = await make_exporter(sim, run_poller=False)
+    exporter = await make_exporter(sim, run_poller=False, balance={"enabled": False})
     await exporter.poller.run_cycle()
     samples = await scrape(exporter.port)
     assert {labels["endpoint"] for labels, _ in samples["itnio_api_requests_total"]} == {"recallFlow/queryDetail"}

@@ -1,5 +1,7 @@
 """Call outcomes per node through group/call/detail (exporter/polling/enrich.py), against the simulator."""
 
+import pytest
+
 from exporter.simulator import Fault, SimFlow, SimNode, static_flows
 from exporter.vendor.endpoints import GROUP_CALL_DETAIL
 from tests.conftest import scrape, value
@@ -57,7 +59,8 @@ async def test_node_call_outcomes_are_fetched_until_one_fetch_after_the_node_end
     assert value(samples, "itnio_recall_node_calls", node_key_id="12") is None
 
 
-async def test_an_account_error_on_call_detail_stops_the_cycles_enrichment_requests(make_exporter, make_sim):
+@pytest.mark.parametrize("code", [-2, -13])
+async def test_an_account_error_on_call_detail_stops_the_cycles_enrichment_requests(make_exporter, make_sim, code):
     flows = static_flows(3, 2)
     for flow in flows:
         for node in flow.nodes:
@@ -65,13 +68,13 @@ async def test_an_account_error_on_call_detail_stops_the_cycles_enrichment_reque
     sim = await make_sim(flows=flows)
     for flow in flows:
         for node in flow.nodes:
-            sim.task_faults[node.task_id] = Fault("api", -2)
+            sim.task_faults[node.task_id] = Fault("api", code)
     exporter = await make_exporter(sim, run_poller=False, enrich={"node_calls": True},
                                    api={"max_concurrency": 1})
     await exporter.poller.run_cycle()
     samples = await scrape(exporter.port)
-    # six nodes running, one request: the -2 stops the rest; the flows themselves are fine
+    # six nodes running, one request: the account error stops the rest; the flows themselves are fine
     assert value(samples, "itnio_api_requests_total", endpoint=GROUP_CALL_DETAIL) == 1
-    assert value(samples, "itnio_api_errors_total", endpoint=GROUP_CALL_DETAIL, kind="api", code="-2") == 1
+    assert value(samples, "itnio_api_errors_total", endpoint=GROUP_CALL_DETAIL, kind="api", code=str(code)) == 1
     assert all(v == 1 for _, v in samples["itnio_recall_flow_up"])
     assert "itnio_recall_node_calls" not in samples

@@ -15,7 +15,7 @@ from exporter.config import (
 )
 from exporter.metrics.telemetry import Telemetry
 from exporter.simulator import ENVELOPES, Fault, Simulator, static_flows
-from exporter.vendor.endpoints import GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
+from exporter.vendor.endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from exporter.vendor.errors import ApiError, ErrorKind, NotSent
 from tests.conftest import value
 from tests.helpers import counters, make_client
@@ -342,3 +342,53 @@ def test_a_transport_error_never_shows_a_url_password():
 
     text = _describe(aiohttp.InvalidURL("http://proxy-user:Pr0xyPw@proxy:3128 x"))
     assert "Pr0xyPw" not in text and "***@proxy:3128" in text
+
+
+async def test_the_balance_is_a_signed_get_with_no_body_at_its_own_path_counted_as_getbalance(make_server):
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append((request.method, request.path, dict(request.headers), await request.read()))
+        return web.json_response({"status": "0", "reason": "success", "balance": "99.990000", "gift": "50.00000",
+                                  "credit": "0"})
+
+    app = web.Application()
+    app.router.add_get("/v3/getBalance", handler)
+    port = await make_server(app)
+    # a white-label host: base_url already ends in /v3, the balance path is /getBalance
+    client, telemetry = make_client(f"http://127.0.0.1:{port}/v3")
+    try:
+        balance = await client.get_balance("/getBalance")
+    finally:
+        await client.close()
+    assert balance.amounts == (("actual", 99.99), ("gift", 50.0), ("credit", 0.0))
+    ((method, path, headers, body),) = seen
+    assert (method, path, body) == ("GET", "/v3/getBalance", b"")
+    assert headers["Api-Key"] == "demo-key" and headers["Timestamp"].isdigit() and len(headers["Sign"]) == 32
+    samples = counters(telemetry)
+    assert value(samples, "itnio_api_requests_total", endpoint=GET_BALANCE) == 1
+    assert value(samples, "itnio_api_requests_total", endpoint=QUERY_DETAIL) == 0
+
+
+async def test_the_balance_at_the_simulators_default_path_and_its_failures(make_sim):
+    sim = await make_sim(flows=static_flows(1, 1), balance=12.25, gift=0.5, credit=3)
+    client, telemetry = make_client(sim.base_url)
+    try:
+        balance = await client.get_balance()  # /sms/getBalance
+        assert dict(balance.amounts) == {"actual": 12.25, "gift": 0.5, "credit": 3.0}
+        assert balance.answer is not None and balance.answer.http_status == 200
+        sim.balance_fault = Fault("api", -13)
+        with pytest.raises(ApiError) as info:
+            await client.get_balance()
+        assert info.value.code == "-13" and info.value.is_account_error()
+        sim.balance_fault = Fault("http", 503)
+        with pytest.raises(ApiError) as info:
+            await client.get_balance()
+        assert (info.value.kind, info.value.code) == (ErrorKind.HTTP, "503")
+    finally:
+        await client.close()
+    samples = counters(telemetry)
+    assert value(samples, "itnio_api_requests_total", endpoint=GET_BALANCE) == 3
+    assert value(samples, "itnio_api_errors_total", endpoint=GET_BALANCE, kind="api", code="-13") == 1
+    assert sim.balance_answers == {("ok", ""): 1, ("api", "-13"): 1, ("http", "503"): 1}
+    assert not sim.answers, "balance answers are the simulator's ground truth apart from the flows'"

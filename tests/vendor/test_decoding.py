@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from exporter.vendor.decoding import Reader, parse_call_stats, parse_flow_detail, parse_flow_page
-from exporter.vendor.endpoints import QUERY_DETAIL
+from exporter.vendor.decoding import Reader, parse_balance, parse_call_stats, parse_flow_detail, parse_flow_page
+from exporter.vendor.endpoints import GET_BALANCE, QUERY_DETAIL
 from exporter.vendor.errors import ApiError, ErrorKind
 from exporter.vendor.model import FlowDetail, NodeDetail
 from tests.helpers import BIG, MISSING, base_body, mutated, roundtrip
@@ -260,3 +260,66 @@ def test_deep_nesting_inside_an_unknown_field_is_ignored():
     body["data"]["extra"] = deep
     body["data"]["nodeList"][0]["extra"] = {"a": deep}
     assert parse_flow_detail(body).nodes[0] == NodeDetail(10, 700, 100, 2)
+
+
+# -- getBalance: flat, amounts documented as strings -----------------------------------------------
+DOCUMENTED_BALANCE = {"status": "0", "reason": "success", "balance": "99.990000", "gift": "50.00000", "credit": "0"}
+
+
+def read_balance(body: Any) -> tuple[Any, Reader]:
+    reader = Reader(GET_BALANCE)
+    return parse_balance(body, reader), reader
+
+
+def test_the_documented_balance_answer_reads_as_three_amounts_without_drift():
+    balance, reader = read_balance(DOCUMENTED_BALANCE)
+    assert balance.amounts == (("actual", 99.99), ("gift", 50.0), ("credit", 0.0))
+    assert balance.available == pytest.approx(149.99)
+    assert reader.drift == (), "strings are what the vendor documents here: not drift"
+    assert reader.envelope is not None and (reader.envelope.form, reader.envelope.code_type) == ("status/reason", "string")
+
+
+def test_balance_amounts_as_numbers_or_padded_text_read_alike():
+    loose = {"status": 0, "reason": "success", "balance": 12.5, "gift": " 3 ", "credit": -4}
+    balance, reader = read_balance(loose)
+    assert balance.amounts == (("actual", 12.5), ("gift", 3.0), ("credit", -4.0))
+    assert reader.drift == ()
+
+
+def test_an_absent_gift_or_credit_is_missing_drift_and_has_no_amount():
+    body = {key: value for key, value in DOCUMENTED_BALANCE.items() if key not in ("credit", "reason")}
+    body["gift"] = None
+    balance, reader = read_balance(body)
+    assert balance.amounts == (("actual", 99.99),)
+    assert balance.amount("gift") is None
+    assert {(d.field, d.kind) for d in reader.drift} == {("gift", "missing"), ("credit", "missing"), ("msg", "missing")}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"balance": None}, "balance is missing"),
+        ({"balance": "lots"}, "balance is not a number"),
+        ({"gift": True}, "gift is a boolean"),
+        ({"credit": {"amount": 1}}, "credit is an object"),
+        ({"balance": "NaN"}, "balance is out of range"),
+    ],
+)
+def test_an_unreadable_balance_is_a_decode_error(change, message):
+    with pytest.raises(ApiError) as info:
+        read_balance({**DOCUMENTED_BALANCE, **change})
+    assert info.value.kind is ErrorKind.DECODE and info.value.message.startswith(message)
+
+
+@pytest.mark.parametrize("code", ["-1", "-2", "-13", "-16", "-18"])
+def test_balance_codes_are_api_errors_and_the_account_ones_say_so(code):
+    with pytest.raises(ApiError) as info:
+        read_balance({"status": code, "reason": "x"})
+    assert (info.value.kind, info.value.code) == (ErrorKind.API, code)
+    assert info.value.is_account_error() is (code in ("-1", "-2", "-13"))
+
+
+def test_a_balance_wrapped_in_data_is_not_read_as_a_balance():
+    with pytest.raises(ApiError) as info:
+        read_balance({"status": "0", "reason": "success", "data": {"balance": "1"}})
+    assert info.value.kind is ErrorKind.DECODE

@@ -42,12 +42,14 @@ async def test_openmetrics_and_gzip_are_negotiated(sim, make_exporter):
 
 
 async def test_scrapes_never_call_the_api(sim, make_exporter):
-    exporter = await make_exporter(sim, run_poller=False)
+    exporter = await make_exporter(sim, run_poller=False, balance={"enabled": True})
     await exporter.poller.run_cycle()
-    before = sum(sim.answers.values())
+    assert await exporter.balance.poll_once()
+    before = sum(sim.answers.values()), sum(sim.balance_answers.values())
     for _ in range(5):
         await fetch(exporter.port)
-    assert sum(sim.answers.values()) == before
+        await fetch(exporter.port, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert (sum(sim.answers.values()), sum(sim.balance_answers.values())) == before
 
 
 async def test_health_readiness_and_landing_page(sim, make_exporter):
