@@ -65,8 +65,8 @@ async def test_a_reload_of_unchanged_files_changes_and_restarts_nothing(tmp_path
     write_discovery_config(path, sim, static=[1, 2])
     exporter = await exporter_from_file(path, run_poller=True)
     async with asyncio.timeout(10):
-        while value(await scrape(exporter.port), "itnio_exporter_discovery_last_run_successful") != 1:
-            await asyncio.sleep(0.05)
+        while value(await scrape(exporter.port), "itnio_exporter_discovery_last_run_successful") != 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # (it scrapes a live exporter: no event to wait on)
     pages, details, client = len(sim.page_requests), sim.answers.total(), exporter.client
     before = value(await scrape(exporter.port), "itnio_exporter_config_last_reload_success_timestamp_seconds")
     path.write_text("# touched: same content, new mtime\n" + path.read_text())

@@ -118,10 +118,11 @@ async def test_post_reload_needs_the_lifecycle_flag_and_the_web_configs_auth(
 async def test_a_post_reload_whose_client_has_gone_adds_no_reload(sim, make_exporter):
     """One reload runs; a POST that arrives meanwhile and gives up is not followed by one more."""
     exporter = await make_exporter(sim, run_poller=False)
-    release, runs = asyncio.Event(), []
+    started, release, runs = asyncio.Event(), asyncio.Event(), []
 
     async def slow_reload() -> list[str]:
         runs.append(time.monotonic())
+        started.set()
         await release.wait()
         return []
 
@@ -130,8 +131,7 @@ async def test_a_post_reload_whose_client_has_gone_adds_no_reload(sim, make_expo
     runner, port = await serve(app)
     try:
         first = asyncio.create_task(post(port))
-        while not runs:
-            await asyncio.sleep(0.01)
+        await started.wait()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(post(port), 0.2)  # the client gives up and closes the connection
         await asyncio.sleep(2 * CLIENT_CHECK_SECONDS + 0.2)  # the server notices
