@@ -22,7 +22,7 @@ async def test_config_info_is_exported(sim: Simulator, make_exporter: Any) -> No
 
 
 async def test_reload_requests_made_during_a_reload_share_one_more() -> None:
-    release, runs = asyncio.Event(), []
+    release, runs = asyncio.Event(), list[int]()
 
     async def slow_reload() -> list[str]:
         runs.append(len(runs) + 1)
