@@ -1,5 +1,7 @@
 """The command line (exporter/cli.py) as a user runs it: real processes, real exit codes, real output."""
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from exporter import __version__, cli
+from exporter.simulator import DEMO_API_SECRET, static_flows
 from exporter.vendor.model import STATES
-from tests.conftest import free_port, parse_samples
+from tests.conftest import fetch, free_port, parse_samples, post, scrape, value
 from tests.helpers import TLS, USERS, Pki, write_web_config
 
 EXE = [sys.executable, "-m", "exporter"]
@@ -221,3 +224,59 @@ def test_cli_invalid_web_config_exits_1_with_one_line(pki: Pki, capsys: pytest.C
     web = write_web_config(pki.dir, TLS + USERS)
     assert cli.main(["--config.file", str(config), "--web.config.file", str(web), "--config.check"]) == 0
     assert "OK (TLS on, 1 users)" in capsys.readouterr().out
+
+
+async def _start_exporter(tmp_path: Path, make_sim, *flags: str) -> tuple[asyncio.subprocess.Process, int]:
+    """A real exporter process on a simulator, ready (first poll cycle done)."""
+    sim = await make_sim(flows=static_flows(1, 1))
+    config = write(tmp_path, f"""\
+        api: {{base_url: "{sim.base_url}", api_key: demo-key, api_secret: {DEMO_API_SECRET}}}
+        poll: {{interval: 10m}}
+        flows: [{{key_id: 1}}]
+        """)
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *EXE, "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}", *flags,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(20):
+        while True:
+            with contextlib.suppress(OSError):
+                if (await fetch(port, "/readyz"))[0] == 200:
+                    return proc, port
+            await asyncio.sleep(0.1)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> str:
+    """SIGTERM, then the process's log."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return err.decode()
+
+
+async def test_sighups_during_a_reload_are_merged_into_one_more(tmp_path, make_sim):
+    proc, port = await _start_exporter(tmp_path, make_sim)
+    try:
+        for _ in range(200):
+            proc.send_signal(signal.SIGHUP)
+        await asyncio.sleep(1)  # they are handled
+        reloaded = value(await scrape(port), "itnio_exporter_config_last_reload_successful")
+    finally:
+        log = await _stop(proc)
+    assert reloaded == 1
+    assert 1 <= log.count("event=reloaded") <= 3, log.count("event=reloaded")
+
+
+async def test_concurrent_reload_posts_share_few_reloads_and_all_get_an_answer(tmp_path, make_sim):
+    proc, port = await _start_exporter(tmp_path, make_sim, "--web.enable-lifecycle")
+    try:
+        answers = await asyncio.gather(*(post(port) for _ in range(100)))
+    finally:
+        log = await _stop(proc)
+    assert answers == [(200, b"OK\n")] * 100
+    assert 1 <= log.count("event=reloaded") <= 10, log.count("event=reloaded")
