@@ -9,12 +9,13 @@ import sys
 import textwrap
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from exporter import __version__, cli
-from exporter.simulator import DEMO_API_SECRET, static_flows
+from exporter.simulator import DEMO_API_SECRET
 from exporter.vendor.model import STATES
 from tests.conftest import fetch, free_port, parse_samples, post, scrape, value
 from tests.helpers import TLS, USERS, Pki, write_web_config
@@ -226,57 +227,90 @@ def test_cli_invalid_web_config_exits_1_with_one_line(pki: Pki, capsys: pytest.C
     assert "OK (TLS on, 1 users)" in capsys.readouterr().out
 
 
-async def _start_exporter(tmp_path: Path, make_sim, *flags: str) -> tuple[asyncio.subprocess.Process, int]:
-    """A real exporter process on a simulator, ready (first poll cycle done)."""
-    sim = await make_sim(flows=static_flows(1, 1))
-    config = write(tmp_path, f"""\
-        api: {{base_url: "{sim.base_url}", api_key: demo-key, api_secret: {DEMO_API_SECRET}}}
-        poll: {{interval: 10m}}
-        flows: [{{key_id: 1}}]
-        """)
+def _big_config(path: Path, base_url: str, flows: int) -> None:
+    """A config of many flows (reading and checking it takes a while), replaced atomically."""
+    lines = "".join(f"  - {{key_id: {key}}}\n" for key in range(1, flows + 1))
+    text = f"api: {{base_url: '{base_url}', api_key: demo-key, api_secret: {DEMO_API_SECRET}}}\n"
+    path.with_suffix(".new").write_text(text + "poll: {interval: 10m}\nflows:\n" + lines)
+    os.replace(path.with_suffix(".new"), path)
+
+
+@dataclass
+class Running:
+    """A real exporter process and its log lines as they come."""
+
+    proc: asyncio.subprocess.Process
+    port: int
+    log: list[str]
+    reader: asyncio.Task[None]
+
+    def reloads(self) -> int:
+        return sum("event=reloaded" in line for line in self.log)
+
+    async def stop(self) -> None:
+        """SIGTERM, and wait for the end of its log."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+            await asyncio.wait_for(self.reader, 5)
+        finally:
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def _start_exporter(config: Path, *flags: str) -> Running:
+    """A real exporter process, ready (first poll cycle done)."""
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         *EXE, "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}", *flags,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
+    lines: list[str] = []
+
+    async def read() -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            lines.append(line.decode())
+
+    running = Running(proc, port, lines, asyncio.create_task(read()))
     async with asyncio.timeout(20):
         while True:
             with contextlib.suppress(OSError):
                 if (await fetch(port, "/readyz"))[0] == 200:
-                    return proc, port
+                    return running
             await asyncio.sleep(0.1)
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> str:
-    """SIGTERM, then the process's log."""
-    proc.send_signal(signal.SIGTERM)
+async def test_sighups_during_a_reload_are_merged_into_one_more(tmp_path, sim):
+    config = tmp_path / "config.yaml"
+    _big_config(config, sim.base_url, 8000)  # reading and checking it takes most of a second
+    exporter = await _start_exporter(config, "--shard.count", "1000")  # polls a few of them
     try:
-        _, err = await asyncio.wait_for(proc.communicate(), 10)
+        for _ in range(100):
+            exporter.proc.send_signal(signal.SIGHUP)
+            await asyncio.sleep(0.002)  # each signal is delivered, while the first reload runs
+        _big_config(config, sim.base_url, 8001)
+        exporter.proc.send_signal(signal.SIGHUP)
+        async with asyncio.timeout(8):  # applied by the one reload after the running one, not 100 later
+            while not any("event=reloaded" in line and "flows=8001" in line for line in exporter.log):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)  # (lines of a pipe: no event to wait on)
+        assert value(await scrape(exporter.port), "itnio_exporter_config_last_reload_successful") == 1
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    return err.decode()
+        await exporter.stop()
+    assert 1 <= exporter.reloads() <= 3, exporter.reloads()
 
 
-async def test_sighups_during_a_reload_are_merged_into_one_more(tmp_path, make_sim):
-    proc, port = await _start_exporter(tmp_path, make_sim)
+async def test_concurrent_reload_posts_share_few_reloads_and_all_get_an_answer(tmp_path, sim):
+    config = write(tmp_path, f"""\
+        api: {{base_url: "{sim.base_url}", api_key: demo-key, api_secret: {DEMO_API_SECRET}}}
+        poll: {{interval: 10m}}
+        flows: [{{key_id: 1}}]
+        """)
+    exporter = await _start_exporter(config, "--web.enable-lifecycle")
     try:
-        for _ in range(200):
-            proc.send_signal(signal.SIGHUP)
-        await asyncio.sleep(1)  # they are handled
-        reloaded = value(await scrape(port), "itnio_exporter_config_last_reload_successful")
+        answers = await asyncio.gather(*(post(exporter.port) for _ in range(100)))
     finally:
-        log = await _stop(proc)
-    assert reloaded == 1
-    assert 1 <= log.count("event=reloaded") <= 3, log.count("event=reloaded")
-
-
-async def test_concurrent_reload_posts_share_few_reloads_and_all_get_an_answer(tmp_path, make_sim):
-    proc, port = await _start_exporter(tmp_path, make_sim, "--web.enable-lifecycle")
-    try:
-        answers = await asyncio.gather(*(post(port) for _ in range(100)))
-    finally:
-        log = await _stop(proc)
+        await exporter.stop()
     assert answers == [(200, b"OK\n")] * 100
-    assert 1 <= log.count("event=reloaded") <= 10, log.count("event=reloaded")
+    assert 1 <= exporter.reloads() <= 10, exporter.reloads()
