@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -227,12 +228,23 @@ def test_cli_invalid_web_config_exits_1_with_one_line(pki: Pki, capsys: pytest.C
     assert "OK (TLS on, 1 users)" in capsys.readouterr().out
 
 
-def _big_config(path: Path, base_url: str, flows: int) -> None:
-    """A config of many flows (reading and checking it takes a while), replaced atomically."""
-    lines = "".join(f"  - {{key_id: {key}}}\n" for key in range(1, flows + 1))
-    text = f"api: {{base_url: '{base_url}', api_key: demo-key, api_secret: {DEMO_API_SECRET}}}\n"
-    path.with_suffix(".new").write_text(text + "poll: {interval: 10m}\nflows:\n" + lines)
-    os.replace(path.with_suffix(".new"), path)
+def _feed(fifo: Path, text: str) -> bool:
+    """Write ``text`` to a named pipe if a reader has it open (False: nobody is reading it)."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return False
+        raise
+    with os.fdopen(fd, "w") as pipe:
+        pipe.write(text)
+    return True
+
+
+async def _feed_when_read(fifo: Path, text: str) -> None:
+    async with asyncio.timeout(10):
+        while not _feed(fifo, text):  # noqa: ASYNC110  (another process opens it: no event to wait on)
+            await asyncio.sleep(0.01)
 
 
 @dataclass
@@ -259,8 +271,8 @@ class Running:
                 await self.proc.wait()
 
 
-async def _start_exporter(config: Path, *flags: str) -> Running:
-    """A real exporter process, ready (first poll cycle done)."""
+async def _start_exporter(config: Path, *flags: str, secret_fifo: Path | None = None) -> Running:
+    """A real exporter process, ready (first poll cycle done); fed its secret through ``secret_fifo``."""
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         *EXE, "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}", *flags,
@@ -274,6 +286,8 @@ async def _start_exporter(config: Path, *flags: str) -> Running:
             lines.append(line.decode())
 
     running = Running(proc, port, lines, asyncio.create_task(read()))
+    if secret_fifo is not None:
+        await _feed_when_read(secret_fifo, DEMO_API_SECRET)
     async with asyncio.timeout(20):
         while True:
             with contextlib.suppress(OSError):
@@ -282,36 +296,59 @@ async def _start_exporter(config: Path, *flags: str) -> Running:
             await asyncio.sleep(0.1)
 
 
-async def test_sighups_during_a_reload_are_merged_into_one_more(tmp_path, sim):
-    config = tmp_path / "config.yaml"
-    _big_config(config, sim.base_url, 6000)  # reading and checking it takes about half a second
-    exporter = await _start_exporter(config, "--shard.count", "1000")  # polls a few of them
-    try:
-        for _ in range(50):
-            exporter.proc.send_signal(signal.SIGHUP)
-            await asyncio.sleep(0.002)  # each signal is delivered, while the first reload runs
-        _big_config(config, sim.base_url, 6001)
-        exporter.proc.send_signal(signal.SIGHUP)
-        async with asyncio.timeout(8):
-            while not any("event=reloaded" in line and "flows=6001" in line for line in exporter.log):  # noqa: ASYNC110
-                await asyncio.sleep(0.1)  # (lines of a pipe: no event to wait on)
-        await asyncio.sleep(1.2)  # time for more than two more reloads, were any queued
-        assert value(await scrape(exporter.port), "itnio_exporter_config_last_reload_successful") == 1
-    finally:
-        await exporter.stop()
-    assert 1 <= exporter.reloads() <= 3, exporter.reloads()
-
-
-async def test_concurrent_reload_posts_share_few_reloads_and_all_get_an_answer(tmp_path, sim):
+def _fifo_config(tmp_path: Path, base_url: str) -> tuple[Path, Path]:
+    """A config whose secret file is a named pipe: a reload waits in reading it until the test
+    writes the secret (:func:`_feed_when_read`), as it would on a slow file system."""
+    fifo = tmp_path / "secret"
+    os.mkfifo(fifo)
     config = write(tmp_path, f"""\
-        api: {{base_url: "{sim.base_url}", api_key: demo-key, api_secret: {DEMO_API_SECRET}}}
+        api: {{base_url: "{base_url}", api_key: demo-key, api_secret_file: {fifo}}}
         poll: {{interval: 10m}}
         flows: [{{key_id: 1}}]
         """)
-    exporter = await _start_exporter(config, "--web.enable-lifecycle")
+    return config, fifo
+
+
+async def _end_reload(exporter: Running, fifo: Path, done: int) -> None:
+    """Let the reload that is reading the secret finish: the ``done``-th one."""
+    await _feed_when_read(fifo, DEMO_API_SECRET)
+    async with asyncio.timeout(5):  # it has read the secret and closed the pipe
+        while exporter.reloads() < done:  # noqa: ASYNC110  (lines of a pipe: no event to wait on)
+            await asyncio.sleep(0.01)
+
+
+async def test_sighups_during_a_reload_are_merged_into_one_more(tmp_path, sim):
+    config, fifo = _fifo_config(tmp_path, sim.base_url)
+    exporter = await _start_exporter(config, secret_fifo=fifo)
     try:
-        answers = await asyncio.gather(*(post(exporter.port) for _ in range(100)))
+        for _ in range(200):  # the first starts a reload, which waits; the others arrive meanwhile
+            exporter.proc.send_signal(signal.SIGHUP)
+            await asyncio.sleep(0.001)
+        await _end_reload(exporter, fifo, 1)
+        await _end_reload(exporter, fifo, 2)  # the one that the 199 others share
+        await asyncio.sleep(0.5)
+        assert not _feed(fifo, DEMO_API_SECRET), "a third reload is reading the secret"
+        assert value(await scrape(exporter.port), "itnio_exporter_config_last_reload_successful") == 1
     finally:
         await exporter.stop()
-    assert answers == [(200, b"OK\n")] * 100
-    assert 1 <= exporter.reloads() <= 10, exporter.reloads()
+    assert exporter.reloads() == 2, exporter.reloads()
+
+
+async def test_concurrent_reload_posts_share_one_reload_and_all_get_its_answer(tmp_path, sim):
+    config, fifo = _fifo_config(tmp_path, sim.base_url)
+    exporter = await _start_exporter(config, "--web.enable-lifecycle", secret_fifo=fifo)
+    try:
+        first = asyncio.create_task(post(exporter.port))
+        await asyncio.sleep(0.3)  # its reload is waiting for the secret
+        others = asyncio.gather(*(post(exporter.port) for _ in range(99)))
+        await asyncio.sleep(0.5)  # they all arrived during the first reload
+        await _end_reload(exporter, fifo, 1)
+        assert await first == (200, b"OK\n")
+        assert not others.done()  # they wait for the reload that began after they asked
+        await _end_reload(exporter, fifo, 2)
+        assert await others == [(200, b"OK\n")] * 99
+        await asyncio.sleep(0.3)
+        assert not _feed(fifo, DEMO_API_SECRET), "a third reload is reading the secret"
+    finally:
+        await exporter.stop()
+    assert exporter.reloads() == 2, exporter.reloads()
