@@ -299,22 +299,15 @@ class Exporter:
     async def _reload_files(self, config_path: str | Path) -> list[str]:
         """Load every file, then apply what changed (by content); the names of what changed."""
         config, credentials = await asyncio.to_thread(load_all, config_path)
-        web_model = None
-        if self.web_config is not None:
-            web_model = await asyncio.to_thread(load_web_config, self.web_config.path)
-        changed = [
-            name
-            for name, differs in (
-                ("config", config != self.config),
-                ("secret", credentials != self.credentials),
-                ("web_config", web_model is not None and self.web_config is not None and web_model != self.web_config.model),
-            )
-            if differs
-        ]
-        if self.web_config is not None and web_model is not None:
-            if "web_config" in changed:
-                self.web_config.apply(web_model)  # ConfigError (nothing changed) if it needs a restart
-            elif await self.web_config.check_certificates():
+        changed = [name for name, differs in (("config", config != self.config),
+                                              ("secret", credentials != self.credentials)) if differs]
+        web = self.web_config
+        if web is not None:
+            model = await asyncio.to_thread(load_web_config, web.path)
+            if model != web.model:
+                web.apply(model)  # ConfigError (nothing changed) if it needs a restart
+                changed.append("web_config")
+            elif await web.check_certificates():  # renewed in place under the same names
                 changed.append("certificate")
         if "config" in changed or "secret" in changed:
             await self._apply(config, credentials)

@@ -10,7 +10,9 @@ from structlog.testing import capture_logs
 from exporter import service
 from exporter.service import ReloadCoordinator
 from exporter.simulator import DEMO_API_SECRET, Simulator, static_flows
+from exporter.web.webconfig import WebConfig
 from tests.conftest import exporter_config, fetch, parse_samples, scrape, value
+from tests.helpers import PASSWORD, USERS, basic, write_web_config
 
 
 async def test_config_info_is_exported(sim: Simulator, make_exporter: Any) -> None:
@@ -108,3 +110,23 @@ async def test_any_failure_while_reloading_is_a_failed_reload(tmp_path, sim, exp
     assert value(await scrape(exporter.port), "itnio_exporter_config_last_reload_successful") == 0
     (failed,) = [entry for entry in logs if entry["event"] == "reload_failed"]
     assert failed["problems"] == problems and "RecursionError" in problems[0]
+
+
+async def test_a_reload_applies_a_changed_web_config_and_leaves_an_unchanged_one(
+    tmp_path, sim, exporter_from_file, pki
+) -> None:
+    path = tmp_path / "config.yaml"
+    raw = exporter_config(sim)
+    raw["api"]["api_secret"] = DEMO_API_SECRET
+    path.write_text(yaml.safe_dump(raw))
+    web_path = write_web_config(pki.dir, USERS)
+    exporter = await exporter_from_file(path, web_config=WebConfig(web_path))
+    with capture_logs() as logs:
+        assert await exporter.reload() == []
+    assert [entry.get("changed") for entry in logs] == ["nothing"]  # no web_config_reloaded either
+    web_path.write_text(USERS.replace("alice", "bob"))
+    with capture_logs() as logs:
+        assert await exporter.reload() == []
+    assert logs[-1]["event"] == "reloaded" and logs[-1]["changed"] == "web_config"
+    assert (await fetch(exporter.port, headers=basic("alice", PASSWORD)))[0] == 401
+    assert (await fetch(exporter.port, headers=basic("bob", PASSWORD)))[0] == 200
