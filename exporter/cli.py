@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default %(default)s, as Prometheus)",
     )
     parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="allow POST /-/reload (off: it answers 403, as in Prometheus); SIGHUP always reloads",
+    )
+    parser.add_argument(
         "--shard.index",
         dest="shard_index",
         metavar="I",
@@ -207,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "web_config": web_config,
         "health_unauthenticated": args.health_unauthenticated,
         "max_connections": args.max_connections,
+        "enable_lifecycle": args.enable_lifecycle,
     }
     if args.demo:
         return _fail(problems) if problems else asyncio.run(_serve_demo(listen, args.telemetry_path, web))
@@ -245,19 +252,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _wait_for_signal(exporter: Exporter) -> None:
-    """Until SIGTERM or SIGINT; SIGHUP reloads the config, as Prometheus does."""
+    """Until SIGTERM or SIGINT; SIGHUP reloads the config, as Prometheus does (SIGHUPs that
+    arrive during a reload are merged into one more)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    reloads: set[asyncio.Task[list[str]]] = set()
-
-    def on_hup() -> None:
-        task = asyncio.create_task(exporter.reload())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGHUP, exporter.request_reload)
     await stop.wait()
 
 

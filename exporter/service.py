@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
@@ -19,7 +20,6 @@ from .config import (
     Credentials,
     load_config,
     redact_url,
-    redact_urls,
     resolve_credentials,
 )
 from .metrics.exposition import Exposition
@@ -78,6 +78,50 @@ def build_client(
     )
 
 
+class ReloadCoordinator:
+    """Runs reloads one at a time and merges the requests that arrive meanwhile.
+
+    :meth:`request` returns a future for the result of the next reload to *start*: every
+    request made while a reload runs shares the one that follows it, so any number of
+    SIGHUPs and POSTs cost at most one more reload, and each still gets a reload that
+    began after it asked (its file changes are seen). Cancelling the future withdraws the
+    request (a POST whose client has gone): a reload nobody still wants is not run.
+    """
+
+    def __init__(self, reload: Callable[[], Awaitable[list[str]]]):
+        self._reload = reload
+        self._waiting: list[asyncio.Future[list[str]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def request(self) -> asyncio.Future[list[str]]:
+        """A future for the problems of the next reload to start (empty: it succeeded)."""
+        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="reload")
+        return future
+
+    async def _run(self) -> None:
+        waiting: list[asyncio.Future[list[str]]] = []
+        try:
+            while True:
+                waiting = [future for future in self._waiting if not future.done()]
+                self._waiting = []
+                if not waiting:
+                    return
+                problems = await self._reload()
+                for future in waiting:
+                    if not future.done():
+                        future.set_result(problems)
+        finally:
+            self._task = None
+            for future in waiting + self._waiting:
+                future.cancel()  # no-op once answered; else the reload was cancelled (stop)
+
+    async def stop(self) -> None:
+        await cancel(self._task)
+
+
 class Exporter:
     """The running daemon: the poller, discovery and balance tasks and one HTTP server."""
 
@@ -91,6 +135,7 @@ class Exporter:
         config_path: str | Path | None = None,
         web_config: WebConfig | None = None,
         health_unauthenticated: bool = False,
+        enable_lifecycle: bool = False,
         shard: Shard | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         header_timeout: float = HEADER_TIMEOUT,
@@ -117,6 +162,8 @@ class Exporter:
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
         self._reload_lock = asyncio.Lock()
+        self._reloads = ReloadCoordinator(self.reload)
+        self.enable_lifecycle = enable_lifecycle
         self._closing: set[asyncio.Task[None]] = set()
         self.web_config = web_config
         self.health_unauthenticated = health_unauthenticated
@@ -167,7 +214,8 @@ class Exporter:
             Health(self.alive, self.ready),
             self.telemetry_path,
             [self.listener.middleware, *middlewares],
-            reload=self.reload,
+            reload=self.request_reload,
+            lifecycle=self.enable_lifecycle,
         )
         self._runner = web.AppRunner(
             app,
@@ -239,27 +287,53 @@ class Exporter:
             self.credentials = credentials
             self.client.use_credentials(credentials)
 
-    async def reload(self) -> list[str]:
-        """Re-read the config file (and the web config). Returns the problems, empty on success.
+    def request_reload(self) -> asyncio.Future[list[str]]:
+        """Ask for a reload (SIGHUP, POST /-/reload): a future for its problems, empty on success.
 
-        Both files are read and checked before anything changes: a bad one changes nothing.
+        Requests made while a reload runs are merged into one more (see :class:`ReloadCoordinator`).
+        """
+        return self._reloads.request()
+
+    async def reload(self) -> list[str]:
+        """Re-read the config file, the secret file and the web config now. Returns the problems,
+        empty on success. Prefer :meth:`request_reload`, which merges concurrent requests.
+
+        Every file is read and checked before anything changes: a bad one changes nothing.
+        Files whose content is unchanged change nothing: no new client, no discovery restart.
         """
         if self.config_path is None:
             return ["no --config.file to reload (the demo runs without one)"]
         async with self._reload_lock:
             try:
-                config, credentials = await asyncio.to_thread(load_all, self.config_path)
-                if self.web_config is not None:
-                    self.web_config.apply(await asyncio.to_thread(load_web_config, self.web_config.path))
-            except Exception as exc:  # every failure to load is a failed reload
-                problems = exc.problems if isinstance(exc, ConfigError) else [_one_line(exc)]
-                self.telemetry.reload_failed()
-                log.error("reload_failed", problems=problems, keeping="the running config")
-                return problems
+                changed = await self._reload_files(self.config_path)
+            except ConfigError as exc:
+                problems = exc.problems
+            except Exception as exc:  # a bug, or a file that defeats the checks: still one failed reload
+                problems = [_one_line(exc)]
+            else:
+                self.telemetry.config_loaded()
+                log.info("reloaded", flows=len(self.config.flows), changed=",".join(changed) or "nothing")
+                return []
+            self.telemetry.reload_failed()
+            log.error("reload_failed", problems=problems, keeping="the running config")
+            return problems
+
+    async def _reload_files(self, config_path: str | Path) -> list[str]:
+        """Load every file, then apply what changed (by content); the names of what changed."""
+        config, credentials = await asyncio.to_thread(load_all, config_path)
+        changed = [name for name, differs in (("config", config != self.config),
+                                              ("secret", credentials != self.credentials)) if differs]
+        web = self.web_config
+        if web is not None:
+            model = await asyncio.to_thread(load_web_config, web.path)
+            if model != web.model:
+                web.apply(model)  # ConfigError (nothing changed) if it needs a restart
+                changed.append("web_config")
+            elif await web.check_certificates():  # renewed in place under the same names
+                changed.append("certificate")
+        if "config" in changed or "secret" in changed:
             await self._apply(config, credentials)
-            self.telemetry.config_loaded()
-            log.info("reloaded", flows=len(config.flows))
-            return []
+        return changed
 
     async def _apply(self, config: Config, credentials: Credentials) -> None:
         assert self.poller is not None and self.client is not None
@@ -286,9 +360,11 @@ class Exporter:
             await self.listener.stop()
         if self.auth is not None:
             self.auth.failures.stop()
+        await self._reloads.stop()  # POSTs waiting for a reload answer now
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self._reloads.stop()  # one requested meanwhile
         if self.discovery is not None:
             await self.discovery.stop()
         if self.balance is not None:
@@ -305,9 +381,9 @@ class Exporter:
 
 
 def _one_line(exc: BaseException) -> str:
-    """An unexpected loading failure as one line, with any URL's password hidden."""
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return f"config: cannot load: {redact_urls(text)[:300]}"
+    """An unexpected loading failure as one line. Only the exception's type: its message could
+    carry what the file holds (a secret, a URL's password), which is never shown."""
+    return f"config: cannot load: unexpected {type(exc).__name__} (the running config stays)"
 
 
 async def _close_later(client: ItnioClient, delay: float) -> None:

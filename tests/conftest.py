@@ -186,6 +186,13 @@ async def fetch(port: int, path: str = "/metrics", headers: dict[str, str] | Non
             return response.status, dict(response.headers), await response.read()
 
 
+async def post(port: int, path: str = "/-/reload", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """POST an empty body: (status, body)."""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"http://127.0.0.1:{port}{path}", headers=headers or {}) as response:
+            return response.status, await response.read()
+
+
 async def serve(handler_or_app, path: str = "/voice/recallFlow/queryDetail", ssl_context=None):
     """Serve an aiohttp app, or one POST handler at ``path``, on a free loopback port.
 

@@ -1,5 +1,8 @@
 """The command line (exporter/cli.py) as a user runs it: real processes, real exit codes, real output."""
 
+import asyncio
+import contextlib
+import errno
 import json
 import os
 import resource
@@ -9,13 +12,15 @@ import sys
 import textwrap
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from exporter import __version__, cli
+from exporter.simulator import DEMO_API_SECRET
 from exporter.vendor.model import STATES
-from tests.conftest import free_port, parse_samples
+from tests.conftest import fetch, free_port, parse_samples, post, scrape, value
 from tests.helpers import TLS, USERS, Pki, write_web_config
 
 EXE = [sys.executable, "-m", "exporter"]
@@ -307,3 +312,129 @@ def test_config_check_reports_the_balance_block_and_the_key_file_one_line_per_pr
     """)
     result = run("--config.check", "--config.file", str(path))
     assert result.returncode == 0, result.stderr
+
+
+def _feed(fifo: Path, text: str) -> bool:
+    """Write ``text`` to a named pipe if a reader has it open (False: nobody is reading it)."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return False
+        raise
+    with os.fdopen(fd, "w") as pipe:
+        pipe.write(text)
+    return True
+
+
+async def _feed_when_read(fifo: Path, text: str) -> None:
+    async with asyncio.timeout(10):
+        while not _feed(fifo, text):  # noqa: ASYNC110  (another process opens it: no event to wait on)
+            await asyncio.sleep(0.01)
+
+
+@dataclass
+class Running:
+    """A real exporter process and its log lines as they come."""
+
+    proc: asyncio.subprocess.Process
+    port: int
+    log: list[str]
+    reader: asyncio.Task[None]
+
+    def reloads(self) -> int:
+        return sum("event=reloaded" in line for line in self.log)
+
+    async def stop(self) -> None:
+        """SIGTERM, and wait for the end of its log."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+            await asyncio.wait_for(self.reader, 5)
+        finally:
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def _start_exporter(config: Path, *flags: str, secret_fifo: Path | None = None) -> Running:
+    """A real exporter process, ready (first poll cycle done); fed its secret through ``secret_fifo``."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *EXE, "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}", *flags,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    lines: list[str] = []
+
+    async def read() -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            lines.append(line.decode())
+
+    running = Running(proc, port, lines, asyncio.create_task(read()))
+    if secret_fifo is not None:
+        await _feed_when_read(secret_fifo, DEMO_API_SECRET)
+    async with asyncio.timeout(20):
+        while True:
+            with contextlib.suppress(OSError):
+                if (await fetch(port, "/readyz"))[0] == 200:
+                    return running
+            await asyncio.sleep(0.1)
+
+
+def _fifo_config(tmp_path: Path, base_url: str) -> tuple[Path, Path]:
+    """A config whose secret file is a named pipe: a reload waits in reading it until the test
+    writes the secret (:func:`_feed_when_read`), as it would on a slow file system."""
+    fifo = tmp_path / "secret"
+    os.mkfifo(fifo)
+    config = write(tmp_path, f"""\
+        api: {{base_url: "{base_url}", api_key: demo-key, api_secret_file: {fifo}}}
+        poll: {{interval: 10m}}
+        flows: [{{key_id: 1}}]
+        """)
+    return config, fifo
+
+
+async def _end_reload(exporter: Running, fifo: Path, done: int) -> None:
+    """Let the reload that is reading the secret finish: the ``done``-th one."""
+    await _feed_when_read(fifo, DEMO_API_SECRET)
+    async with asyncio.timeout(5):  # it has read the secret and closed the pipe
+        while exporter.reloads() < done:  # noqa: ASYNC110  (lines of a pipe: no event to wait on)
+            await asyncio.sleep(0.01)
+
+
+async def test_sighups_during_a_reload_are_merged_into_one_more(tmp_path, sim):
+    config, fifo = _fifo_config(tmp_path, sim.base_url)
+    exporter = await _start_exporter(config, secret_fifo=fifo)
+    try:
+        for _ in range(200):  # the first starts a reload, which waits; the others arrive meanwhile
+            exporter.proc.send_signal(signal.SIGHUP)
+            await asyncio.sleep(0.001)
+        await _end_reload(exporter, fifo, 1)
+        await _end_reload(exporter, fifo, 2)  # the one that the 199 others share
+        await asyncio.sleep(0.5)
+        assert not _feed(fifo, DEMO_API_SECRET), "a third reload is reading the secret"
+        assert value(await scrape(exporter.port), "itnio_exporter_config_last_reload_successful") == 1
+    finally:
+        await exporter.stop()
+    assert exporter.reloads() == 2, exporter.reloads()
+
+
+async def test_concurrent_reload_posts_share_one_reload_and_all_get_its_answer(tmp_path, sim):
+    config, fifo = _fifo_config(tmp_path, sim.base_url)
+    exporter = await _start_exporter(config, "--web.enable-lifecycle", secret_fifo=fifo)
+    try:
+        first = asyncio.create_task(post(exporter.port))
+        await asyncio.sleep(0.3)  # its reload is waiting for the secret
+        others = asyncio.gather(*(post(exporter.port) for _ in range(99)))
+        await asyncio.sleep(0.5)  # they all arrived during the first reload
+        await _end_reload(exporter, fifo, 1)
+        assert await first == (200, b"OK\n")
+        assert not others.done()  # they wait for the reload that began after they asked
+        await _end_reload(exporter, fifo, 2)
+        assert await others == [(200, b"OK\n")] * 99
+        await asyncio.sleep(0.3)
+        assert not _feed(fifo, DEMO_API_SECRET), "a third reload is reading the secret"
+    finally:
+        await exporter.stop()
+    assert exporter.reloads() == 2, exporter.reloads()

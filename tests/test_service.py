@@ -1,9 +1,18 @@
-"""The wiring (exporter/service.py): what the exporter it starts exports about its own config."""
+"""The wiring (exporter/service.py): what the exporter it starts exports about its own config, and reloads."""
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
-from exporter.simulator import Simulator
-from tests.conftest import fetch, parse_samples, value
+import yaml
+from structlog.testing import capture_logs
+
+from exporter import service
+from exporter.service import ReloadCoordinator
+from exporter.simulator import DEMO_API_SECRET, Simulator, static_flows
+from exporter.web.webconfig import WebConfig
+from tests.conftest import exporter_config, fetch, parse_samples, scrape, value
+from tests.helpers import PASSWORD, USERS, basic, write_web_config
 
 
 async def test_config_info_is_exported(sim: Simulator, make_exporter: Any) -> None:
@@ -12,3 +21,112 @@ async def test_config_info_is_exported(sim: Simulator, make_exporter: Any) -> No
     assert status == 200
     samples = parse_samples(body.decode())
     assert value(samples, "itnio_exporter_config_info", tls_insecure_skip_verify="true") == 1
+
+
+async def test_reload_requests_made_during_a_reload_share_one_more() -> None:
+    release, runs = asyncio.Event(), list[int]()
+
+    async def slow_reload() -> list[str]:
+        runs.append(len(runs) + 1)
+        await release.wait()
+        return [f"run {len(runs)}"]
+
+    reloads = ReloadCoordinator(slow_reload)
+    first = reloads.request()
+    await asyncio.sleep(0)  # the first reload starts
+    later = [reloads.request() for _ in range(100)]  # SIGHUPs and POSTs while it runs
+    withdrawn = reloads.request()
+    withdrawn.cancel()
+    release.set()
+    assert await first == ["run 1"]
+    # every later request is answered by the one reload that started after it asked
+    assert {tuple(await future) for future in later} == {("run 2",)}
+    assert runs == [1, 2]
+    # a request whose asker has gone, alone, runs nothing
+    release.clear()
+    blocked = reloads.request()
+    await asyncio.sleep(0)
+    alone = reloads.request()
+    alone.cancel()
+    release.set()
+    assert await blocked == ["run 3"]
+    await asyncio.sleep(0.05)
+    assert runs == [1, 2, 3]
+
+
+def write_discovery_config(path: Path, sim: Simulator, *, static: list[int], **discovery: str) -> None:
+    settings = {"enabled": True, "refresh": "1h", "lookback": "1d", "page_size": 2, **discovery}
+    raw = exporter_config(sim, flows=[{"key_id": key} for key in static], discovery=settings)
+    raw["api"]["api_secret"] = DEMO_API_SECRET
+    path.write_text(yaml.safe_dump(raw))
+
+
+async def test_a_reload_of_unchanged_files_changes_and_restarts_nothing(tmp_path, make_sim, exporter_from_file) -> None:
+    sim = await make_sim(flows=static_flows(3, 1))
+    path = tmp_path / "config.yaml"
+    write_discovery_config(path, sim, static=[1, 2])
+    exporter = await exporter_from_file(path, run_poller=True)
+    async with asyncio.timeout(10):
+        while value(await scrape(exporter.port), "itnio_exporter_discovery_last_run_successful") != 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # (it scrapes a live exporter: no event to wait on)
+    pages, details, client = len(sim.page_requests), sim.answers.total(), exporter.client
+    before = value(await scrape(exporter.port), "itnio_exporter_config_last_reload_success_timestamp_seconds")
+    path.write_text("# touched: same content, new mtime\n" + path.read_text())
+    with capture_logs() as logs:
+        for _ in range(20):
+            assert await exporter.reload() == []
+    await asyncio.sleep(0.2)
+    assert len(sim.page_requests) == pages  # no discovery run restarted
+    assert sim.answers.total() == details  # no flow polled again
+    assert exporter.client is client
+    samples = await scrape(exporter.port)
+    assert value(samples, "itnio_exporter_config_last_reload_successful") == 1
+    assert value(samples, "itnio_exporter_config_last_reload_success_timestamp_seconds") > before  # type: ignore[operator]
+    reloaded = [entry for entry in logs if entry["event"] == "reloaded"]
+    assert len(reloaded) == 20 and {entry["changed"] for entry in reloaded} == {"nothing"}
+
+    # a change outside discovery: and api: keeps the discovery run, and applies at once
+    write_discovery_config(path, sim, static=[1, 2, 3])
+    assert await exporter.reload() == []
+    await asyncio.sleep(0.2)
+    assert len(sim.page_requests) == pages and exporter.client is client
+    assert sorted(flow.key_id for flow in exporter.poller.flows) == [1, 2, 3]
+
+
+async def test_any_failure_while_reloading_is_a_failed_reload(tmp_path, sim, exporter_from_file, monkeypatch) -> None:
+    path = tmp_path / "config.yaml"
+    raw = exporter_config(sim)
+    raw["api"]["api_secret"] = DEMO_API_SECRET
+    path.write_text(yaml.safe_dump(raw))
+    exporter = await exporter_from_file(path)
+
+    def broken(_: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(service, "load_all", broken)
+    with capture_logs() as logs:
+        problems = await exporter.reload()
+    assert problems and all("\n" not in problem for problem in problems)
+    assert value(await scrape(exporter.port), "itnio_exporter_config_last_reload_successful") == 0
+    (failed,) = [entry for entry in logs if entry["event"] == "reload_failed"]
+    assert failed["problems"] == problems and "RecursionError" in problems[0]
+
+
+async def test_a_reload_applies_a_changed_web_config_and_leaves_an_unchanged_one(
+    tmp_path, sim, exporter_from_file, pki
+) -> None:
+    path = tmp_path / "config.yaml"
+    raw = exporter_config(sim)
+    raw["api"]["api_secret"] = DEMO_API_SECRET
+    path.write_text(yaml.safe_dump(raw))
+    web_path = write_web_config(pki.dir, USERS)
+    exporter = await exporter_from_file(path, web_config=WebConfig(web_path))
+    with capture_logs() as logs:
+        assert await exporter.reload() == []
+    assert [entry.get("changed") for entry in logs] == ["nothing"]  # no web_config_reloaded either
+    web_path.write_text(USERS.replace("alice", "bob"))
+    with capture_logs() as logs:
+        assert await exporter.reload() == []
+    assert logs[-1]["event"] == "reloaded" and logs[-1]["changed"] == "web_config"
+    assert (await fetch(exporter.port, headers=basic("alice", PASSWORD)))[0] == 401
+    assert (await fetch(exporter.port, headers=basic("bob", PASSWORD)))[0] == 200

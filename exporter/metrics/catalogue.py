@@ -267,8 +267,8 @@ SHARDS = Metric(
 DISCOVERY_SUCCESSFUL = Metric(
     "itnio_exporter_discovery_last_run_successful",
     "gauge",
-    "1 if the last discovery run read every page of recallFlow/queryPage, 0 if it failed (the "
-    "previous set of discovered flows is kept).",
+    "1 if the last discovery run read every page of recallFlow/queryPage, 0 if it failed or a reload "
+    "that changed its settings cut it short (the previous set of discovered flows is kept).",
 )
 DISCOVERY_SUCCESS_TIME = Metric(
     "itnio_exporter_discovery_last_success_timestamp_seconds",

@@ -70,6 +70,11 @@ class DiscoveryObserver(Protocol):
         """A run read every page, at unix time ``at``."""
 
 
+def _same_source(old: Config | None, new: Config) -> bool:
+    """A run under ``old`` reads what one under ``new`` would (same discovery and api sections)."""
+    return old is not None and old.discovery == new.discovery and old.api == new.api
+
+
 def vendor_time(unix: float, zone: tzinfo) -> str:
     return datetime.fromtimestamp(unix, zone).strftime(VENDOR_TIME_FORMAT)
 
@@ -92,6 +97,7 @@ class Discovery:
         self._config: Config | None = None
         self._records: dict[int, FlowRecord] = {}  # discovered flows being watched
         self._task: asyncio.Task[None] | None = None
+        self._reading = False  # a run is reading the list
 
     # -- configuration ---------------------------------------------------------------------
     def merged(self, config: Config) -> Config:
@@ -110,16 +116,25 @@ class Discovery:
         """Take a (new) config: set the poller's flows and (re)start the refresh task.
 
         Called at start and on every reload; the flows discovered so far stay while
-        discovery stays on. ``run=False`` starts no task (tests call :meth:`run_once`).
+        discovery stays on. A running task goes on when what it reads by (the
+        ``discovery:`` and ``api:`` sections) is unchanged; else it is restarted, and a
+        run it cuts short counts as not successful. ``run=False`` starts no task (tests
+        call :meth:`run_once`).
         """
-        await self.stop()
+        keep = run and self._task is not None and not self._task.done() and _same_source(self._config, config)
+        if not keep:
+            interrupted = self._reading and self._task is not None
+            await self.stop()
+            if interrupted and config.discovery.enabled:
+                self._telemetry.discovery_failed()
+                log.info("discovery_run_interrupted", reason="reload changed the discovery or api settings")
         self._config = config
         if not config.discovery.enabled:
             self._records = {}
         else:
             self._telemetry.discovery_on()
         await self._publish()
-        if run and config.discovery.enabled:
+        if run and config.discovery.enabled and not keep:
             self._task = asyncio.create_task(self.run(), name="discovery")
 
     async def stop(self) -> None:
@@ -158,6 +173,7 @@ class Discovery:
         params = {"strTime": vendor_time(now - settings.lookback, zone), "endTime": vendor_time(now + END_MARGIN, zone)}
         if settings.task_name:
             params["taskName"] = settings.task_name
+        self._reading = True
         try:
             found = await self._read_all(client, params, settings.page_size, zone,
                                          time.monotonic() + settings.refresh)
@@ -165,7 +181,10 @@ class Discovery:
             self._telemetry.discovery_failed()
             log.warning("discovery_failed", error=str(exc), keeping=f"{len(self._records)} discovered flows")
             return False
-        if self._config is not config:  # reloaded while the list was read: the new settings decide
+        finally:
+            self._reading = False
+        if not _same_source(self._config, config):  # reloaded while the list was read: the new settings decide
+            self._telemetry.discovery_failed()
             return False
         records = dict(found)
         for key_id, record in self._records.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -44,7 +44,20 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
-Reloader = Callable[[], Awaitable[list[str]]]
+# Asks for a reload: a future for its problems (empty: it succeeded). Cancelling it withdraws the request.
+Reloader = Callable[[], asyncio.Future[list[str]]]
+
+LIFECYCLE_DISABLED = (
+    "Lifecycle API is not enabled: start the exporter with --web.enable-lifecycle to reload "
+    "with POST /-/reload (SIGHUP always reloads)\n"
+)
+# How often a POST /-/reload waiting for its reload checks that its client is still there.
+CLIENT_CHECK_SECONDS = 0.5
+
+
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def html_response(text: str, status: int = 200) -> web.Response:
@@ -70,6 +83,7 @@ def make_app(
     middlewares: Iterable[Callable] = (),
     *,
     reload: Reloader | None = None,
+    lifecycle: bool = False,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
@@ -134,7 +148,17 @@ def make_app(
 
     async def do_reload(request: web.Request) -> web.Response:
         assert reload is not None
-        problems = await reload()
+        if not lifecycle:
+            return web.Response(status=403, text=LIFECYCLE_DISABLED)
+        future = reload()
+        try:
+            while not future.done():
+                await asyncio.wait({future}, timeout=CLIENT_CHECK_SECONDS)
+                if not future.done() and client_gone(request):
+                    return web.Response(status=499, text="client closed the request\n")  # read by no one
+            problems = future.result()
+        finally:
+            future.cancel()  # no-op once answered; else withdraws the request (no reload for nobody)
         if problems:
             return web.Response(status=500, text="failed to reload config:\n" + "\n".join(problems) + "\n")
         return web.Response(text="OK\n")

@@ -73,7 +73,7 @@ async def test_account_errors_back_off_the_whole_poller_and_a_rotated_secret_rec
 async def test_reload_keeps_data_of_flows_that_stay_adds_and_removes_at_once(tmp_path, exporter_from_file, make_sim):
     sim = await make_sim(flows=static_flows(4, 2))
     path = write_config(tmp_path / "c.yaml", sim, [1, 2, 3])
-    exporter = await exporter_from_file(path)
+    exporter = await exporter_from_file(path, enable_lifecycle=True)
     try:
         await exporter.poller.run_cycle()
         await exporter.poller.run_cycle()

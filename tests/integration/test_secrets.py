@@ -41,7 +41,7 @@ async def test_no_secret_or_sign_in_logs_metrics_pages_errors_or_reprs(tmp_path,
     secret_file.write_text(SECRET_1 + "\n")
     path = tmp_path / "config.yaml"
     path.write_text(config_text(sim, secret_file))
-    exporter = await exporter_from_file(path)
+    exporter = await exporter_from_file(path, enable_lifecycle=True)
     config = exporter.config
     seen: list[str] = []  # everything a user or an attacker could read
 

@@ -242,3 +242,37 @@ async def test_discovered_flows_are_partitioned_exactly_across_shards(make_expor
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.1)
     assert sim.requests_per_flow == expected
+
+
+async def test_a_run_cut_short_by_a_reload_is_not_a_success(tmp_path, exporter_from_file, make_sim):
+    sim = await make_sim(flows=listed_flows(2))
+    path = tmp_path / "config.yaml"
+
+    def write(page_size: int) -> None:
+        path.write_text(textwrap.dedent(f"""\
+            api: {{base_url: "{sim.base_url}", api_key: demo-key, api_secret: {DEMO_API_SECRET}, timeout: 5s}}
+            poll: {{interval: 10m}}
+            discovery: {{enabled: true, refresh: 1h, lookback: 1d, page_size: {page_size}}}
+            flows: []
+            """))
+
+    async def successful():
+        return value(await scrape(exporter.port), "itnio_exporter_discovery_last_run_successful")
+
+    write(1)
+    exporter = await exporter_from_file(path, run_poller=True)
+    await wait_for(lambda: _eq(successful(), 1.0))
+    sim.latency = 1.5
+    write(2)  # new discovery settings: a new run, which the next reload cuts short
+    assert await exporter.reload() == []
+    pages = len(sim.page_requests)
+
+    async def asked() -> bool:
+        return len(sim.page_requests) > pages
+
+    await wait_for(asked)  # the new run is reading the list
+    write(1)
+    assert await exporter.reload() == []
+    assert await successful() == 0
+    sim.latency = 0
+    await wait_for(lambda: _eq(successful(), 1.0))  # the run the reload started completes

@@ -1,12 +1,21 @@
 """The HTTP app (exporter/web/app.py): OpenMetrics and gzip negotiated, health, readiness, the landing
 page and the telemetry path; scrapes never call the API."""
 
+import asyncio
+import contextlib
 import gzip
+import time
 
 import aiohttp
+import yaml
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
-from tests.conftest import fetch
+from exporter.service import ReloadCoordinator
+from exporter.simulator import DEMO_API_SECRET
+from exporter.web.app import CLIENT_CHECK_SECONDS, Health, make_app
+from exporter.web.webconfig import WebConfig
+from tests.conftest import exporter_config, fetch, post, serve
+from tests.helpers import PASSWORD, USERS, basic, write_web_config
 
 OM_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -78,3 +87,61 @@ async def test_custom_telemetry_path(sim, make_exporter):
     assert (await fetch(exporter.port, "/probe/metrics"))[0] == 200
     assert (await fetch(exporter.port, "/metrics"))[0] == 404
     assert b'href="/probe/metrics"' in (await fetch(exporter.port, "/"))[2]
+
+
+def flows_config(path, sim, keys) -> None:
+    path.write_text(yaml.safe_dump(exporter_config(sim, flows=[{"key_id": key} for key in keys])
+                                   | {"api": {**exporter_config(sim)["api"], "api_secret": DEMO_API_SECRET}}))
+
+
+async def test_post_reload_needs_the_lifecycle_flag_and_the_web_configs_auth(
+    tmp_path, sim, exporter_from_file, pki
+):
+    path = tmp_path / "config.yaml"
+    keys = sorted(sim.flows)
+    flows_config(path, sim, keys)
+    closed = await exporter_from_file(path)
+    flows_config(path, sim, keys[:1])
+    status, body = await post(closed.port)
+    assert status == 403
+    assert body.decode().count("\n") == 1 and "--web.enable-lifecycle" in body.decode() and "SIGHUP" in body.decode()
+    assert [flow.key_id for flow in closed.poller.flows] == keys  # nothing was reloaded
+
+    flows_config(path, sim, keys)
+    opened = await exporter_from_file(path, enable_lifecycle=True, web_config=WebConfig(write_web_config(pki.dir, USERS)))
+    flows_config(path, sim, keys[:2])
+    for headers in ({}, basic("alice", "wrong")):
+        assert (await post(opened.port, headers=headers))[0] == 401
+    assert [flow.key_id for flow in opened.poller.flows] == keys
+    assert await post(opened.port, headers=basic("alice", PASSWORD)) == (200, b"OK\n")
+    assert [flow.key_id for flow in opened.poller.flows] == keys[:2]
+
+
+async def test_a_post_reload_whose_client_has_gone_adds_no_reload(sim, make_exporter):
+    """One reload runs; a POST that arrives meanwhile and gives up is not followed by one more."""
+    exporter = await make_exporter(sim, run_poller=False)
+    started, release, runs = asyncio.Event(), asyncio.Event(), []
+
+    async def slow_reload() -> list[str]:
+        runs.append(time.monotonic())
+        started.set()
+        await release.wait()
+        return []
+
+    reloads = ReloadCoordinator(slow_reload)
+    app = make_app(exporter.exposition, Health(lambda: True, lambda: True), reload=reloads.request, lifecycle=True)
+    runner, port = await serve(app)
+    try:
+        first = asyncio.create_task(post(port))
+        await started.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(post(port), 0.2)  # the client gives up and closes the connection
+        await asyncio.sleep(2 * CLIENT_CHECK_SECONDS + 0.2)  # the server notices
+        release.set()
+        assert await first == (200, b"OK\n")
+        await asyncio.sleep(0.1)
+        assert len(runs) == 1
+        # a later request still runs a reload of its own
+        assert await post(port) == (200, b"OK\n") and len(runs) == 2
+    finally:
+        await runner.cleanup()
