@@ -81,7 +81,8 @@ async def test_a_reload_of_unchanged_files_changes_and_restarts_nothing(tmp_path
     assert exporter.client is client
     samples = await scrape(exporter.port)
     assert value(samples, "itnio_exporter_config_last_reload_successful") == 1
-    assert value(samples, "itnio_exporter_config_last_reload_success_timestamp_seconds") > before  # type: ignore[operator]
+    reloaded_at = value(samples, "itnio_exporter_config_last_reload_success_timestamp_seconds")
+    assert reloaded_at is not None and before is not None and reloaded_at > before
     reloaded = [entry for entry in logs if entry["event"] == "reloaded"]
     assert len(reloaded) == 20 and {entry["changed"] for entry in reloaded} == {"nothing"}
 

@@ -207,7 +207,7 @@ async def test_url_passwords_never_leave_the_exporter(tmp_path, exporter_from_fi
             "  timeout: 300ms\n  retries: 0\npoll:\n  interval: 1s\nflows:\n  - key_id: 1\n  - key_id: 2\n")
     path.write_text(good)
     seen: list[str] = []
-    exporter = await exporter_from_file(path, run_poller=False)
+    exporter = await exporter_from_file(path, run_poller=False, enable_lifecycle=True)
     try:
         await exporter.poller.run_cycle()
         for page in ("/metrics", "/", "/healthz", "/readyz"):
