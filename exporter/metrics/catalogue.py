@@ -11,9 +11,10 @@ The rules every entry follows (``tests/metrics/test_catalogue.py`` checks them):
   Only counters get ``_total``; a value the vendor may revise is a gauge.
 - Values are in base units: seconds (``_seconds``), unix times (``_timestamp_seconds``),
   plain counts; never minutes or milliseconds.
-- ``help`` is one or more sentences ending with a period. Each family's documentation is
-  ``help`` followed by :data:`BACKGROUND`, the one suffix all of them share, since every
-  value comes from the background poll and none is fetched when Prometheus scrapes.
+- ``help`` is one or more sentences ending with a period. The documentation of every family
+  whose values come from the background poll is ``help`` followed by :data:`BACKGROUND`, so
+  that nobody expects a scrape to fetch them; the few that count what happens on this
+  exporter's own HTTP side (``background=False``) are documented by ``help`` alone.
 - Labels are bounded. The only identifiers among them are the vendor's ids of things the
   operator chose to watch: ``key_id`` (a recall flow), ``node_key_id`` (a node of it), and
   ``task_id`` and ``script_id`` (the group-call task and script of a node, or of a flow's
@@ -43,11 +44,12 @@ class Metric:
     labels: tuple[str, ...] = ()
     info_labels: tuple[str, ...] = ()  # info only: the labels its value sets
     buckets: tuple[float, ...] = ()  # histogram only: upper bounds, without +Inf
+    background: bool = True  # its values come from the background poll of the API
 
     @property
     def documentation(self) -> str:
         """The HELP text as exposed."""
-        return self.help + BACKGROUND
+        return self.help + BACKGROUND if self.background else self.help
 
     @property
     def exposed_name(self) -> str:
@@ -241,6 +243,7 @@ HTTP_AUTH_FAILURES = Metric(
     "(not Basic user:password), unknown_user, wrong_password, rejected_busy (too many logins being "
     "checked at once: answered 429).",
     ("reason",),
+    background=False,
 )
 BUILD_INFO = Metric(
     "itnio_exporter_build",

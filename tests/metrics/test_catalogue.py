@@ -110,7 +110,9 @@ def test_help_is_sentences_with_the_common_suffix():
         assert metric.help.endswith("."), metric.name
         assert metric.help[0].isupper() or metric.help[0].isdigit(), metric.name
         assert "\n" not in metric.help and catalogue.BACKGROUND not in metric.help, metric.name
-        assert metric.documentation == metric.help + catalogue.BACKGROUND
+        assert metric.documentation == metric.help + (catalogue.BACKGROUND if metric.background else "")
+    http_side = [metric.name for metric in catalogue.METRICS if not metric.background]
+    assert http_side == ["itnio_exporter_http_auth_failures"], "only what this exporter's HTTP side counts"
     assert catalogue.BACKGROUND == " Data come from a background poll of the ITNIO API, not from the scrape."
 
 
