@@ -39,25 +39,16 @@ async def api_check(path: Path) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
-async def started(**kwargs) -> Simulator:
-    sim = Simulator(flows=static_flows(3, 2), **kwargs)
-    await sim.start()
-    return sim
-
-
-async def test_every_endpoint_in_use_is_asked_once_and_a_good_setup_exits_0(tmp_path):
-    sim = await started()
-    try:
-        sim.flow_drift[2] = {"string_numbers", "unreadable_node"}
-        path = config_file(tmp_path, sim, extra="""\
-            discovery:
-              enabled: true
-            enrich:
-              node_calls: true
-            """)
-        code, out, err = await api_check(path)
-    finally:
-        await sim.stop()
+async def test_every_endpoint_in_use_is_asked_once_and_a_good_setup_exits_0(tmp_path, make_sim):
+    sim = await make_sim(flows=static_flows(3, 2))
+    sim.flow_drift[2] = {"string_numbers", "unreadable_node"}
+    path = config_file(tmp_path, sim, extra="""\
+        discovery:
+          enabled: true
+        enrich:
+          node_calls: true
+        """)
+    code, out, err = await api_check(path)
     assert code == 0, out + err
     lines = out.splitlines()
     detail = [line for line in lines if line.startswith("recallFlow/queryDetail")]
@@ -85,12 +76,9 @@ async def test_every_endpoint_in_use_is_asked_once_and_a_good_setup_exits_0(tmp_
     assert not any(sign in out + err for sign in sim.signs_seen if sign)
 
 
-async def test_a_wrong_secret_fails_with_what_to_do_and_exits_1(tmp_path):
-    sim = await started()
-    try:
-        code, out, err = await api_check(config_file(tmp_path, sim, secret="not-the-secret"))
-    finally:
-        await sim.stop()
+async def test_a_wrong_secret_fails_with_what_to_do_and_exits_1(tmp_path, make_sim):
+    sim = await make_sim(flows=static_flows(3, 2))
+    code, out, err = await api_check(config_file(tmp_path, sim, secret="not-the-secret"))
     assert code == 1
     assert "code -1 'Authentication error'" in out and "FAILED: api -1" in out
     assert "Authentication failed (-1): check api.api_key and the secret" in out
@@ -99,12 +87,10 @@ async def test_a_wrong_secret_fails_with_what_to_do_and_exits_1(tmp_path):
     assert "not-the-secret" not in out + err
 
 
-async def test_an_expired_timestamp_is_reported_with_the_clock_offset(tmp_path):
-    sim = await started(clock=lambda: time.time() + 3 * 3600)  # the API's clock is three hours ahead
-    try:
-        code, out, _ = await api_check(config_file(tmp_path, sim, flows=(1,)))
-    finally:
-        await sim.stop()
+async def test_an_expired_timestamp_is_reported_with_the_clock_offset(tmp_path, make_sim):
+    # the API's clock is three hours ahead
+    sim = await make_sim(flows=static_flows(3, 2), clock=lambda: time.time() + 3 * 3600)
+    code, out, _ = await api_check(config_file(tmp_path, sim, flows=(1,)))
     assert code == 1
     assert "FAILED: api -16" in out and "Timestamp expired (-16)" in out and "NTP" in out
     offset = re.search(r"clock: the API's clock is ([\d.]+) s ahead of this machine's", out)
@@ -112,8 +98,8 @@ async def test_an_expired_timestamp_is_reported_with_the_clock_offset(tmp_path):
     assert sim.answers[("api", "-16")] == 1, "no second request signed with a corrected clock"
 
 
-async def test_an_unreachable_host_says_what_to_check(tmp_path):
-    sim = await started()
+async def test_an_unreachable_host_says_what_to_check(tmp_path, make_sim):
+    sim = await make_sim(flows=static_flows(3, 2))
     path = config_file(tmp_path, sim, flows=(1,))
     await sim.stop()  # nothing listens on that port any more
     code, out, _ = await api_check(path)
@@ -123,13 +109,10 @@ async def test_an_unreachable_host_says_what_to_check(tmp_path):
     assert "clock: no answer carried a Date header" in out
 
 
-async def test_an_unknown_flow_and_a_decode_error_fail_the_check(tmp_path):
-    sim = await started()
-    try:
-        sim.flow_faults[2] = __import__("exporter.simulator", fromlist=["Fault"]).Fault("decode")
-        code, out, _ = await api_check(config_file(tmp_path, sim, flows=(1, 2, 99)))
-    finally:
-        await sim.stop()
+async def test_an_unknown_flow_and_a_decode_error_fail_the_check(tmp_path, make_sim):
+    sim = await make_sim(flows=static_flows(3, 2))
+    sim.flow_faults[2] = __import__("exporter.simulator", fromlist=["Fault"]).Fault("decode")
+    code, out, _ = await api_check(config_file(tmp_path, sim, flows=(1, 2, 99)))
     assert code == 1
     assert "keyId=1 | HTTP 200" in out and "keyId=99" in out and "FAILED: api -24" in out
     assert "No flow with this keyId" in out
@@ -137,28 +120,25 @@ async def test_an_unknown_flow_and_a_decode_error_fail_the_check(tmp_path):
     assert out.splitlines()[-1] == "verdict: FAILED: 2 of 4 requests failed"
 
 
-async def test_the_balance_at_a_white_label_path_and_a_wrong_path_and_balance_off(tmp_path):
-    sim = await started(balance=7.5, gift=0, credit=2)
-    try:
-        sim.balance_as_numbers = True  # a looser vendor: numbers, not the documented strings
-        white_label = config_file(tmp_path, sim, flows=(1,), extra="balance:\n  path: /v3/getBalance\n")
-        code, out, _ = await api_check(white_label)
-        assert code == 0, out
-        assert "getBalance path=/v3/getBalance | HTTP 200" in out
-        assert "OK: balance actual 7.5, gift 0, credit 2" in out and "drift: none" in out
+async def test_the_balance_at_a_white_label_path_and_a_wrong_path_and_balance_off(tmp_path, make_sim):
+    sim = await make_sim(flows=static_flows(3, 2), balance=7.5, gift=0, credit=2)
+    sim.balance_as_numbers = True  # a looser vendor: numbers, not the documented strings
+    white_label = config_file(tmp_path, sim, flows=(1,), extra="balance:\n  path: /v3/getBalance\n")
+    code, out, _ = await api_check(white_label)
+    assert code == 0, out
+    assert "getBalance path=/v3/getBalance | HTTP 200" in out
+    assert "OK: balance actual 7.5, gift 0, credit 2" in out and "drift: none" in out
 
-        wrong = config_file(tmp_path, sim, flows=(1,), extra="balance:\n  path: /getBalance\n")
-        code, out, _ = await api_check(wrong)
-        assert code == 1
-        assert "getBalance path=/getBalance | HTTP 404" in out and "FAILED: http 404" in out
-        assert "check balance.path" in out
-        assert out.splitlines()[-1] == "verdict: FAILED: 1 of 2 requests failed"
+    wrong = config_file(tmp_path, sim, flows=(1,), extra="balance:\n  path: /getBalance\n")
+    code, out, _ = await api_check(wrong)
+    assert code == 1
+    assert "getBalance path=/getBalance | HTTP 404" in out and "FAILED: http 404" in out
+    assert "check balance.path" in out
+    assert out.splitlines()[-1] == "verdict: FAILED: 1 of 2 requests failed"
 
-        code, out, _ = await api_check(config_file(tmp_path, sim, flows=(1,), extra="balance:\n  enabled: false\n"))
-        assert code == 0 and "getBalance" not in out
-        assert out.splitlines()[-1] == "verdict: OK: 1 of 1 requests succeeded"
-    finally:
-        await sim.stop()
+    code, out, _ = await api_check(config_file(tmp_path, sim, flows=(1,), extra="balance:\n  enabled: false\n"))
+    assert code == 0 and "getBalance" not in out
+    assert out.splitlines()[-1] == "verdict: OK: 1 of 1 requests succeeded"
     assert sim.balance_answers == {("ok", ""): 1}, "a wrong path never reaches the balance handler"
 
 

@@ -5,7 +5,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from exporter import service
-from exporter.simulator import Simulator, static_flows
+from exporter.simulator import static_flows
 from tests.conftest import scrape, value
 from tests.integration.test_resilience import write_config
 
@@ -23,13 +23,10 @@ async def post(port: int, path: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-async def exporter(tmp_path, exporter_from_file):
-    sim = Simulator(flows=static_flows(2, 2))
-    await sim.start()
+async def exporter(tmp_path, exporter_from_file, make_sim):
+    sim = await make_sim(flows=static_flows(2, 2))
     path = write_config(tmp_path / "c.yaml", sim, [1, 2])
-    exporter = await exporter_from_file(path, enable_lifecycle=True)
-    yield exporter
-    await sim.stop()
+    return await exporter_from_file(path, enable_lifecycle=True)
 
 
 @pytest.mark.parametrize("case", list(BAD))

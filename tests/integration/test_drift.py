@@ -7,8 +7,6 @@ import io
 from collections import Counter
 from typing import Any
 
-import structlog
-
 from exporter import logs
 from exporter.simulator import SimFlow, SimNode, Simulator
 from exporter.simulator.demo import DEMO_DRIFT_FLOW, start_demo_simulator
@@ -24,23 +22,18 @@ def drift_counts(samples: dict[str, list[tuple[dict[str, str], float]]], endpoin
     })
 
 
-async def test_drift_counters_equal_what_the_simulator_served(make_exporter: Any) -> None:
+async def test_drift_counters_equal_what_the_simulator_served(make_exporter: Any, make_sim: Any) -> None:
     flows = [SimFlow(key, status=1, nodes=[SimNode(key * 10 + i, 500 + i, 7, i % 3) for i in range(3)]) for key in (1, 2, 3, 4)]
-    sim = Simulator(flows=flows)
-    await sim.start()
-    try:
-        sim.flow_drift[1] = {"string_numbers"}
-        sim.flow_drift[2] = {"unreadable_node"}
-        sim.flow_drift[3] = {"missing_optional", "unreadable_node"}
-        stream = io.StringIO()
-        logs.configure("info", "logfmt", stream)
-        exporter = await make_exporter(sim, run_poller=False)
-        for _ in range(3):
-            await exporter.poller.run_cycle()
-        samples = await scrape(exporter.port)
-    finally:
-        await sim.stop()
-        structlog.reset_defaults()
+    sim = await make_sim(flows=flows)
+    sim.flow_drift[1] = {"string_numbers"}
+    sim.flow_drift[2] = {"unreadable_node"}
+    sim.flow_drift[3] = {"missing_optional", "unreadable_node"}
+    stream = io.StringIO()
+    logs.configure("info", "logfmt", stream)
+    exporter = await make_exporter(sim, run_poller=False)
+    for _ in range(3):
+        await exporter.poller.run_cycle()
+    samples = await scrape(exporter.port)
     assert drift_counts(samples, QUERY_DETAIL) == sim.drift_served
     assert sim.drift_served[("data.nodeList.keyId", "unreadable_node")] == 6  # two flows, three cycles
     # every flow stayed up with all its readable nodes

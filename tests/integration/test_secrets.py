@@ -193,11 +193,10 @@ def test_config_check_echoes_no_url_password_in_any_field_nor_a_wrongly_typed_se
     assert result.stderr.count("98765432") == 1 and "discovery.task_name" in result.stderr  # not a secret field
 
 
-async def test_url_passwords_never_leave_the_exporter(tmp_path, exporter_from_file):
+async def test_url_passwords_never_leave_the_exporter(tmp_path, exporter_from_file, make_sim):
     out = io.StringIO()
     logs.configure("debug", "json", stream=out)
-    sim = Simulator(flows=static_flows(2, 2))
-    await sim.start()
+    sim = await make_sim(flows=static_flows(2, 2))
     from tests.conftest import free_port
 
     base_url = sim.base_url.replace("http://", f"http://api-user:{MARK}@")
@@ -226,7 +225,6 @@ async def test_url_passwords_never_leave_the_exporter(tmp_path, exporter_from_fi
         seen.append((await fetch(exporter.port, "/metrics"))[2].decode())
     finally:
         await exporter.stop()
-        await sim.stop()
         structlog.reset_defaults()
     log_text = out.getvalue()
     events = [json.loads(line)["event"] for line in log_text.splitlines()]
