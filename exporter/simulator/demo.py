@@ -25,7 +25,9 @@ async def start_demo_simulator() -> tuple[Simulator, Config, Credentials]:
     config = validate_config(
         {
             "api": {"base_url": sim.base_url, "api_key": DEMO_API_KEY, "timeout": "2s"},
-            "poll": {"interval": DEMO_INTERVAL},
+            # The demo's flows start over every minute or two: a finished flow is asked again after
+            # 30 s (not the 15 min default), so the page keeps moving.
+            "poll": {"interval": DEMO_INTERVAL, "terminal_interval": "30s"},
             # The simulator serves the list and call-detail endpoints too: show what they add.
             "discovery": {"enabled": True, "refresh": "1m"},
             "enrich": {"node_calls": True},
