@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import ssl
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +155,22 @@ async def get(
         async with session.get(url, ssl=ssl_context if ssl_context is not None else True, headers=headers or {}) as r:
             await r.read()
             return r.status, dict(r.headers)
+
+
+def wait_for_http(port: int, proc: subprocess.Popen, path: str = "/healthz", *, ok_only: bool = False,
+                  seconds: float = 20) -> None:
+    """Until the exporter process ``proc`` answers ``path`` on ``port`` (with 200 when ``ok_only``);
+    the test fails if the process exits first, or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+                status = sock.recv(64)
+                if status.startswith(b"HTTP/1.0 200 " if ok_only else b"HTTP/1.0 "):
+                    return
+        except OSError:
+            pass
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"no answer to {path} on port {port} within {seconds} s"
+        time.sleep(0.2)

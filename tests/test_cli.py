@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from exporter import __version__, cli
 from exporter.simulator import DEMO_API_SECRET
 from exporter.vendor.model import STATES
 from tests.conftest import fetch, free_port, parse_samples, post, scrape, value
-from tests.helpers import TLS, USERS, Pki, write_web_config
+from tests.helpers import TLS, USERS, Pki, wait_for_http, write_web_config
 
 EXE = [sys.executable, "-m", "exporter"]
 
@@ -134,16 +133,7 @@ def test_demo_serves_flows_in_every_state_within_seconds_and_stops_on_sigterm():
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if _get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "demo not ready within 20 s"
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.2)
+        wait_for_http(port, proc, "/readyz", ok_only=True)
         _, body = _get(f"http://127.0.0.1:{port}/metrics")
         samples = parse_samples(body)
         current = {labels["state"] for labels, v in samples["itnio_recall_flow_state"] if v == 1}
@@ -249,15 +239,7 @@ def test_metrics_at_the_root_replace_the_landing_page(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if _get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "demo not ready within 20 s"
-            time.sleep(0.2)
+        wait_for_http(port, proc, "/readyz", ok_only=True)
         status, body = _get(f"http://127.0.0.1:{port}/")
         assert status == 200 and "itnio_recall_flow_up" in body
     finally:

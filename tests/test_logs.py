@@ -12,7 +12,7 @@ import sys
 
 from exporter import logs
 from tests.conftest import free_port
-from tests.web.test_listener import wait_for_health
+from tests.helpers import wait_for_http
 
 MALFORMED = (
     b"GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
@@ -31,7 +31,7 @@ def test_malformed_requests_are_one_json_line_each_at_most() -> None:
     )
     sent = 0
     try:
-        wait_for_health(port, proc)
+        wait_for_http(port, proc)
         for _ in range(50):
             for request in MALFORMED:
                 with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:

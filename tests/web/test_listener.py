@@ -14,6 +14,7 @@ from typing import Any
 
 from exporter.simulator import Simulator
 from tests.conftest import free_port
+from tests.helpers import wait_for_http
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -108,14 +109,14 @@ def test_out_of_descriptors_logs_one_line_per_event_and_recovers() -> None:
     )
     held: list[socket.socket] = []
     try:
-        wait_for_health(port, proc)
+        wait_for_http(port, proc)
         for _ in range(150):  # more than the 64 descriptors the exporter may open
             held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
         time.sleep(1.5)
         for sock in held:
             sock.close()
         held.clear()
-        wait_for_health(port, proc)  # answers again once descriptors are free
+        wait_for_http(port, proc)  # answers again once descriptors are free
     finally:
         for sock in held:
             sock.close()
@@ -128,18 +129,3 @@ def test_out_of_descriptors_logs_one_line_per_event_and_recovers() -> None:
     assert (limit["soft"], limit["hard"]) == (64, 64)
     failed = [e for e in events if e["event"] == "http_accept_failed"]
     assert 1 <= len(failed) <= 3 and failed[0]["error"] == "Too many open files"
-
-
-def wait_for_health(port: int, proc: subprocess.Popen, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
-                if sock.recv(64).startswith(b"HTTP/1.0 "):
-                    return
-        except OSError:
-            pass
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"no answer on port {port} within {seconds} s"
-        time.sleep(0.2)
