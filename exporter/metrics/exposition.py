@@ -348,6 +348,8 @@ class Exposition:
         self.rendered = RenderedSnapshot.of(self.snapshot)
         self._answers: dict[tuple[bool, bool], tuple[float, bytes]] = {}  # (openmetrics, gzip)
         self._large_publishes = 0
+        self._publishes = 0  # publish() calls begun; renders may finish out of order
+        self._shown = 0  # the number of the publish() whose snapshot is shown
         self.balance = BalanceState()
 
     def publish_balance(self, state: BalanceState) -> None:
@@ -356,7 +358,10 @@ class Exposition:
         self._answers = {}
 
     async def publish(self, snapshot: Snapshot) -> None:
-        """Render a new snapshot (in a worker thread when large) and make it the current one."""
+        """Render a new snapshot (in a worker thread when large) and make it the current one,
+        unless a snapshot published after it is shown already (its render finished first)."""
+        self._publishes += 1
+        number = self._publishes
         if series_count(snapshot) > OFFLOAD_SERIES:
             # The render allocates a few objects per series, all acyclic and soon freed by
             # reference counting; left on, the cyclic collector would rescan them (and the
@@ -371,6 +376,9 @@ class Exposition:
                     gc.enable()
         else:
             rendered = RenderedSnapshot.of(snapshot)
+        if number < self._shown:
+            return  # an older snapshot must not replace a newer one (a flow removed meanwhile would return)
+        self._shown = number
         self.snapshot, self.rendered = snapshot, rendered
         self._answers = {}
         if rendered.series > OFFLOAD_SERIES:

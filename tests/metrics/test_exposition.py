@@ -256,3 +256,33 @@ def test_the_balance_is_rendered_on_each_scrape_and_leaves_once_stale():
     assert "itnio_account_balance{" not in body
     assert "itnio_account_balance_low_threshold 50.0" in body
     assert "itnio_account_balance_last_success_timestamp_seconds" in body
+
+
+async def test_a_snapshot_whose_render_finishes_late_never_replaces_a_newer_one(monkeypatch):
+    # A large snapshot renders in a thread; a reload that removes a flow publishes a small one
+    # meanwhile. The older render finishing last must not bring the removed flow back.
+    import threading
+
+    from exporter.metrics import exposition as exposition_module
+
+    older = Snapshot(flows=(FlowState(1, "removed"), FlowState(2, "kept")))
+    newer = Snapshot(flows=(FlowState(2, "kept"),))
+    started, release = threading.Event(), threading.Event()
+    render = RenderedSnapshot.of
+
+    def slow_for_older(snapshot: Snapshot, cooperative: bool = False) -> RenderedSnapshot:
+        if snapshot is older:
+            started.set()
+            release.wait(10)
+        return render(snapshot, cooperative)
+
+    monkeypatch.setattr(exposition_module, "series_count", lambda s: 10**6 if s is older else 0)
+    monkeypatch.setattr(exposition_module.RenderedSnapshot, "of", slow_for_older)
+    exposition = Exposition(Telemetry().registry)
+    late = asyncio.create_task(exposition.publish(older))
+    await asyncio.to_thread(started.wait, 10)
+    await exposition.publish(newer)
+    release.set()
+    await late
+    assert exposition.snapshot is newer
+    assert b'key_id="1"' not in exposition.body(openmetrics=False, gzip=False)
