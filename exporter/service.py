@@ -279,6 +279,8 @@ class Exporter:
             field = exc.problems[0].partition(":")[0].removeprefix("api.")
             log.error(f"{field}_unusable", problem=exc.problems[0], keeping="the previous credentials")
             return
+        if files is not self._credential_files:
+            return  # a reload named other files meanwhile and applied what they hold: these are stale
         if credentials is not None:
             if credentials.secret() != self.credentials.secret():
                 log.info("api_secret_reloaded", path=str(files.secret_file))

@@ -131,3 +131,38 @@ async def test_a_reload_applies_a_changed_web_config_and_leaves_an_unchanged_one
     assert logs[-1]["event"] == "reloaded" and logs[-1]["changed"] == "web_config"
     assert (await fetch(exporter.port, headers=basic("alice", PASSWORD)))[0] == 401
     assert (await fetch(exporter.port, headers=basic("bob", PASSWORD)))[0] == 200
+
+
+async def test_credentials_read_from_old_files_during_a_reload_do_not_replace_the_reloaded_ones(
+    tmp_path, sim, exporter_from_file, monkeypatch
+) -> None:
+    import threading
+
+    from exporter.config import CredentialFiles
+
+    old_secret, new_secret = tmp_path / "old-secret", tmp_path / "new-secret"
+    old_secret.write_text(DEMO_API_SECRET)
+    new_secret.write_text("the-new-secret")
+    path = tmp_path / "config.yaml"
+    raw = exporter_config(sim)
+    raw["api"]["api_secret_file"] = str(old_secret)
+    path.write_text(yaml.safe_dump(raw))
+    exporter = await exporter_from_file(path)
+    old_secret.write_text("rotated-in-the-old-file\n")  # the next check before a cycle reads it
+    reading, release = threading.Event(), threading.Event()
+    changed = CredentialFiles.changed
+
+    def slow(self: CredentialFiles, current: Any) -> Any:
+        reading.set()
+        release.wait(10)
+        return changed(self, current)
+
+    monkeypatch.setattr(CredentialFiles, "changed", slow)
+    check = asyncio.create_task(exporter._check_credential_files())
+    await asyncio.to_thread(reading.wait, 10)
+    raw["api"]["api_secret_file"] = str(new_secret)  # meanwhile a reload names another file
+    path.write_text(yaml.safe_dump(raw))
+    assert await exporter.reload() == []
+    release.set()
+    await check
+    assert exporter.credentials.secret() == "the-new-secret"
