@@ -37,6 +37,7 @@ import bcrypt
 import structlog
 from aiohttp import web
 
+from ..metrics.telemetry import AUTH_FAILURE_REASONS
 from .webconfig import WebConfig, python_limitations
 
 log = structlog.get_logger("exporter.web.auth")
@@ -49,10 +50,8 @@ WORKERS = 2
 BCRYPT_MAX_BYTES = 72  # what Go's bcrypt (and the algorithm) reads of a password
 RETRY_AFTER = 1
 FAILURE_LOG_INTERVAL = 60.0
-# The reason label of itnio_exporter_http_auth_failures_total (exporter.metrics.telemetry).
-MISSING, MALFORMED, UNKNOWN_USER, WRONG_PASSWORD, REJECTED_BUSY = (
-    "missing", "malformed", "unknown_user", "wrong_password", "rejected_busy"
-)
+# The reason label of itnio_exporter_http_auth_failures_total: named once, where its series are created.
+MISSING, MALFORMED, UNKNOWN_USER, WRONG_PASSWORD, REJECTED_BUSY = AUTH_FAILURE_REASONS
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
