@@ -392,3 +392,28 @@ async def test_the_balance_at_the_simulators_default_path_and_its_failures(make_
     assert value(samples, "itnio_api_errors_total", endpoint=GET_BALANCE, kind="api", code="-13") == 1
     assert sim.balance_answers == {("ok", ""): 1, ("api", "-13"): 1, ("http", "503"): 1}
     assert not sim.answers, "balance answers are the simulator's ground truth apart from the flows'"
+
+
+async def test_a_large_answer_is_decoded_in_a_worker_thread_and_a_small_one_on_the_loop(make_sim, monkeypatch):
+    import threading
+
+    from exporter.vendor import client as client_module
+
+    sim = await make_sim(flows=static_flows(2, 3))
+    threads = []
+    parse = client_module.parse_flow_detail
+
+    def recording(body, reader):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return parse(body, reader)
+
+    monkeypatch.setattr(client_module, "parse_flow_detail", recording)
+    client, _ = make_client(sim.base_url)
+    try:
+        small = await client.query_detail(2)
+        monkeypatch.setattr(client_module, "OFFLOAD_DECODE_BYTES", 0)  # every answer is "large" now
+        large = await client.query_detail(2)
+    finally:
+        await client.close()
+    assert threads == [True, False]  # on the loop's thread, then off it
+    assert large == small and large.answer is not None and large.answer.envelope is not None
