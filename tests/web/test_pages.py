@@ -125,3 +125,30 @@ async def test_the_landing_page_links_the_flows(sim: Simulator, make_exporter: A
     assert '<a href="/flows">Flows</a>' in html
     _, _, flows = await page(exporter.port, "/flows")
     assert "Waiting for the first poll cycle." in flows
+
+
+async def test_pages_of_many_flows_or_nodes_are_built_off_the_event_loop(
+    sim: Simulator, make_exporter: Any, monkeypatch: Any
+) -> None:
+    import threading
+
+    from exporter.web import app, pages
+
+    built: list[tuple[str, bool]] = []
+    for name in ("flows_html", "flow_html"):
+        original = getattr(pages, name)
+
+        def recording(*args: Any, _name: str = name, _original: Any = original) -> str:
+            built.append((_name, threading.current_thread() is threading.main_thread()))
+            return _original(*args)
+
+        monkeypatch.setattr(pages, name, recording)
+    exporter = await make_exporter(sim, run_poller=False)
+    await exporter.poller.run_cycle()
+    assert (await page(exporter.port, "/flows"))[0] == 200
+    assert (await page(exporter.port, "/flows/2"))[0] == 200
+    monkeypatch.setattr(app, "OFFLOAD_FLOWS", 0)  # every page is "large" now
+    monkeypatch.setattr(app, "OFFLOAD_NODES", 0)
+    assert (await page(exporter.port, "/flows"))[0] == 200
+    assert (await page(exporter.port, "/flows/2"))[0] == 200
+    assert built == [("flows_html", True), ("flow_html", True), ("flows_html", False), ("flow_html", False)]
