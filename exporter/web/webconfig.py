@@ -391,6 +391,8 @@ class WebConfig:
         except ConfigError as exc:
             log.warning("certificate_reload_failed", problem=exc.problems[0])
             return False
+        if watch is not self._certificates:
+            return False  # a reload applied other files meanwhile: these must not replace them
         self.ssl_context.load_cert_chain(tls.cert_file, tls.key_file)
         watch.accept(change)
         self.reloads += 1

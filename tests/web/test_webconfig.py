@@ -102,6 +102,40 @@ async def test_renewed_certificate_is_served_without_restart(pki: Pki, start: St
     assert await peer_serial(exporter.port, context) == _serial_of(pki.dir / "server.crt") != second
 
 
+async def test_a_renewal_checked_during_a_reload_never_replaces_the_reloaded_certificate(
+    pki: Pki, start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from exporter.web import webconfig
+
+    path = write_web_config(pki.dir, TLS)
+    exporter = await start(path)
+    web_config = exporter.web_config
+    assert web_config is not None
+    pki.write_server_cert()  # renewed in place: the next check takes it
+    other = pki.ca.issue_cert("127.0.0.1")
+    other.cert_chain_pems[0].write_to_path(str(pki.dir / "other.crt"))
+    other.private_key_pem.write_to_path(str(pki.dir / "other.key"))
+    trying, release = threading.Event(), threading.Event()
+    load = webconfig._load_cert_chain
+
+    def slow_once(context: ssl.SSLContext, tls: object) -> None:
+        if not trying.is_set():
+            trying.set()
+            release.wait(10)
+        load(context, tls)
+
+    monkeypatch.setattr(webconfig, "_load_cert_chain", slow_once)
+    check = asyncio.create_task(web_config.check_certificates())
+    await asyncio.to_thread(trying.wait, 10)
+    path.write_text(TLS.replace("server.crt", "other.crt").replace("server.key", "other.key"))
+    await web_config.areload()  # meanwhile a reload names another pair
+    release.set()
+    await check
+    assert await peer_serial(exporter.port, pki.client_context()) == _serial_of(pki.dir / "other.crt")
+
+
 async def test_background_watch_picks_up_renewal(pki: Pki, sim: Simulator, make_exporter) -> None:
     web_config = WebConfig(write_web_config(pki.dir, TLS), watch_interval=0.05)
     exporter = await make_exporter(sim, run_poller=False, exporter_options={"web_config": web_config})
