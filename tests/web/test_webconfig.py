@@ -120,7 +120,7 @@ async def test_a_renewal_checked_during_a_reload_never_replaces_the_reloaded_cer
     trying, release = threading.Event(), threading.Event()
     load = webconfig._load_cert_chain
 
-    def slow_once(context: ssl.SSLContext, tls: object) -> None:
+    def slow_once(context: ssl.SSLContext, tls: webconfig.TLSServerConfig) -> None:
         if not trying.is_set():
             trying.set()
             release.wait(10)
