@@ -27,7 +27,7 @@ from typing import TextIO
 
 from .config import Config, Credentials
 from .metrics.telemetry import Telemetry
-from .polling.discovery import END_MARGIN, vendor_time
+from .polling.discovery import list_params
 from .service import build_client
 from .vendor.client import ItnioClient
 from .vendor.endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
@@ -106,11 +106,8 @@ async def _checks(config: Config, client: ItnioClient) -> list[Outcome]:
         for flow in config.flows[:MAX_FLOWS]
     ]
     if config.discovery.enabled:
-        zone, now = config.api.zone, time.time()
-        params = {"strTime": vendor_time(now - config.discovery.lookback, zone),
-                  "endTime": vendor_time(now + END_MARGIN, zone)}
-        if config.discovery.task_name:
-            params["taskName"] = config.discovery.task_name
+        zone = config.api.zone
+        params = list_params(config.discovery, zone, time.time())
         calls.append(_timed(QUERY_PAGE, "page=1", client.query_page(1, config.discovery.page_size, params, zone)))
     if config.balance.enabled:
         calls.append(_timed(GET_BALANCE, f"path={config.balance.path}", client.get_balance(config.balance.path)))

@@ -35,7 +35,7 @@ from typing import Protocol
 import structlog
 
 from ..aio import cancel
-from ..config import Config, FlowConfig
+from ..config import Config, DiscoveryConfig, FlowConfig
 from ..vendor.endpoints import CODE_NOT_EXISTING
 from ..vendor.errors import ApiError, NotSent
 from ..vendor.model import NODE_ENDED_STATUSES, VENDOR_TIME_FORMAT, FlowPage, FlowRecord
@@ -77,6 +77,14 @@ def _same_source(old: Config | None, new: Config) -> bool:
 
 def vendor_time(unix: float, zone: tzinfo) -> str:
     return datetime.fromtimestamp(unix, zone).strftime(VENDOR_TIME_FORMAT)
+
+
+def list_params(settings: DiscoveryConfig, zone: tzinfo, now: float) -> dict[str, str]:
+    """The queryPage filter of a run at unix time ``now``: the lookback window, and the task name if set."""
+    params = {"strTime": vendor_time(now - settings.lookback, zone), "endTime": vendor_time(now + END_MARGIN, zone)}
+    if settings.task_name:
+        params["taskName"] = settings.task_name
+    return params
 
 
 class Discovery:
@@ -169,10 +177,7 @@ class Discovery:
             return False
         settings = config.discovery
         zone = config.api.zone
-        now = self._clock()
-        params = {"strTime": vendor_time(now - settings.lookback, zone), "endTime": vendor_time(now + END_MARGIN, zone)}
-        if settings.task_name:
-            params["taskName"] = settings.task_name
+        params = list_params(settings, zone, self._clock())
         self._reading = True
         try:
             found = await self._read_all(client, params, settings.page_size, zone,
