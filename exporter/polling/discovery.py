@@ -40,6 +40,7 @@ from ..vendor.endpoints import CODE_NOT_EXISTING
 from ..vendor.errors import ApiError, NotSent
 from ..vendor.model import NODE_ENDED_STATUSES, VENDOR_TIME_FORMAT, FlowPage, FlowRecord
 from .poller import Poller
+from .snapshot import FlowState
 
 log = structlog.get_logger("exporter.polling.discovery")
 
@@ -192,10 +193,11 @@ class Discovery:
             self._telemetry.discovery_failed()
             return False
         records = dict(found)
+        states = {state.key_id: state for state in self._poller.snapshot.flows}  # one index, not a scan per flow
         for key_id, record in self._records.items():
             if key_id in found:
                 continue
-            if self._ended(key_id, record):
+            if _ended(states.get(key_id), record):
                 log.info("discovered_flow_left", key_id=key_id, task_name=record.task_name)
             else:
                 records[key_id] = record  # no longer listed but still running: keep watching
@@ -205,15 +207,6 @@ class Discovery:
         await self._publish()
         self._telemetry.discovery_succeeded(self._clock())
         return True
-
-    def _ended(self, key_id: int, record: FlowRecord) -> bool:
-        state = self._poller.snapshot.flow(key_id)
-        if state is not None:
-            if state.last_error is not None and state.last_error.code == CODE_NOT_EXISTING:
-                return True
-            if state.detail is not None:
-                return state.detail.status in NODE_ENDED_STATUSES
-        return record.status in NODE_ENDED_STATUSES
 
     async def _read_all(
         self, client: PageSource, params: dict[str, str], size: int, zone: tzinfo, deadline: float
@@ -236,3 +229,14 @@ class Discovery:
                 break
             log.info("discovery_list_changed_while_read", passes=attempt, totals=totals[:10])
         return found
+
+
+def _ended(state: FlowState | None, record: FlowRecord) -> bool:
+    """Whether a flow the list no longer shows has ended: by its last queryDetail answer (or a
+    -24, it does not exist), else by its last record."""
+    if state is not None:
+        if state.last_error is not None and state.last_error.code == CODE_NOT_EXISTING:
+            return True
+        if state.detail is not None:
+            return state.detail.status in NODE_ENDED_STATUSES
+    return record.status in NODE_ENDED_STATUSES
