@@ -147,4 +147,18 @@ class Telemetry:
         self.requests.labels(endpoint).inc()
         self.duration.labels(endpoint).observe(seconds)
         if error is not None:
-            self.errors.labels(endpoint, error.kind.value, error.code).inc()
+            self.errors.labels(endpoint, error.kind.value, code_label(error.code)).inc()
+
+
+MAX_CODE = 999  # vendor codes seen are -1 to -26, HTTP statuses 100 to 599
+
+
+def code_label(code: str) -> str:
+    """The ``code`` label of a failure: the vendor code or HTTP status as sent, or ``other`` for one
+    beyond +-MAX_CODE, so that a misbehaving API cannot create series without bound."""
+    if not code:
+        return code
+    try:
+        return code if abs(int(code)) <= MAX_CODE else "other"
+    except ValueError:
+        return "other"

@@ -17,7 +17,8 @@ Which nodes are asked for:
   counts are cached for as long as the flow shows the node.
 
 A failed request keeps the previous counts of the node (a node that never had an
-answer has no series); an authentication or IP error stops the enrichment requests
+answer has no series), and is logged when the node starts failing (or fails another
+way), not every cycle; an authentication or IP error stops the enrichment requests
 of the cycle. Counts leave with their node or flow.
 """
 
@@ -54,6 +55,7 @@ class NodeCallEnricher:
     def __init__(self, client: Callable[[], CallSource | None]):
         self._client = client  # the current client (it is replaced when api: changes on reload)
         self._cache: dict[int, dict[int, _Entry]] = {}  # flow key_id -> node key_id -> counts
+        self._failing: dict[int, tuple[str, str]] = {}  # node key_id -> (kind, code) of its last failure, logged once
 
     def calls_for(self, key_id: int) -> tuple[tuple[int, CallStats], ...]:
         """(node key_id, counts) of a flow, by node key_id."""
@@ -103,6 +105,8 @@ class NodeCallEnricher:
             }
             cache[key_id] = kept
         self._cache = cache
+        shown = {node.key_id for detail in details.values() for node in detail.nodes[:max_nodes]}
+        self._failing = {node: failure for node, failure in self._failing.items() if node in shown}
         client = self._client()
         if client is None:
             return
@@ -115,11 +119,16 @@ class NodeCallEnricher:
                 return
             except ApiError as error:
                 guard.note(error)
-                log.warning(
-                    "node_calls_failed", key_id=key_id, node_key_id=node_key, task_id=task_id,
-                    kind=error.kind.value, code=error.code, error=error.message,
-                )
+                failure = (error.kind.value, error.code)
+                if self._failing.get(node_key) != failure:  # a new failure of this node, not a repetition
+                    log.warning(
+                        "node_calls_failed", key_id=key_id, node_key_id=node_key, task_id=task_id,
+                        kind=error.kind.value, code=error.code, error=error.message,
+                    )
+                self._failing[node_key] = failure
                 return
+            if self._failing.pop(node_key, None) is not None:
+                log.info("node_calls_recovered", key_id=key_id, node_key_id=node_key, task_id=task_id)
             entries[node_key] = _Entry(task_id, stats, final=ended)
 
         jobs = [

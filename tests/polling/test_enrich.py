@@ -78,3 +78,24 @@ async def test_an_account_error_on_call_detail_stops_the_cycles_enrichment_reque
     assert value(samples, "itnio_api_errors_total", endpoint=GROUP_CALL_DETAIL, kind="api", code=str(code)) == 1
     assert all(v == 1 for _, v in samples["itnio_recall_flow_up"])
     assert "itnio_recall_node_calls" not in samples
+
+
+async def test_a_failing_node_is_logged_when_it_starts_failing_not_every_cycle(make_exporter, make_sim):
+    from structlog.testing import capture_logs
+
+    sim = await make_sim(flows=[SimFlow(1, nodes=[SimNode(11, 111, 1, 1), SimNode(12, 112, 1, 1)])])
+    sim.task_faults[111] = Fault("api", -18)
+    exporter = await make_exporter(sim, run_poller=False, enrich={"node_calls": True})
+    with capture_logs() as logs:
+        for _ in range(3):
+            await exporter.poller.run_cycle()
+        sim.task_faults[111] = Fault("http", 503)  # fails another way: said once more
+        for _ in range(2):
+            await exporter.poller.run_cycle()
+        del sim.task_faults[111]
+        await exporter.poller.run_cycle()
+    events = [(e["event"], e.get("node_key_id"), e.get("code")) for e in logs if e["event"].startswith("node_calls")]
+    samples = await scrape(exporter.port)  # asked every cycle, logged far less
+    assert value(samples, "itnio_api_errors_total", endpoint=GROUP_CALL_DETAIL, kind="api", code="-18") == 3
+    assert events == [("node_calls_failed", 11, "-18"), ("node_calls_failed", 11, "503"),
+                      ("node_calls_recovered", 11, None)]

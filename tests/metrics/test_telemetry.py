@@ -1,0 +1,22 @@
+"""The exporter's own telemetry (exporter/metrics/telemetry.py): bounded labels whatever the API sends."""
+
+from __future__ import annotations
+
+from exporter.metrics.telemetry import Telemetry, code_label
+from exporter.vendor.endpoints import QUERY_DETAIL
+from exporter.vendor.errors import ApiError, ErrorKind
+
+
+def test_error_codes_beyond_any_known_one_share_one_label_value():
+    telemetry = Telemetry()
+    for code in ("-24", "503", "-999", "123456", "-2147483648", "99999"):
+        telemetry.observe(QUERY_DETAIL, 0.01, ApiError(ErrorKind.API, code, "x"))
+    telemetry.observe(QUERY_DETAIL, 0.01, ApiError(ErrorKind.TIMEOUT, "", "x"))
+
+    def errors(code: str) -> float | None:
+        return telemetry.registry.get_sample_value(
+            "itnio_api_errors_total", {"endpoint": QUERY_DETAIL, "kind": "api", "code": code})
+
+    assert (errors("-24"), errors("503"), errors("-999"), errors("other")) == (1, 1, 1, 3)
+    assert errors("123456") is None and errors("99999") is None
+    assert [code_label(c) for c in ("", "0", "-1", "1000", "abc")] == ["", "0", "-1", "other", "other"]
