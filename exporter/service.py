@@ -182,7 +182,9 @@ class Exporter:
         return build_client(config.api, credentials, self.telemetry)
 
     async def start(self, *, run_poller: bool = True) -> None:
-        """Serve HTTP and start polling. ``run_poller=False`` leaves the cycles to the caller (tests)."""
+        """Serve HTTP and start polling. ``run_poller=False`` leaves the cycles to the caller (tests).
+
+        The port is bound before any task calls the API: an exporter that cannot listen sends nothing."""
         self.client = self._make_client(self.config, self.credentials)
         self.poller = Poller(
             self.config,
@@ -194,9 +196,9 @@ class Exporter:
         )
         self._set_enricher(self.config)
         self.discovery = Discovery(self.poller, lambda: self.client, self.telemetry)
-        await self.discovery.apply(self.config, run=run_poller)  # sets the flows and publishes the first snapshot
+        await self.discovery.apply(self.config, run=False)  # sets the flows and publishes the first snapshot
         self.balance = BalancePoller(lambda: self.client, self.exposition.publish_balance)
-        await self._apply_balance(self.config, run=run_poller)
+        await self._apply_balance(self.config, run=False)
         middlewares, ssl_context, self.auth = serving_options(
             self.web_config, health_unauthenticated=self.health_unauthenticated, on_failure=self.telemetry.auth_failed
         )
@@ -232,6 +234,8 @@ class Exporter:
         if self.web_config is not None:
             self.web_config.start_watching()
         if run_poller:
+            self.discovery.start()
+            await self._apply_balance(self.config, run=True)
             self._task = asyncio.create_task(self.poller.run(), name="poller")
         log.info(
             "started",

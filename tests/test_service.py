@@ -166,3 +166,28 @@ async def test_credentials_read_from_old_files_during_a_reload_do_not_replace_th
     release.set()
     await check
     assert exporter.credentials.secret() == "the-new-secret"
+
+
+async def test_an_exporter_that_cannot_listen_sends_nothing_to_the_api(sim: Simulator) -> None:
+    import socket
+
+    from exporter.config import Credentials, validate_config
+    from exporter.service import Exporter
+
+    config = validate_config(exporter_config(sim, discovery={"enabled": True}, balance={"enabled": True}))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        exporter = Exporter(config, Credentials("demo-key", DEMO_API_SECRET, "test"), listen_address=f"127.0.0.1:{port}")
+        try:
+            try:
+                await exporter.start()
+            except OSError:
+                pass
+            else:
+                raise AssertionError("started on a port another socket holds")
+            await asyncio.sleep(0.3)  # what a task started before the bind failed would have sent by now
+        finally:
+            await exporter.stop()
+    assert sim.answers.total() == 0 and not sim.page_requests and not sim.balance_answers

@@ -146,6 +146,12 @@ class Discovery:
         if run and config.discovery.enabled and not keep:
             self._task = asyncio.create_task(self.run(), name="discovery")
 
+    def start(self) -> None:
+        """Start the refresh task of the config last applied, if discovery is on and it is not running
+        (at start, once the HTTP server is listening)."""
+        if self._config is not None and self._config.discovery.enabled and self._task is None:
+            self._task = asyncio.create_task(self.run(), name="discovery")
+
     async def stop(self) -> None:
         await cancel(self._task)
         self._task = None
