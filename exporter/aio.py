@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 
 async def cancel(task: asyncio.Task | None) -> None:
-    """Cancel a background task (if any) and wait until it has ended."""
+    """Cancel a background task (if any) and wait until it has ended.
+
+    Its cancellation ends here; a cancellation of the caller itself, arriving meanwhile, goes on."""
     if task is None:
         return
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise

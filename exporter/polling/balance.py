@@ -108,6 +108,8 @@ class BalancePoller:
         try:
             balance = await client.get_balance(settings.path, time.monotonic() + settings.interval)
         except (ApiError, NotSent) as exc:
+            if settings is not self._settings:  # reloaded meanwhile: the new settings decide
+                return False
             if self.state.last_error is None:
                 log.warning("balance_query_failed", path=settings.path, error=str(exc),
                             keeping="the last balance" if self.state.balance is not None else "no balance yet")
