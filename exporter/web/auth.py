@@ -189,7 +189,6 @@ class BasicAuth:
         self.cache_hits = 0
         self.dummy_checks = 0
         self.failure_cache_hits = 0
-        self.rejected = 0
 
     def __repr__(self) -> str:
         return f"BasicAuth(users={len(self.web_config.users)}, cached={len(self._cache)})"
@@ -238,7 +237,6 @@ class BasicAuth:
         if check is None:
             source = source_of(remote)
             if self.pending >= self.max_pending or self._pending[source] >= self.per_source:
-                self.rejected += 1
                 self.failed(REJECTED_BUSY, user=named, remote=remote)
                 return Verdict.BUSY
             check = _Check(source)

@@ -165,7 +165,6 @@ class Listener:
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.guards: dict[asyncio.BaseTransport, _Guard] = {}
-        self.accept_errors = 0
         self._slots = asyncio.Semaphore(max_connections)
         self._sockets: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -241,7 +240,6 @@ class Listener:
                 conn, _ = await loop.sock_accept(sock)
             except OSError as exc:
                 slot.release()
-                self.accept_errors += 1
                 # EMFILE, ENFILE, ENOBUFS ...: wait for resources to free up, as Go's http.Server does.
                 self._warn.warning("http_accept_failed", error=exc.strerror or str(exc), retry_in=pause)
                 await asyncio.sleep(pause)
