@@ -137,14 +137,9 @@ class PollConfig(_Model):
     # Start each cycle's requests evenly over the interval rather than all at once.
     spread: StrictBool = False
 
-    @field_validator("interval")
+    @field_validator("interval", "max_backoff")
     @classmethod
-    def _interval(cls, value: float) -> float:
-        return bounded(value, 0.1, DAY)
-
-    @field_validator("max_backoff")
-    @classmethod
-    def _max_backoff(cls, value: float) -> float:
+    def _up_to_a_day(cls, value: float) -> float:
         return bounded(value, 0.1, DAY)
 
     @field_validator("stale_after")
