@@ -29,6 +29,7 @@ body{font-family:system-ui,sans-serif;margin:1rem;line-height:1.4;color:#111}
 table{border-collapse:collapse;font-size:.9rem}
 th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
 .scroll{overflow-x:auto}
+td{white-space:pre-line}
 .down{color:#a00;font-weight:600}.up{color:#070}
 pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;font-size:.8rem;white-space:pre-wrap;word-break:break-all}
 """
@@ -162,7 +163,7 @@ def answer_facts(answer: Answer) -> list[tuple[str, str]]:
         facts.append(("vendor code", f"{envelope.code} {envelope.message}".strip()))
     else:
         facts.append(("envelope", "none read (not JSON, or no code/status)"))
-    facts.append(("drift", "; ".join(f"{d.kind} {d.field}: {d.detail}" for d in answer.drift) or "none"))
+    facts.append(("drift", "\n".join(f"{d.kind} {d.field}: {d.detail}" for d in answer.drift) or "none"))
     return facts
 
 
