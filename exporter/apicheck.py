@@ -28,7 +28,7 @@ from typing import TextIO
 from .config import Config, Credentials
 from .metrics.telemetry import Telemetry
 from .polling.discovery import list_params
-from .service import build_client
+from .accounts.runtime import build_client
 from .vendor.client import ItnioClient
 from .vendor.endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from .vendor.errors import ApiError, ErrorKind, NotSent
@@ -93,7 +93,7 @@ async def _timed(
 
 async def run_checks(config: Config, credentials: Credentials) -> list[Outcome]:
     """Send the requests (see the module docstring) and return their outcomes, in a stable order."""
-    client = build_client(config.api, credentials, Telemetry(), single_requests=True)
+    client = build_client(config.api, credentials, Telemetry().account(config.name), single_requests=True)
     try:
         return await _checks(config, client)
     finally:

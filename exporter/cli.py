@@ -13,7 +13,8 @@ import sys
 import structlog
 
 from . import __version__, logs
-from .config import ConfigError, load_config, resolve_credentials
+from .accounts.runtime import load_all
+from .config import ConfigError
 from .polling.shard import Shard, index_from_hostname
 from .service import DEFAULT_LISTEN_ADDRESS, Exporter, parse_listen_address
 from .web.listener import DEFAULT_MAX_CONNECTIONS
@@ -218,18 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         return _fail(problems) if problems else asyncio.run(_serve_demo(listen, args.telemetry_path, web))
     try:
-        config = load_config(args.config_file)
-        credentials = resolve_credentials(config.api)
+        config, credentials = load_all(args.config_file)
     except ConfigError as exc:
         problems = exc.problems + problems
     if problems:
         return _fail(problems)
     if args.config_check:
-        extras = "".join(
-            f", {name}" for name, on in (("discovery on", config.discovery.enabled),
-                                         ("node calls on", config.enrich.node_calls)) if on
-        )
-        print(f"{args.config_file}: OK ({len(config.flows)} flows{extras})")
+        for account in config.accounts_resolved:
+            extras = "".join(
+                f", {name}" for name, on in (("discovery on", account.discovery.enabled),
+                                             ("node calls on", account.enrich.node_calls)) if on
+            )
+            where = "" if config.single_account else f" account {account.name}:"
+            print(f"{args.config_file}:{where} OK ({len(account.flows)} flows{extras})")
         if web_config is not None:
             print(f"{args.web_config_file}: OK (TLS {'on' if web_config.tls_enabled else 'off'}, {len(web_config.users)} users)")
         return 0
@@ -238,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if len(config.flows) > MAX_API_CHECK_FLOWS:
             print(f"checking the first {MAX_API_CHECK_FLOWS} of {len(config.flows)} flows")
-        return asyncio.run(api_check(config, credentials, sys.stdout))
+        return asyncio.run(api_check(config, credentials[config.name], sys.stdout))
     exporter = Exporter(
         config,
         credentials,

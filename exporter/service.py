@@ -1,41 +1,29 @@
-"""Wiring: config -> client -> poller -> exposition -> HTTP app, started, reloaded and stopped as one."""
+"""Wiring: config -> account runtimes -> exposition -> HTTP app, started, reloaded and stopped as one.
+
+The exporter holds one :class:`~exporter.accounts.runtime.AccountRuntime` per account and
+knows no vendor feature by name: each runtime owns its client and its sources. Reloads are
+run by :mod:`exporter.reload`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
 from aiohttp import web
 
 from . import __version__
-from .aio import cancel
-from .config import (
-    ApiConfig,
-    Config,
-    ConfigError,
-    CredentialFiles,
-    Credentials,
-    load_config,
-    redact_url,
-    resolve_credentials,
-)
+from .accounts.runtime import AccountRuntime, diff_accounts
+from .config import AccountConfig, Config, ConfigError, Credentials
 from .metrics.exposition import Exposition
 from .metrics.telemetry import Telemetry
-from .polling.balance import BalancePoller
-from .polling.discovery import Discovery
-from .polling.enrich import NodeCallEnricher
-from .polling.poller import Poller
 from .polling.shard import Shard
-from .vendor.client import ItnioClient
-from .vendor.endpoints import GET_BALANCE, GROUP_CALL_DETAIL
-from .vendor.transport import client_transport_options
+from .reload import ReloadCoordinator, reload_files
 from .web.app import Health, make_app
 from .web.auth import BasicAuth, serving_options
 from .web.listener import DEFAULT_MAX_CONNECTIONS, HEADER_TIMEOUT, IDLE_TIMEOUT, Listener
-from .web.webconfig import WebConfig, load_web_config
+from .web.webconfig import WebConfig
 
 log = structlog.get_logger("exporter.service")
 
@@ -51,84 +39,13 @@ def parse_listen_address(address: str) -> tuple[str | None, int]:
     return (host or None), int(port)
 
 
-def load_all(path: str | Path) -> tuple[Config, Credentials]:
-    """Read and check a config file and the secret it names (blocking: run it off the loop)."""
-    config = load_config(path)
-    return config, resolve_credentials(config.api)
-
-
-def build_client(
-    api: ApiConfig, credentials: Credentials, telemetry: Telemetry, *, single_requests: bool = False
-) -> ItnioClient:
-    """The API client for an ``api:`` section, reporting into ``telemetry`` (which also shows
-    whether the vendor's certificate is verified). ``single_requests``: one request per call,
-    no retries and no clock correction after -16 (for --api.check, which reports what it sees)."""
-    telemetry.set_config_info(tls_insecure_skip_verify=api.tls.insecure_skip_verify)
-    return ItnioClient(
-        api.base_url,
-        credentials,
-        timeout=api.timeout,
-        max_connections=api.max_concurrency,
-        max_response_bytes=api.max_response_bytes,
-        retries=0 if single_requests else api.retries,
-        correct_clock=not single_requests,
-        max_requests_per_second=api.max_requests_per_second,
-        telemetry=telemetry,
-        **client_transport_options(api),
-    )
-
-
-class ReloadCoordinator:
-    """Runs reloads one at a time and merges the requests that arrive meanwhile.
-
-    :meth:`request` returns a future for the result of the next reload to *start*: every
-    request made while a reload runs shares the one that follows it, so any number of
-    SIGHUPs and POSTs cost at most one more reload, and each still gets a reload that
-    began after it asked (its file changes are seen). Cancelling the future withdraws the
-    request (a POST whose client has gone): a reload nobody still wants is not run.
-    """
-
-    def __init__(self, reload: Callable[[], Awaitable[list[str]]]):
-        self._reload = reload
-        self._waiting: list[asyncio.Future[list[str]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    def request(self) -> asyncio.Future[list[str]]:
-        """A future for the problems of the next reload to start (empty: it succeeded)."""
-        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        self._waiting.append(future)
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="reload")
-        return future
-
-    async def _run(self) -> None:
-        waiting: list[asyncio.Future[list[str]]] = []
-        try:
-            while True:
-                waiting = [future for future in self._waiting if not future.done()]
-                self._waiting = []
-                if not waiting:
-                    return
-                problems = await self._reload()
-                for future in waiting:
-                    if not future.done():
-                        future.set_result(problems)
-        finally:
-            self._task = None
-            for future in waiting + self._waiting:
-                future.cancel()  # no-op once answered; else the reload was cancelled (stop)
-
-    async def stop(self) -> None:
-        await cancel(self._task)
-
-
 class Exporter:
-    """The running daemon: the poller, discovery and balance tasks and one HTTP server."""
+    """The running daemon: one runtime per account and one HTTP server."""
 
     def __init__(
         self,
         config: Config,
-        credentials: Credentials,
+        credentials: dict[str, Credentials] | Credentials,
         *,
         listen_address: str = DEFAULT_LISTEN_ADDRESS,
         telemetry_path: str = "/metrics",
@@ -142,6 +59,8 @@ class Exporter:
         idle_timeout: float = IDLE_TIMEOUT,
     ):
         self.config = config
+        if isinstance(credentials, Credentials):  # the single-account form
+            credentials = {account.name: credentials for account in config.accounts_resolved}
         self.credentials = credentials
         self.config_path = config_path
         self.host, self.port = parse_listen_address(listen_address)
@@ -150,12 +69,8 @@ class Exporter:
         self.shard = shard or Shard()
         self.telemetry.set_shard(self.shard)
         self.exposition = Exposition(self.telemetry.registry)
-        self.client: ItnioClient | None = None
-        self.poller: Poller | None = None
-        self.discovery: Discovery | None = None
-        self.balance: BalancePoller | None = None
-        self._credential_files = CredentialFiles(config.api)
-        self._task: asyncio.Task[None] | None = None
+        self.accounts: dict[str, AccountRuntime] = {}
+        self._running = False
         self._runner: web.AppRunner | None = None
         self.listener: Listener | None = None
         self.max_connections = max_connections
@@ -164,41 +79,40 @@ class Exporter:
         self._reload_lock = asyncio.Lock()
         self._reloads = ReloadCoordinator(self.reload)
         self.enable_lifecycle = enable_lifecycle
-        self._closing: set[asyncio.Task[None]] = set()
         self.web_config = web_config
         self.health_unauthenticated = health_unauthenticated
         self.auth: BasicAuth | None = None
 
+    def account(self, name: str = "default") -> AccountRuntime:
+        """The runtime of the account ``name`` (KeyError if it is not watched)."""
+        return self.accounts[name]
+
     def alive(self) -> bool:
-        if self._task is None or self._task.done() or self.poller is None:
-            return False
-        allowed = 2 * max(self.config.poll.interval, self.poller.backoff) + self.config.api.timeout + 5
-        return time.monotonic() - self.poller.last_progress < allowed
+        """Every account's poll loop makes progress."""
+        return self._running and bool(self.accounts) and all(runtime.alive() for runtime in self.accounts.values())
 
     def ready(self) -> bool:
-        return self.exposition.snapshot.ready
+        return self.exposition.ready
 
-    def _make_client(self, config: Config, credentials: Credentials) -> ItnioClient:
-        return build_client(config.api, credentials, self.telemetry)
+    def _runtime(self, account: AccountConfig) -> AccountRuntime:
+        return AccountRuntime(
+            account, self.credentials[account.name],
+            telemetry=self.telemetry, exposition=self.exposition, shard=self.shard,
+        )
+
+    def _set_config_info(self) -> None:
+        self.telemetry.set_config_info(
+            tls_insecure_skip_verify=any(a.api.tls.insecure_skip_verify for a in self.config.accounts_resolved)
+        )
 
     async def start(self, *, run_poller: bool = True) -> None:
         """Serve HTTP and start polling. ``run_poller=False`` leaves the cycles to the caller (tests).
 
         The port is bound before any task calls the API: an exporter that cannot listen sends nothing."""
-        self.client = self._make_client(self.config, self.credentials)
-        self.poller = Poller(
-            self.config,
-            self.client,
-            self.exposition.publish,
-            before_cycle=self._check_credential_files,
-            on_backoff=self.telemetry.backoff.set,
-            shard=self.shard,
-        )
-        self._set_enricher(self.config)
-        self.discovery = Discovery(self.poller, lambda: self.client, self.telemetry)
-        await self.discovery.apply(self.config, run=False)  # sets the flows and publishes the first snapshot
-        self.balance = BalancePoller(lambda: self.client, self.exposition.publish_balance)
-        await self._apply_balance(self.config, run=False)
+        self._set_config_info()
+        for account in self.config.accounts_resolved:
+            runtime = self.accounts[account.name] = self._runtime(account)
+            await runtime.prepare()  # publishes the first snapshot
         middlewares, ssl_context, self.auth = serving_options(
             self.web_config, health_unauthenticated=self.health_unauthenticated, on_failure=self.telemetry.auth_failed
         )
@@ -234,9 +148,9 @@ class Exporter:
         if self.web_config is not None:
             self.web_config.start_watching()
         if run_poller:
-            self.discovery.start()
-            await self._apply_balance(self.config, run=True)
-            self._task = asyncio.create_task(self.poller.run(), name="poller")
+            self._running = True
+            for runtime in self.accounts.values():
+                await runtime.start()
         log.info(
             "started",
             version=__version__,
@@ -245,10 +159,9 @@ class Exporter:
             tls=ssl_context is not None,
             max_connections=self.max_connections,
             basic_auth=bool(self.auth and self.auth.enabled),
-            flows=len(self.poller.flows),
+            accounts=",".join(self.accounts),
+            flows=sum(len(runtime.poller.flows) for runtime in self.accounts.values()),
             shard=f"{self.shard.index}/{self.shard.count}",
-            interval=self.config.poll.interval,
-            base_url=redact_url(self.config.api.base_url),
         )
 
     def _new_connection(self) -> asyncio.Protocol:
@@ -256,43 +169,7 @@ class Exporter:
         assert self._runner is not None and self._runner.server is not None
         return self._runner.server()
 
-    def _set_enricher(self, config: Config) -> None:
-        """Per-node call outcomes on or off (enrich.node_calls); the cache survives a reload."""
-        assert self.poller is not None
-        if not config.enrich.node_calls:
-            self.poller.use_enricher(None)
-        elif self.poller.enricher is None:
-            self.telemetry.preinitialise(GROUP_CALL_DETAIL)
-            self.poller.use_enricher(NodeCallEnricher(lambda: self.client))
-
-    async def _apply_balance(self, config: Config, *, run: bool) -> None:
-        """Balance polling on or off (balance:), its series pre-initialised once it is on."""
-        assert self.balance is not None
-        if config.balance.enabled:
-            self.telemetry.preinitialise(GET_BALANCE)
-        await self.balance.apply(config, run=run)
-
-    async def _check_credential_files(self) -> None:
-        """Before each cycle: sign with the key and secret files' new content if either changed."""
-        files = self._credential_files
-        if self.client is None:
-            return
-        try:
-            credentials = await asyncio.get_running_loop().run_in_executor(None, files.changed, self.credentials)
-        except ConfigError as exc:
-            field = exc.problems[0].partition(":")[0].removeprefix("api.")
-            log.error(f"{field}_unusable", problem=exc.problems[0], keeping="the previous credentials")
-            return
-        if files is not self._credential_files:
-            return  # a reload named other files meanwhile and applied what they hold: these are stale
-        if credentials is not None:
-            if credentials.secret() != self.credentials.secret():
-                log.info("api_secret_reloaded", path=str(files.secret_file))
-            if credentials.api_key != self.credentials.api_key:
-                log.info("api_key_reloaded", path=str(files.key_file))
-            self.credentials = credentials
-            self.client.use_credentials(credentials)
-
+    # -- reloads (exporter.reload) ---------------------------------------------------------------
     def request_reload(self) -> asyncio.Future[list[str]]:
         """Ask for a reload (SIGHUP, POST /-/reload): a future for its problems, empty on success.
 
@@ -301,64 +178,44 @@ class Exporter:
         return self._reloads.request()
 
     async def reload(self) -> list[str]:
-        """Re-read the config file, the secret file and the web config now. Returns the problems,
-        empty on success. Prefer :meth:`request_reload`, which merges concurrent requests.
-
-        Every file is read and checked before anything changes: a bad one changes nothing.
-        Files whose content is unchanged change nothing: no new client, no discovery restart.
-        """
+        """Re-read the config file, the credential files and the web config now. Returns the problems,
+        empty on success. Prefer :meth:`request_reload`, which merges concurrent requests."""
         if self.config_path is None:
             return ["no --config.file to reload (the demo runs without one)"]
         async with self._reload_lock:
             try:
-                changed = await self._reload_files(self.config_path)
+                changed = await reload_files(self.config_path, self, self.web_config)
             except ConfigError as exc:
                 problems = exc.problems
             except Exception as exc:  # a bug, or a file that defeats the checks: still one failed reload
                 problems = [_one_line(exc)]
             else:
                 self.telemetry.config_loaded()
-                log.info("reloaded", flows=len(self.config.flows), changed=",".join(changed) or "nothing")
+                log.info("reloaded", accounts=",".join(self.accounts), changed=",".join(changed) or "nothing")
                 return []
             self.telemetry.reload_failed()
             log.error("reload_failed", problems=problems, keeping="the running config")
             return problems
 
-    async def _reload_files(self, config_path: str | Path) -> list[str]:
-        """Load every file, then apply what changed (by content); the names of what changed."""
-        config, credentials = await asyncio.to_thread(load_all, config_path)
-        changed = [name for name, differs in (("config", config != self.config),
-                                              ("secret", credentials != self.credentials)) if differs]
-        web = self.web_config
-        if web is not None:
-            model = await asyncio.to_thread(load_web_config, web.path)
-            if model != web.model:
-                web.apply(model)  # ConfigError (nothing changed) if it needs a restart
-                changed.append("web_config")
-            elif await web.check_certificates():  # renewed in place under the same names
-                changed.append("certificate")
-        if "config" in changed or "secret" in changed:
-            await self._apply(config, credentials)
-        return changed
+    def current(self) -> tuple[Config, dict[str, Credentials]]:
+        return self.config, self.credentials
 
-    async def _apply(self, config: Config, credentials: Credentials) -> None:
-        assert self.poller is not None and self.client is not None
-        if config.api != self.config.api and self.client is not None:
-            old, self.client = self.client, self._make_client(config, credentials)
-            self.poller.use_client(self.client)
-            # Requests in flight finish on the old session; close it once they are done.
-            task = asyncio.create_task(_close_later(old, config.api.timeout + self.config.api.timeout))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-        else:
-            self.client.use_credentials(credentials)
-        if not self._credential_files.same_files(config.api):
-            self._credential_files = CredentialFiles(config.api)
+    async def apply_accounts(self, config: Config, credentials: dict[str, Credentials]) -> None:
+        """Stop the removed accounts, apply the changed ones, start the added ones (by name)."""
+        removed, added, changed = diff_accounts(self.accounts, config, credentials)
         self.config, self.credentials = config, credentials
-        self._set_enricher(config)
-        assert self.discovery is not None
-        await self.discovery.apply(config, run=self._task is not None)  # sets the poller's flows
-        await self._apply_balance(config, run=self._task is not None)
+        self._set_config_info()
+        for name in removed:
+            await self.accounts.pop(name).stop(forget=True)
+        for account in changed:
+            await self.accounts[account.name].apply(account, credentials[account.name])
+        for account in added:
+            runtime = self.accounts[account.name] = self._runtime(account)
+            await runtime.prepare()
+            if self._running:
+                await runtime.start()
+        # the accounts in the order configured
+        self.accounts = {account.name: self.accounts[account.name] for account in config.accounts_resolved}
 
     async def stop(self) -> None:
         """Stop accepting, cancel requests in flight, close everything."""
@@ -371,29 +228,14 @@ class Exporter:
             await self._runner.cleanup()
             self._runner = None
         await self._reloads.stop()  # one requested meanwhile
-        if self.discovery is not None:
-            await self.discovery.stop()
-        if self.balance is not None:
-            await self.balance.stop()
-        await cancel(self._task)
-        self._task = None
-        for task in list(self._closing):
-            task.cancel()
+        self._running = False
+        for runtime in self.accounts.values():
+            await runtime.stop()
         if self.web_config is not None:
             await self.web_config.stop_watching()
-        if self.client is not None:
-            await self.client.close()
-            self.client = None
 
 
 def _one_line(exc: BaseException) -> str:
     """An unexpected loading failure as one line. Only the exception's type: its message could
     carry what the file holds (a secret, a URL's password), which is never shown."""
     return f"config: cannot load: unexpected {type(exc).__name__} (the running config stays)"
-
-
-async def _close_later(client: ItnioClient, delay: float) -> None:
-    try:
-        await asyncio.sleep(delay)
-    finally:
-        await client.close()

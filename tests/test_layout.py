@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "exporter"
 
-LAYERS = ("config", "vendor", "polling", "metrics", "web", "service", "apicheck", "cli", "__main__")
+LAYERS = ("config", "vendor", "polling", "metrics", "accounts", "web", "reload", "service", "apicheck", "cli", "__main__")
 LEAVES = ("exporter", "exporter.aio", "exporter.logs", "exporter.text")  # import nothing, importable by all
 SPECIAL = {"simulator": ("config", "vendor")}  # what a side package may import
 USERS = {"simulator": ("cli",)}  # who may import a side package
@@ -99,7 +99,7 @@ def allowed(imp: Import) -> bool:
 def test_the_scan_sees_every_kind_of_import() -> None:
     """The parse finds relative, absolute, lazy and TYPE_CHECKING imports (or this test proves nothing)."""
     found = {(imp.module, imp.target) for imp in IMPORTS}
-    assert ("exporter.service", "exporter.polling.poller") in found  # relative, at the top
+    assert ("exporter.accounts.sources", "exporter.polling.poller") in found  # relative, at the top
     assert ("exporter.cli", "exporter.logs") in found  # `from . import logs`: a module
     assert ("exporter.cli", "exporter.simulator.demo") in found  # inside a function
     assert ("exporter.polling.poller", "exporter.polling.enrich") in found  # under TYPE_CHECKING
@@ -119,6 +119,17 @@ def test_imports_run_downward_between_layers() -> None:
 def test_leaves_import_nothing_of_the_exporter(leaf: str) -> None:
     wrong = [str(imp) for imp in IMPORTS if imp.module == leaf]
     assert not wrong, f"{leaf} must import nothing of the exporter:\n  " + "\n  ".join(wrong)
+
+
+def test_the_service_knows_no_vendor_feature_by_name() -> None:
+    """The service holds account runtimes; the features (sources) are known to exporter.accounts only."""
+    allowed_polling = {"exporter.polling.shard"}
+    wrong = [
+        str(imp) for imp in IMPORTS
+        if imp.module in ("exporter.service", "exporter.reload")
+        and (layer(imp.target) == "vendor" or (layer(imp.target) == "polling" and imp.target not in allowed_polling))
+    ]
+    assert not wrong, "the service must reach features through account runtimes:\n  " + "\n  ".join(wrong)
 
 
 def test_no_import_cycles() -> None:

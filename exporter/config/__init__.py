@@ -21,7 +21,10 @@ from .files import FileChange, FileStamp, FileWatch, read_text_file
 from .loading import load_config, parse_yaml, validate_config
 from .redact import redact_url, redact_urls
 from .schema import (
+    DEFAULT_ACCOUNT,
     DEFAULT_BASE_URL,
+    MAX_ACCOUNTS,
+    AccountConfig,
     ApiConfig,
     ApiTlsConfig,
     BalanceConfig,
@@ -33,7 +36,10 @@ from .schema import (
 )
 
 __all__ = [
+    "DEFAULT_ACCOUNT",
     "DEFAULT_BASE_URL",
+    "MAX_ACCOUNTS",
+    "AccountConfig",
     "ENV_API_KEY",
     "ENV_API_SECRET",
     "ApiConfig",

@@ -32,7 +32,7 @@ from .redact import redact_url
 
 DEFAULT_BASE_URL = "https://api.itniotech.com"
 
-MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+MINUTE, DAY = 60.0, 86400.0
 
 
 class _Model(BaseModel):
@@ -234,7 +234,20 @@ class BalanceConfig(_Model):
         return 3 * self.interval
 
 
-class Config(_Model):
+ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+DEFAULT_ACCOUNT = "default"
+MAX_ACCOUNTS = 100
+SINGLE_ACCOUNT_FIELDS = ("api", "flows", "discovery", "enrich", "balance")
+
+
+class AccountConfig(_Model):
+    """One vendor account: its ``api:`` section and everything polled through it.
+
+    ``name`` is the ``account`` label of every series about it. Cross-field checks are made by
+    the file's :class:`Config` (:func:`account_problems`), which knows where the account stands.
+    """
+
+    name: StrictStr = DEFAULT_ACCOUNT
     api: ApiConfig = ApiConfig()
     poll: PollConfig = PollConfig()
     discovery: DiscoveryConfig = DiscoveryConfig()
@@ -242,44 +255,153 @@ class Config(_Model):
     balance: BalanceConfig = BalanceConfig()
     flows: list[FlowConfig] = Field(default_factory=list)
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not ACCOUNT_NAME.match(value):
+            raise ValueError(
+                f"{value[:80]!r} is not an account name: lower-case letters, digits, '_', '.' and '-', "
+                "starting with a letter or digit, at most 63 characters"
+            )
+        return value
+
+    def as_account(self) -> AccountConfig:
+        """This account's own settings as a plain AccountConfig (a single-account Config is one)."""
+        if type(self) is AccountConfig:
+            return self
+        return AccountConfig.model_construct(
+            **{name: getattr(self, name) for name in AccountConfig.model_fields}
+        )
+
+
+def account_problems(account: AccountConfig, prefix: str = "") -> list[str]:
+    """What is wrong across the fields of one account; each line starts with ``prefix`` and the field."""
+    problems = []
+    seen: dict[int, int] = {}
+    for index, flow in enumerate(account.flows):
+        if flow.key_id in seen:
+            problems.append(
+                f"{prefix}flows[{index}].key_id: duplicate key_id {flow.key_id} (also flows[{seen[flow.key_id]}])"
+            )
+        seen.setdefault(flow.key_id, index)
+    if not account.flows and not account.discovery.enabled:
+        problems.append(f"{prefix}flows: at least one flow to watch is needed (or discovery.enabled: true)")
+    api, poll, balance = account.api, account.poll, account.balance
+    if api.timeout > poll.interval:
+        problems.append(
+            f"{prefix}api.timeout: {format_duration(api.timeout)} must not exceed "
+            f"poll.interval ({format_duration(poll.interval)})"
+        )
+    if balance.enabled and api.timeout > balance.interval:
+        problems.append(
+            f"{prefix}balance.interval: {format_duration(balance.interval)} must not be shorter than "
+            f"api.timeout ({format_duration(api.timeout)})"
+        )
+    if poll.max_backoff < poll.interval:
+        problems.append(
+            f"{prefix}poll.max_backoff: {format_duration(poll.max_backoff)} must not be shorter than "
+            f"poll.interval ({format_duration(poll.interval)})"
+        )
+    stale = poll.stale_after
+    if stale is not None and stale < poll.interval:
+        problems.append(
+            f"{prefix}poll.stale_after: {format_duration(stale)} must not be shorter than "
+            f"poll.interval ({format_duration(poll.interval)})"
+        )
+    if poll.terminal_interval < poll.interval:
+        problems.append(
+            f"{prefix}poll.terminal_interval: {format_duration(poll.terminal_interval)} must not be shorter "
+            f"than poll.interval ({format_duration(poll.interval)})"
+        )
+    return problems
+
+
+class Config(AccountConfig):
+    """The configuration file: one account (the top-level ``api``, ``flows`` ... form, named
+    ``default``) or several (``accounts:``, each taking the top-level ``poll`` fields it does not set).
+
+    A single-account Config is itself that account's AccountConfig; :attr:`accounts_resolved`
+    gives the accounts of either form.
+    """
+
+    accounts: list[AccountConfig] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forms(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        if "name" in raw:
+            raise ConfigError(["name: unknown field (an account's name goes under accounts[].name)"])
+        if "accounts" not in raw:
+            return raw
+        both = [field for field in SINGLE_ACCOUNT_FIELDS if field in raw]
+        if both:
+            raise ConfigError([
+                f"accounts: give either accounts: or the single-account {', '.join(both)} at the top level, "
+                "not both"
+            ])
+        accounts, poll = raw["accounts"], raw.get("poll")
+        if isinstance(accounts, list) and isinstance(poll, dict):
+            accounts = [
+                {**account, "poll": {**poll, **account["poll"]} if isinstance(account.get("poll"), dict)
+                 else account.get("poll", poll)} if isinstance(account, dict) else account
+                for account in accounts
+            ]
+            raw = {**raw, "accounts": accounts}
+        return raw
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
-        problems = []
-        seen: dict[int, int] = {}
-        for index, flow in enumerate(self.flows):
-            if flow.key_id in seen:
-                problems.append(
-                    f"flows[{index}].key_id: duplicate key_id {flow.key_id} (also flows[{seen[flow.key_id]}])"
-                )
-            seen.setdefault(flow.key_id, index)
-        if not self.flows and not self.discovery.enabled:
-            problems.append("flows: at least one flow to watch is needed (or discovery.enabled: true)")
-        if self.api.timeout > self.poll.interval:
-            problems.append(
-                f"api.timeout: {format_duration(self.api.timeout)} must not exceed "
-                f"poll.interval ({format_duration(self.poll.interval)})"
-            )
-        if self.balance.enabled and self.api.timeout > self.balance.interval:
-            problems.append(
-                f"balance.interval: {format_duration(self.balance.interval)} must not be shorter than "
-                f"api.timeout ({format_duration(self.api.timeout)})"
-            )
-        if self.poll.max_backoff < self.poll.interval:
-            problems.append(
-                f"poll.max_backoff: {format_duration(self.poll.max_backoff)} must not be shorter than "
-                f"poll.interval ({format_duration(self.poll.interval)})"
-            )
-        stale = self.poll.stale_after
-        if stale is not None and stale < self.poll.interval:
-            problems.append(
-                f"poll.stale_after: {format_duration(stale)} must not be shorter than "
-                f"poll.interval ({format_duration(self.poll.interval)})"
-            )
-        if self.poll.terminal_interval < self.poll.interval:
-            problems.append(
-                f"poll.terminal_interval: {format_duration(self.poll.terminal_interval)} must not be shorter "
-                f"than poll.interval ({format_duration(self.poll.interval)})"
-            )
+        if self.accounts is None:
+            problems = account_problems(self)
+        else:
+            problems = _accounts_problems(self.accounts)
         if problems:
             raise ConfigError(problems)
         return self
+
+    @property
+    def single_account(self) -> bool:
+        """The single-account form (no ``accounts:``): one account named ``default``."""
+        return self.accounts is None
+
+    @property
+    def accounts_resolved(self) -> tuple[AccountConfig, ...]:
+        """Every account, in the order configured."""
+        if self.accounts is None:
+            return (self.as_account(),)
+        return tuple(self.accounts)
+
+
+def _accounts_problems(accounts: list[AccountConfig]) -> list[str]:
+    problems = []
+    if not accounts:
+        problems.append("accounts: at least one account is needed")
+    if len(accounts) > MAX_ACCOUNTS:
+        problems.append(f"accounts: {len(accounts)} accounts; at most {MAX_ACCOUNTS} are allowed in one process")
+    names: dict[str, int] = {}
+    keys: dict[tuple[str, str], int] = {}
+    for index, account in enumerate(accounts):
+        prefix = f"accounts[{index}]."
+        if account.name in names:
+            problems.append(f"{prefix}name: duplicate account name {account.name!r} (also accounts[{names[account.name]}])")
+        names.setdefault(account.name, index)
+        key = _key_identity(account.api)
+        if key is not None:
+            if key in keys:
+                problems.append(
+                    f"{prefix}api: same API key and base_url as accounts[{keys[key]}] (one account, configured twice)"
+                )
+            keys.setdefault(key, index)
+        problems.extend(account_problems(account, prefix))
+    return problems
+
+
+def _key_identity(api: ApiConfig) -> tuple[str, str] | None:
+    """What identifies an account's key before any file is read: the file it is read from, else the key."""
+    if api.api_key_file is not None:
+        return api.base_url, f"file:{api.api_key_file}"
+    if api.api_key is not None:
+        return api.base_url, f"key:{api.api_key}"
+    return None

@@ -15,8 +15,10 @@ The rules every entry follows (``tests/metrics/test_catalogue.py`` checks them):
   whose values come from the background poll is ``help`` followed by :data:`BACKGROUND`, so
   that nobody expects a scrape to fetch them; the few that count what happens on this
   exporter's own HTTP side (``background=False``) are documented by ``help`` alone.
-- Labels are bounded. The only identifiers among them are the vendor's ids of things the
-  operator chose to watch: ``key_id`` (a recall flow), ``node_key_id`` (a node of it), and
+- Every series about one vendor account carries ``account`` first (the operator's name for it,
+  never its key); only process-wide ones (build, config, reload, HTTP auth, shard) do not.
+- Labels are bounded. The only identifiers among them are the account and the vendor's ids of
+  things the operator chose to watch: ``key_id`` (a recall flow), ``node_key_id`` (a node of it), and
   ``task_id`` and ``script_id`` (the group-call task and script of a node, or of a flow's
   parent task). Others take values from a short fixed set (``state``, ``kind``, ``code``,
   ``endpoint`` ...).
@@ -59,24 +61,26 @@ class Metric:
 
 
 _STATES = "0 pending, 1 in progress, 2 completed, 3 cancelled, 4 execution exception."
-_NODE = ("key_id", "node_key_id", "task_id")  # a node's group-call task
+_NODE = ("account", "key_id", "node_key_id", "task_id")  # a node's group-call task
 
 # -- per flow, from the snapshot (exporter.metrics.exposition) ------------------------------
 FLOW_UP = Metric(
-    "itnio_recall_flow_up", "gauge", "1 if the last poll of this recall flow succeeded, else 0.", ("key_id",)
+    "itnio_recall_flow_up", "gauge", "1 if the last poll of this recall flow succeeded, else 0.", ("account", "key_id")
 )
 FLOW_LAST_SUCCESS = Metric(
     "itnio_recall_flow_last_success_timestamp_seconds",
     "gauge",
     "Unix time of the last successful poll of this recall flow.",
-    ("key_id",),
+    ("account", "key_id"),
 )
-FLOW_POLLS = Metric("itnio_recall_flow_polls", "counter", "Polls of this recall flow, successful or not.", ("key_id",))
+FLOW_POLLS = Metric(
+    "itnio_recall_flow_polls", "counter", "Polls of this recall flow, successful or not.", ("account", "key_id")
+)
 FLOW_POLL_ERRORS = Metric(
     "itnio_recall_flow_poll_errors",
     "counter",
     "Failed polls of this recall flow, by error kind (api, http, timeout, network, decode).",
-    ("key_id", "kind"),
+    ("account", "key_id", "kind"),
 )
 FLOW_INFO = Metric(
     "itnio_recall_flow",
@@ -84,61 +88,61 @@ FLOW_INFO = Metric(
     "Recall flow metadata: the name (from the config, else the discovered taskName), the recall type "
     "(all or failed), and the parent group-call task_id and task_name from discovery (empty when the flow "
     "was not discovered).",
-    ("key_id",),
+    ("account", "key_id"),
     info_labels=("name", "recall_type", "task_id", "task_name"),
 )
 FLOW_STATUS = Metric(
-    "itnio_recall_flow_status", "gauge", "Recall flow state as the API reports it: " + _STATES, ("key_id",)
+    "itnio_recall_flow_status", "gauge", "Recall flow state as the API reports it: " + _STATES, ("account", "key_id")
 )
 FLOW_STATE = Metric(
     "itnio_recall_flow_state",
     "gauge",
     "1 for the current state of the recall flow, 0 for the others.",
-    ("key_id", "state"),
+    ("account", "key_id", "state"),
 )
 FLOW_RECALL_INTERVAL = Metric(
     "itnio_recall_flow_recall_interval_seconds",
     "gauge",
     "Time between recall rounds of the flow (recallInterval).",
-    ("key_id",),
+    ("account", "key_id"),
 )
 FLOW_RECALL_ATTEMPTS = Metric(
     "itnio_recall_flow_recall_attempts",
     "gauge",
     "Number of recall attempts configured for the flow (recallNum).",
-    ("key_id",),
+    ("account", "key_id"),
 )
 FLOW_NODES = Metric(
     "itnio_recall_flow_nodes",
     "gauge",
     "Number of nodes (recall rounds) of the flow in each state.",
-    ("key_id", "state"),
+    ("account", "key_id", "state"),
 )
 NODE_STATUS = Metric(
     "itnio_recall_node_status",
     "gauge",
     "State of one node (recall round) of a flow: " + _STATES,
-    ("key_id", "node_key_id", "task_id", "script_id"),
+    ("account", "key_id", "node_key_id", "task_id", "script_id"),
 )
 FLOW_NODES_DROPPED = Metric(
     "itnio_recall_flow_nodes_dropped",
     "gauge",
     "Nodes of the flow beyond poll.max_nodes_per_flow, which get no itnio_recall_node_status series "
     "(itnio_recall_flow_nodes still counts them).",
-    ("key_id",),
+    ("account", "key_id"),
 )
 FLOW_FINISHED_ATTEMPTS = Metric(
     "itnio_recall_flow_finished_attempts",
     "gauge",
     "Recall attempts the flow has done (finishNum of recallFlow/queryPage); discovered flows only.",
-    ("key_id",),
+    ("account", "key_id"),
 )
 FLOW_CREATED = Metric(
     "itnio_recall_flow_created_timestamp_seconds",
     "gauge",
     "Unix time at which the flow was created (createTime of recallFlow/queryPage, read in api.timezone); "
     "discovered flows only.",
-    ("key_id",),
+    ("account", "key_id"),
 )
 NODE_NUMBERS = Metric(
     "itnio_recall_node_numbers",
@@ -175,28 +179,37 @@ NODE_CALL_DURATION_AVERAGE = Metric(
 
 # -- per poll cycle, from the snapshot ------------------------------------------------------
 POLL_DURATION = Metric(
-    "itnio_exporter_poll_duration_seconds", "gauge", "Duration of the last complete poll cycle over all flows."
+    "itnio_exporter_poll_duration_seconds", "gauge", "Duration of the last complete poll cycle over all flows of the account.",
+    ("account",),
 )
-POLL_CYCLES = Metric("itnio_exporter_poll_cycles", "counter", "Poll cycles completed since the exporter started.")
-FLOWS = Metric("itnio_exporter_flows", "gauge", "Number of recall flows the exporter watches.")
+POLL_CYCLES = Metric(
+    "itnio_exporter_poll_cycles", "counter", "Poll cycles of the account completed since the exporter started.",
+    ("account",),
+)
+FLOWS = Metric(
+    "itnio_exporter_flows", "gauge", "Number of recall flows the exporter watches in the account.", ("account",)
+)
 LAST_POLL = Metric(
-    "itnio_exporter_last_poll_timestamp_seconds", "gauge", "Unix time at which the last complete poll cycle started."
+    "itnio_exporter_last_poll_timestamp_seconds", "gauge", "Unix time at which the last complete poll cycle started.",
+    ("account",),
 )
 
 # -- live, per request and event (exporter.metrics.telemetry) -------------------------------
-API_REQUESTS = Metric("itnio_api_requests", "counter", "Requests sent to the ITNIO API, by endpoint.", ("endpoint",))
+API_REQUESTS = Metric(
+    "itnio_api_requests", "counter", "Requests sent to the ITNIO API, by endpoint.", ("account", "endpoint")
+)
 API_ERRORS = Metric(
     "itnio_api_errors",
     "counter",
     "Failed ITNIO API requests, by endpoint, kind (api, http, timeout, network, decode) "
     "and code (vendor code for api, HTTP status for http, empty otherwise).",
-    ("endpoint", "kind", "code"),
+    ("account", "endpoint", "kind", "code"),
 )
 API_REQUEST_DURATION = Metric(
     "itnio_api_request_duration_seconds",
     "histogram",
     "Duration of ITNIO API requests, by endpoint.",
-    ("endpoint",),
+    ("account", "endpoint"),
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0),
 )
 API_RETRIES = Metric(
@@ -204,7 +217,7 @@ API_RETRIES = Metric(
     "counter",
     "Requests to the ITNIO API that were retries of a failed one (timeouts, network errors, 5xx, "
     "429, and one retry after correcting the clock on -16).",
-    ("endpoint",),
+    ("account", "endpoint"),
 )
 API_SCHEMA_DRIFT = Metric(
     "itnio_api_schema_drift",
@@ -212,19 +225,21 @@ API_SCHEMA_DRIFT = Metric(
     "Answers of the ITNIO API that deviated from the documented types but were still used, by endpoint, "
     "documented field (other for any other) and kind: string_number (a number sent as text), missing (an "
     "optional documented field absent), unreadable_node (a nodeList entry dropped).",
-    ("endpoint", "field", "kind"),
+    ("account", "endpoint", "field", "kind"),
 )
 CLOCK_OFFSET = Metric(
     "itnio_exporter_clock_offset_seconds",
     "gauge",
     "Offset added to the local clock when signing, learnt from the API's Date header after a "
     "timestamp-expired (-16) answer.",
+    ("account",),
 )
 BACKOFF = Metric(
     "itnio_exporter_backoff_seconds",
     "gauge",
-    "Current back-off of the whole poller after authentication (-1), IP restriction (-2) or "
+    "Current back-off of the account's poller after authentication (-1), IP restriction (-2) or "
     "user locked (-13) errors; 0 at the normal pace.",
+    ("account",),
 )
 CONFIG_RELOAD_SUCCESSFUL = Metric(
     "itnio_exporter_config_last_reload_successful",
@@ -272,16 +287,19 @@ DISCOVERY_SUCCESSFUL = Metric(
     "gauge",
     "1 if the last discovery run read every page of recallFlow/queryPage, 0 if it failed or a reload "
     "that changed its settings cut it short (the previous set of discovered flows is kept).",
+    ("account",),
 )
 DISCOVERY_SUCCESS_TIME = Metric(
     "itnio_exporter_discovery_last_success_timestamp_seconds",
     "gauge",
     "Unix time of the last discovery run that read every page of recallFlow/queryPage.",
+    ("account",),
 )
 DISCOVERED_FLOWS = Metric(
     "itnio_exporter_discovered_flows",
     "gauge",
     "Recall flows watched because discovery found them (whether or not flows: lists them too).",
+    ("account",),
 )
 
 # -- the account balance, from the balance poller's state (exporter.metrics.exposition) ------
@@ -291,18 +309,29 @@ ACCOUNT_BALANCE = Metric(
     "Balance of the ITNIO account as getBalance reports it, in the account's quote currency (the API "
     "does not say which), by kind: actual (balance), gift (gift) and credit (credit); what can be spent "
     "is their sum. Absent once the last successful query is older than 3 x balance.interval.",
-    ("kind",),
+    ("account", "kind"),
 )
 ACCOUNT_BALANCE_LOW_THRESHOLD = Metric(
     "itnio_account_balance_low_threshold",
     "gauge",
     "The balance.low_threshold setting: the available balance (the sum of itnio_account_balance) below "
     "which ItnioBalanceLow fires, in the account's quote currency.",
+    ("account",),
 )
 ACCOUNT_BALANCE_LAST_SUCCESS = Metric(
     "itnio_account_balance_last_success_timestamp_seconds",
     "gauge",
     "Unix time of the last successful query of the account balance (getBalance).",
+    ("account",),
+)
+
+ACCOUNT_INFO = Metric(
+    "itnio_account",
+    "info",
+    "The ITNIO accounts this exporter watches: 1 per account, with the API host it is read from "
+    "(never its key).",
+    ("account",),
+    info_labels=("host",),
 )
 
 # In the order /metrics shows them (when each is shown at all).
@@ -314,7 +343,7 @@ METRICS: tuple[Metric, ...] = (
     API_REQUESTS, API_ERRORS, API_REQUEST_DURATION, API_RETRIES, API_SCHEMA_DRIFT, CLOCK_OFFSET, BACKOFF,
     CONFIG_RELOAD_SUCCESSFUL, CONFIG_RELOAD_SUCCESS_TIME, HTTP_AUTH_FAILURES, BUILD_INFO, CONFIG_INFO,
     SHARD_INDEX, SHARDS, DISCOVERY_SUCCESSFUL, DISCOVERY_SUCCESS_TIME, DISCOVERED_FLOWS,
-    ACCOUNT_BALANCE, ACCOUNT_BALANCE_LOW_THRESHOLD, ACCOUNT_BALANCE_LAST_SUCCESS,
+    ACCOUNT_BALANCE, ACCOUNT_BALANCE_LOW_THRESHOLD, ACCOUNT_BALANCE_LAST_SUCCESS, ACCOUNT_INFO,
 )
 BY_NAME: dict[str, Metric] = {metric.name: metric for metric in METRICS}
 

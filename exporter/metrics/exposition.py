@@ -1,4 +1,4 @@
-"""Turning a Snapshot into the bytes of /metrics, once per snapshot.
+"""Turning the accounts' Snapshots into the bytes of /metrics, once per change.
 
 The flow and node series change only when a poll cycle ends, so they are rendered
 once per snapshot, in both formats and pre-compressed, and every scrape reuses the
@@ -20,7 +20,7 @@ import gc
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +54,7 @@ LIVE_TTL = 1.0
 # when the next snapshot replaces them; every UNFREEZE_EVERY-th time the whole heap is
 # unfrozen and collected, so cyclic garbage that was frozen is not kept for ever.
 UNFREEZE_EVERY = 10
-_RENDERS_WITHOUT_GC: list[Snapshot] = []  # large renders running; the collector is off meanwhile
+_RENDERS_WITHOUT_GC: list[object] = []  # large renders running; the collector is off meanwhile
 
 
 _Pause = Callable[[], None] | None
@@ -73,51 +73,49 @@ def family(metric: catalogue.Metric, value: float | None = None) -> Any:
     return kind(metric.name, metric.documentation, labels=metric.labels)
 
 
-def snapshot_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
-    """The metric families of one snapshot (flows, nodes and the cycle itself), in /metrics order.
+def snapshot_families(snapshots: Sequence[Snapshot], pause: _Pause = None) -> list[Metric]:
+    """The metric families of the accounts' snapshots (flows, nodes and the cycles), in /metrics
+    order: each family holds the series of every account, labelled ``account``.
 
     ``pause``, if given, is called every few hundred flows (see RenderedSnapshot.of)."""
     return [
-        *poll_families(snapshot, pause),
-        *detail_families(snapshot, pause),
-        *node_families(snapshot, pause),
-        *record_families(snapshot, pause),
-        *call_families(snapshot, pause),
-        *cycle_families(snapshot),
+        *poll_families(snapshots, pause),
+        *detail_families(snapshots, pause),
+        *node_families(snapshots, pause),
+        *record_families(snapshots, pause),
+        *call_families(snapshots, pause),
+        *cycle_families(snapshots),
     ]
 
 
-def _flows(snapshot: Snapshot, pause: _Pause) -> Iterable[FlowState]:
-    """The snapshot's flows, calling ``pause`` every 200."""
-    if pause is None:
-        return snapshot.flows
-    return _pausing(snapshot.flows, pause)
+def _flows(snapshots: Sequence[Snapshot], pause: _Pause) -> Iterator[tuple[Snapshot, FlowState]]:
+    """(snapshot, flow) for every flow of every snapshot, calling ``pause`` every 200."""
+    index = 0
+    for snapshot in snapshots:
+        for flow in snapshot.flows:
+            index += 1
+            if pause is not None and index % 200 == 0:
+                pause()
+            yield snapshot, flow
 
 
-def _pausing(flows: tuple[FlowState, ...], pause: Callable[[], None]) -> Iterator[FlowState]:
-    for index, flow in enumerate(flows):
-        if index % 200 == 199:
-            pause()
-        yield flow
-
-
-def poll_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
+def poll_families(snapshots: Sequence[Snapshot], pause: _Pause = None) -> list[Metric]:
     """How each flow's polls went, and its info (name, recall type, parent task)."""
     up, last_success = family(catalogue.FLOW_UP), family(catalogue.FLOW_LAST_SUCCESS)
     polls, poll_errors = family(catalogue.FLOW_POLLS), family(catalogue.FLOW_POLL_ERRORS)
     info = family(catalogue.FLOW_INFO)
     info_labels = catalogue.FLOW_INFO.info_labels
-    for flow in _flows(snapshot, pause):
-        key = str(flow.key_id)
-        up.add_metric([key], 1.0 if flow.up else 0.0)
+    for snapshot, flow in _flows(snapshots, pause):
+        key = [snapshot.account, str(flow.key_id)]
+        up.add_metric(key, 1.0 if flow.up else 0.0)
         if flow.last_success is not None:
-            last_success.add_metric([key], flow.last_success)
-        polls.add_metric([key], flow.polls)
+            last_success.add_metric(key, flow.last_success)
+        polls.add_metric(key, flow.polls)
         counts = dict(flow.errors)
         for kind in ERROR_KINDS:
-            poll_errors.add_metric([key, kind], counts.get(kind, 0))
+            poll_errors.add_metric([*key, kind], counts.get(kind, 0))
         detail, record = flow.visible_detail, flow.record
-        info.add_metric([key], dict(zip(info_labels, (
+        info.add_metric(key, dict(zip(info_labels, (
             _utf8(flow.name),
             detail.recall_type_name if detail else "",
             _opt(record.task_id) if record else "",
@@ -126,57 +124,59 @@ def poll_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
     return [up, last_success, polls, poll_errors, info]
 
 
-def detail_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
+def detail_families(snapshots: Sequence[Snapshot], pause: _Pause = None) -> list[Metric]:
     """Each flow's state and recall settings, from its last queryDetail answer (if not stale)."""
     status, state = family(catalogue.FLOW_STATUS), family(catalogue.FLOW_STATE)
     interval, attempts = family(catalogue.FLOW_RECALL_INTERVAL), family(catalogue.FLOW_RECALL_ATTEMPTS)
-    for flow in _flows(snapshot, pause):
+    for snapshot, flow in _flows(snapshots, pause):
         detail = flow.visible_detail
         if detail is None:
             continue
-        key = str(flow.key_id)
-        status.add_metric([key], detail.status)
+        key = [snapshot.account, str(flow.key_id)]
+        status.add_metric(key, detail.status)
         current = state_name(detail.status)
         for name in ALL_STATES:
-            state.add_metric([key, name], 1.0 if name == current else 0.0)
-        interval.add_metric([key], detail.recall_interval_minutes * 60)
-        attempts.add_metric([key], detail.recall_num)
+            state.add_metric([*key, name], 1.0 if name == current else 0.0)
+        interval.add_metric(key, detail.recall_interval_minutes * 60)
+        attempts.add_metric(key, detail.recall_num)
     return [status, state, interval, attempts]
 
 
-def node_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
+def node_families(snapshots: Sequence[Snapshot], pause: _Pause = None) -> list[Metric]:
     """Each flow's nodes: counted by state, one status series each up to max_nodes_per_flow."""
     nodes, node_status = family(catalogue.FLOW_NODES), family(catalogue.NODE_STATUS)
     dropped = family(catalogue.FLOW_NODES_DROPPED)
-    max_nodes = snapshot.max_nodes_per_flow
-    for flow in _flows(snapshot, pause):
+    for snapshot, flow in _flows(snapshots, pause):
         detail = flow.visible_detail
         if detail is None:
             continue
-        key = str(flow.key_id)
+        max_nodes = snapshot.max_nodes_per_flow
+        account, key = snapshot.account, str(flow.key_id)
         per_state = dict.fromkeys(ALL_STATES, 0)
         for node in detail.nodes:
             per_state[state_name(node.status)] += 1
         for node in detail.nodes[:max_nodes]:
-            node_status.add_metric([key, str(node.key_id), _opt(node.task_id), _opt(node.script_id)], node.status)
-        dropped.add_metric([key], max(0, len(detail.nodes) - max_nodes))
+            node_status.add_metric(
+                [account, key, str(node.key_id), _opt(node.task_id), _opt(node.script_id)], node.status
+            )
+        dropped.add_metric([account, key], max(0, len(detail.nodes) - max_nodes))
         for name, count in per_state.items():
-            nodes.add_metric([key, name], count)
+            nodes.add_metric([account, key, name], count)
     return [nodes, node_status, dropped]
 
 
-def record_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
+def record_families(snapshots: Sequence[Snapshot], pause: _Pause = None) -> list[Metric]:
     """What discovery's flow list (recallFlow/queryPage) says of each flow it lists."""
     finished, created = family(catalogue.FLOW_FINISHED_ATTEMPTS), family(catalogue.FLOW_CREATED)
-    for flow in _flows(snapshot, pause):
+    for snapshot, flow in _flows(snapshots, pause):
         record = flow.record
         if record is None:
             continue
-        key = str(flow.key_id)
+        key = [snapshot.account, str(flow.key_id)]
         if record.finish_num is not None:
-            finished.add_metric([key], record.finish_num)
+            finished.add_metric(key, record.finish_num)
         if record.created is not None:
-            created.add_metric([key], record.created)
+            created.add_metric(key, record.created)
     return [finished, created]
 
 
@@ -190,20 +190,19 @@ _CALL_FIELDS = (
 )
 
 
-def call_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
+def call_families(snapshots: Sequence[Snapshot], pause: _Pause = None) -> list[Metric]:
     """The group-call counts of the nodes that have a status series (enrich.node_calls)."""
     families = [(family(metric), field) for metric, field in _CALL_FIELDS]
-    max_nodes = snapshot.max_nodes_per_flow
-    for flow in _flows(snapshot, pause):
+    for snapshot, flow in _flows(snapshots, pause):
         detail = flow.visible_detail
         if detail is None or not flow.calls:
             continue
-        key = str(flow.key_id)
-        shown = {node.key_id: node.task_id for node in detail.nodes[:max_nodes]}
+        account, key = snapshot.account, str(flow.key_id)
+        shown = {node.key_id: node.task_id for node in detail.nodes[: snapshot.max_nodes_per_flow]}
         for node_key, stats in flow.calls:
             if node_key not in shown:
                 continue
-            labels = [key, str(node_key), _opt(shown[node_key])]
+            labels = [account, key, str(node_key), _opt(shown[node_key])]
             for calls, field in families:
                 number = getattr(stats, field)
                 if number is not None:
@@ -211,35 +210,39 @@ def call_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
     return [calls for calls, _ in families]
 
 
-def cycle_families(snapshot: Snapshot) -> list[Metric]:
-    """The poll cycle itself; its start time once a cycle has completed."""
-    cycle = [
-        family(catalogue.POLL_DURATION, snapshot.cycle_duration),
-        family(catalogue.POLL_CYCLES, snapshot.cycles),
-        family(catalogue.FLOWS, len(snapshot.flows)),
-    ]
-    if snapshot.cycles:
-        cycle.append(family(catalogue.LAST_POLL, snapshot.cycle_started))
-    return cycle
+def cycle_families(snapshots: Sequence[Snapshot]) -> list[Metric]:
+    """Each account's poll cycles; the last one's start time once a cycle has completed."""
+    duration, cycles = family(catalogue.POLL_DURATION), family(catalogue.POLL_CYCLES)
+    flows, last = family(catalogue.FLOWS), family(catalogue.LAST_POLL)
+    for snapshot in snapshots:
+        account = [snapshot.account]
+        duration.add_metric(account, snapshot.cycle_duration)
+        cycles.add_metric(account, snapshot.cycles)
+        flows.add_metric(account, len(snapshot.flows))
+        if snapshot.cycles:
+            last.add_metric(account, snapshot.cycle_started)
+    return [duration, cycles, flows, last]
 
 
-def balance_families(state: BalanceState, now: float) -> list[Metric]:
-    """The account balance at unix time ``now`` (none once stale), its threshold and last success:
+def balance_families(states: Iterable[BalanceState], now: float) -> list[Metric]:
+    """The accounts' balances at unix time ``now`` (none once stale), thresholds and last successes:
     only the families that have series, so an exporter with balance off shows none."""
-    if not state.enabled:
-        return []
-    out = []
-    balance = state.visible(now)
-    if balance is not None:
-        amounts = family(catalogue.ACCOUNT_BALANCE)
-        for kind, amount in balance.amounts:
-            amounts.add_metric([kind], amount)
-        out.append(amounts)
-    if state.low_threshold is not None:
-        out.append(family(catalogue.ACCOUNT_BALANCE_LOW_THRESHOLD, state.low_threshold))
-    if state.last_success is not None:
-        out.append(family(catalogue.ACCOUNT_BALANCE_LAST_SUCCESS, state.last_success))
-    return out
+    amounts = family(catalogue.ACCOUNT_BALANCE)
+    threshold = family(catalogue.ACCOUNT_BALANCE_LOW_THRESHOLD)
+    success = family(catalogue.ACCOUNT_BALANCE_LAST_SUCCESS)
+    for state in states:
+        if not state.enabled:
+            continue
+        account = [state.account]
+        balance = state.visible(now)
+        if balance is not None:
+            for kind, amount in balance.amounts:
+                amounts.add_metric([*account, kind], amount)
+        if state.low_threshold is not None:
+            threshold.add_metric(account, state.low_threshold)
+        if state.last_success is not None:
+            success.add_metric(account, state.last_success)
+    return [metric for metric in (amounts, threshold, success) if metric.samples]
 
 
 def _yield_gil() -> None:
@@ -300,7 +303,7 @@ class GzipPrefix:
 
 @dataclass(frozen=True, slots=True)
 class RenderedSnapshot:
-    """The cached bytes of one snapshot in every form /metrics may need."""
+    """The cached bytes of the accounts' snapshots in every form /metrics may need."""
 
     text: bytes
     openmetrics: bytes
@@ -309,12 +312,12 @@ class RenderedSnapshot:
     series: int
 
     @classmethod
-    def of(cls, snapshot: Snapshot, cooperative: bool = False) -> RenderedSnapshot:
-        """Render ``snapshot``. ``cooperative`` (in a worker thread): hand the GIL to the event
+    def of(cls, snapshots: Sequence[Snapshot], cooperative: bool = False) -> RenderedSnapshot:
+        """Render ``snapshots``. ``cooperative`` (in a worker thread): hand the GIL to the event
         loop every millisecond or so (time.sleep(0)), rather than make it wait for Python's
         5 ms switch interval on every I/O step of every scrape while a large render runs."""
         pause = _yield_gil if cooperative else None
-        families = snapshot_families(snapshot, pause)
+        families = snapshot_families(snapshots, pause)
         both = render_both(families, pause)  # prometheus_client's bytes, several times faster
         if both is None:
             text, openmetrics = _render(families, openmetrics=False), _render(families, openmetrics=True)
@@ -329,57 +332,115 @@ class RenderedSnapshot:
         )
 
 
-def series_count(snapshot: Snapshot) -> int:
-    """A cheap upper estimate of the series a snapshot renders to."""
-    total = 14 * len(snapshot.flows)
-    for flow in snapshot.flows:
-        total += 5 * len(flow.calls)
-        if flow.detail is not None:
-            total += min(len(flow.detail.nodes), snapshot.max_nodes_per_flow)
+def series_count(snapshots: Sequence[Snapshot]) -> int:
+    """A cheap upper estimate of the series the snapshots render to."""
+    total = 0
+    for snapshot in snapshots:
+        total += 4 + 14 * len(snapshot.flows)
+        for flow in snapshot.flows:
+            total += 5 * len(flow.calls)
+            if flow.detail is not None:
+                total += min(len(flow.detail.nodes), snapshot.max_nodes_per_flow)
     return total
 
 
 class Exposition:
-    """Holds the latest rendered snapshot and assembles /metrics answers from it."""
+    """Holds every account's latest snapshot and balance, and assembles /metrics answers from them.
 
-    def __init__(self, live_registry: CollectorRegistry, snapshot: Snapshot | None = None):
+    Each account publishes its own snapshots (:meth:`publish`); the flow series of all accounts
+    are rendered together, once per change. Publications that arrive while a render runs are
+    rendered together by the next one, so N accounts ending their cycles at once cost about two
+    renders, not N. :meth:`publish` returns once a render holding its snapshot is shown.
+    """
+
+    def __init__(self, live_registry: CollectorRegistry):
         self.live_registry = live_registry
-        self.snapshot = snapshot or Snapshot()
-        self.rendered = RenderedSnapshot.of(self.snapshot)
+        self._snapshots: dict[str, Snapshot] = {}
+        self._balances: dict[str, BalanceState] = {}
+        self.shown: tuple[Snapshot, ...] = ()
+        self.rendered = RenderedSnapshot.of(())
         self._answers: dict[tuple[bool, bool], tuple[float, bytes]] = {}  # (openmetrics, gzip)
         self._large_publishes = 0
-        self._publishes = 0  # publish() calls begun; renders may finish out of order
-        self._shown = 0  # the number of the publish() whose snapshot is shown
-        self.balance = BalanceState()
+        self._changes = 0  # changes to the set of snapshots so far
+        self._rendered_changes = 0  # how many of them the shown render holds
+        self._render_task: asyncio.Task[None] | None = None
 
+    # -- what others read --------------------------------------------------------------------
+    @property
+    def snapshots(self) -> tuple[Snapshot, ...]:
+        """The snapshots /metrics shows, one per account, in the order the accounts were added."""
+        return self.shown
+
+    def snapshot(self, account: str) -> Snapshot | None:
+        """The shown snapshot of ``account`` (None: not watched)."""
+        for snapshot in self.shown:
+            if snapshot.account == account:
+                return snapshot
+        return None
+
+    @property
+    def balances(self) -> dict[str, BalanceState]:
+        """The last balance state of each account that reads its balance."""
+        return dict(self._balances)
+
+    @property
+    def ready(self) -> bool:
+        """Every account has completed a poll cycle (and there is at least one)."""
+        return bool(self.shown) and all(snapshot.ready for snapshot in self.shown)
+
+    # -- what the accounts give it -------------------------------------------------------------
     def publish_balance(self, state: BalanceState) -> None:
-        """Show ``state`` from the next scrape on (the balance poller calls this after each query)."""
-        self.balance = state
+        """Show ``state`` from the next scrape on (an account's balance poller, after each query)."""
+        self._balances[state.account] = state
         self._answers = {}
 
     async def publish(self, snapshot: Snapshot) -> None:
-        """Render a new snapshot (in a worker thread when large) and make it the current one,
-        unless a snapshot published after it is shown already (its render finished first)."""
-        self._publishes += 1
-        number = self._publishes
-        if series_count(snapshot) > OFFLOAD_SERIES:
+        """Make ``snapshot`` its account's current one; returns once /metrics shows it."""
+        self._snapshots[snapshot.account] = snapshot
+        await self._rendered()
+
+    async def remove(self, account: str) -> None:
+        """Drop an account's series (it is no longer watched); returns once /metrics no longer shows them."""
+        self._balances.pop(account, None)
+        if self._snapshots.pop(account, None) is not None:
+            await self._rendered()
+        self._answers = {}
+
+    async def _rendered(self) -> None:
+        self._changes += 1
+        wanted = self._changes
+        while self._rendered_changes < wanted:
+            if self._render_task is None:
+                self._render_task = asyncio.create_task(self._render(), name="render")
+            task = self._render_task
+            try:
+                await asyncio.shield(task)
+            finally:
+                if task.done() and self._render_task is task:
+                    self._render_task = None
+
+    async def _render(self) -> None:
+        """Render the current snapshots (in a worker thread when large) and show them."""
+        changes, snapshots = self._changes, tuple(self._snapshots.values())
+        if series_count(snapshots) > OFFLOAD_SERIES:
             # The render allocates a few objects per series, all acyclic and soon freed by
             # reference counting; left on, the cyclic collector would rescan them (and the
             # heap) several times per render, 50-120 ms each with the GIL held at 5,000 flows.
-            _RENDERS_WITHOUT_GC.append(snapshot)
+            token = object()
+            _RENDERS_WITHOUT_GC.append(token)
             gc.disable()
             try:
-                rendered = await asyncio.get_running_loop().run_in_executor(None, RenderedSnapshot.of, snapshot, True)
+                rendered = await asyncio.get_running_loop().run_in_executor(
+                    None, RenderedSnapshot.of, snapshots, True
+                )
             finally:
-                _RENDERS_WITHOUT_GC.remove(snapshot)
+                _RENDERS_WITHOUT_GC.remove(token)
                 if not _RENDERS_WITHOUT_GC:
                     gc.enable()
         else:
-            rendered = RenderedSnapshot.of(snapshot)
-        if number < self._shown:
-            return  # an older snapshot must not replace a newer one (a flow removed meanwhile would return)
-        self._shown = number
-        self.snapshot, self.rendered = snapshot, rendered
+            rendered = RenderedSnapshot.of(snapshots)
+        self.shown, self.rendered = snapshots, rendered
+        self._rendered_changes = changes
         self._answers = {}
         if rendered.series > OFFLOAD_SERIES:
             self._settle_heap()
@@ -405,7 +466,7 @@ class Exposition:
         return body
 
     def _assemble(self, openmetrics: bool, gzip: bool) -> bytes:
-        balance = balance_families(self.balance, time.time())
+        balance = balance_families(self._balances.values(), time.time())
         head = _render(balance, openmetrics) if balance else b""
         if openmetrics:
             tail = head + generate_latest_openmetrics(self.live_registry)

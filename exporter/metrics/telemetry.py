@@ -46,7 +46,8 @@ def _info(metric: catalogue.Metric, *values: str) -> dict[str, str]:
 
 
 class Telemetry:
-    """Owns the registry of request-level metrics; the API client reports into it."""
+    """Owns the registry of request-level metrics. Each account reports into its own
+    :class:`AccountTelemetry` (:meth:`account`), which labels every series with the account."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -68,60 +69,22 @@ class Telemetry:
         )
         self.config = _live(Info, catalogue.CONFIG_INFO, registry)
         self.set_config_info(tls_insecure_skip_verify=False)
+        self.account_info = _live(Info, catalogue.ACCOUNT_INFO, registry)
         self._discovery: tuple[Gauge, Gauge, Gauge] | None = None
-        self.preinitialise(QUERY_DETAIL)
 
-    def preinitialise(self, endpoint: str) -> None:
-        """Create the series of an endpoint at 0, so that rate() works from its first request.
-
-        queryDetail always; the discovery and enrichment endpoints once their feature is on,
-        so that an exporter without them shows no series for endpoints it never calls.
-        """
-        self.requests.labels(endpoint)
-        self.retries.labels(endpoint)
-        self.duration.labels(endpoint)
-        for code in DOCUMENTED_CODES:
-            self.errors.labels(endpoint, ErrorKind.API.value, code)
-        for kind in (ErrorKind.TIMEOUT, ErrorKind.NETWORK, ErrorKind.DECODE):
-            self.errors.labels(endpoint, kind.value, "")
-        for field, drift_kind in DRIFT_SERIES.get(endpoint, ()):
-            self.drift.labels(endpoint, field, drift_kind)
+    def account(self, name: str) -> AccountTelemetry:
+        """The telemetry of one account: every series it creates carries ``account=name``."""
+        return AccountTelemetry(self, name)
 
     def discovery(self) -> tuple[Gauge, Gauge, Gauge]:
         """(last run successful, last success time, discovered flows), registered on first use:
-        an exporter that never turned discovery on shows none of them."""
+        an exporter whose accounts never turned discovery on shows none of them."""
         if self._discovery is None:
             successful = _live(Gauge, catalogue.DISCOVERY_SUCCESSFUL, self.registry)
             success_time = _live(Gauge, catalogue.DISCOVERY_SUCCESS_TIME, self.registry)
             flows = _live(Gauge, catalogue.DISCOVERED_FLOWS, self.registry)
             self._discovery = (successful, success_time, flows)
         return self._discovery
-
-    # -- what the client reports (exporter.vendor.client.RequestObserver) -------------------
-    def retried(self, endpoint: str) -> None:
-        self.retries.labels(endpoint).inc()
-
-    def clock_offset_learnt(self, seconds: float) -> None:
-        self.clock_offset.set(seconds)
-
-    def drifted(self, endpoint: str, field: str, kind: str) -> None:
-        self.drift.labels(endpoint, field, kind).inc()
-
-    # -- what discovery reports (exporter.polling.discovery.DiscoveryObserver) ---------------
-    def discovery_on(self) -> None:
-        self.preinitialise(QUERY_PAGE)
-        self.discovery()
-
-    def discovered(self, flows: int) -> None:
-        self.discovery()[2].set(flows)
-
-    def discovery_failed(self) -> None:
-        self.discovery()[0].set(0)
-
-    def discovery_succeeded(self, at: float) -> None:
-        successful, success_time, _ = self.discovery()
-        successful.set(1)
-        success_time.set(at)
 
     def set_shard(self, shard: Shard) -> None:
         """Export the shard, so dashboards and alerts can tell replicas apart and count them."""
@@ -140,14 +103,99 @@ class Telemetry:
         self.reload_successful.set(0)
 
     def set_config_info(self, *, tls_insecure_skip_verify: bool) -> None:
+        """Whether any account's vendor certificate goes unverified."""
         self.config.info(_info(catalogue.CONFIG_INFO, "true" if tls_insecure_skip_verify else "false"))
 
+
+class AccountTelemetry:
+    """One account's view of :class:`Telemetry`: what its client, discovery and poller report.
+
+    It remembers every series it created, so that :meth:`forget` (the account was removed by a
+    reload) takes them all out of /metrics.
+    """
+
+    def __init__(self, telemetry: Telemetry, name: str):
+        self._telemetry = telemetry
+        self.name = name
+        self._series: set[tuple[MetricWrapperBase, tuple[str, ...]]] = set()
+
+    def _child(self, metric: _L, *labels: str) -> Any:
+        values = (self.name, *labels)
+        self._series.add((metric, values))
+        return metric.labels(*values)
+
+    def preinitialise(self, endpoint: str) -> None:
+        """Create the series of an endpoint at 0, so that rate() works from its first request.
+
+        queryDetail always; the discovery, enrichment and balance endpoints once their feature
+        is on, so that an account without them shows no series for endpoints it never calls.
+        """
+        telemetry = self._telemetry
+        self._child(telemetry.requests, endpoint)
+        self._child(telemetry.retries, endpoint)
+        self._child(telemetry.duration, endpoint)
+        for code in DOCUMENTED_CODES:
+            self._child(telemetry.errors, endpoint, ErrorKind.API.value, code)
+        for kind in (ErrorKind.TIMEOUT, ErrorKind.NETWORK, ErrorKind.DECODE):
+            self._child(telemetry.errors, endpoint, kind.value, "")
+        for field, drift_kind in DRIFT_SERIES.get(endpoint, ()):
+            self._child(telemetry.drift, endpoint, field, drift_kind)
+
+    def started(self, host: str) -> None:
+        """The account is watched, read from ``host``: its info and its pace series exist."""
+        self._child(self._telemetry.account_info).info(_info(catalogue.ACCOUNT_INFO, host))
+        self._child(self._telemetry.backoff).set(0)
+        self._child(self._telemetry.clock_offset)
+        self.preinitialise(QUERY_DETAIL)
+
+    def forget(self) -> None:
+        """Remove every series of this account (it is no longer watched)."""
+        for metric, values in self._series:
+            try:
+                metric.remove(*values)
+            except KeyError:
+                pass
+        self._series.clear()
+
+    # -- the poller -------------------------------------------------------------------------
+    def backoff_set(self, seconds: float) -> None:
+        self._child(self._telemetry.backoff).set(seconds)
+
+    # -- what the client reports (exporter.vendor.client.RequestObserver) -------------------
     def observe(self, endpoint: str, seconds: float, error: ApiError | None) -> None:
         """Count one request that was sent, with its outcome."""
-        self.requests.labels(endpoint).inc()
-        self.duration.labels(endpoint).observe(seconds)
+        telemetry = self._telemetry
+        self._child(telemetry.requests, endpoint).inc()
+        self._child(telemetry.duration, endpoint).observe(seconds)
         if error is not None:
-            self.errors.labels(endpoint, error.kind.value, code_label(error.code)).inc()
+            self._child(telemetry.errors, endpoint, error.kind.value, code_label(error.code)).inc()
+
+    def retried(self, endpoint: str) -> None:
+        self._child(self._telemetry.retries, endpoint).inc()
+
+    def clock_offset_learnt(self, seconds: float) -> None:
+        self._child(self._telemetry.clock_offset).set(seconds)
+
+    def drifted(self, endpoint: str, field: str, kind: str) -> None:
+        self._child(self._telemetry.drift, endpoint, field, kind).inc()
+
+    # -- what discovery reports (exporter.polling.discovery.DiscoveryObserver) ---------------
+    def discovery_on(self) -> None:
+        self.preinitialise(QUERY_PAGE)
+        successful, success_time, flows = self._telemetry.discovery()
+        self._child(successful)
+        self._child(flows)
+
+    def discovered(self, flows: int) -> None:
+        self._child(self._telemetry.discovery()[2]).set(flows)
+
+    def discovery_failed(self) -> None:
+        self._child(self._telemetry.discovery()[0]).set(0)
+
+    def discovery_succeeded(self, at: float) -> None:
+        successful, success_time, _ = self._telemetry.discovery()
+        self._child(successful).set(1)
+        self._child(success_time).set(at)
 
 
 MAX_CODE = 999  # vendor codes seen are -1 to -26, HTTP statuses 100 to 599

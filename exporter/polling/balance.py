@@ -19,7 +19,8 @@ from typing import Protocol
 import structlog
 
 from ..aio import cancel
-from ..config import BalanceConfig, Config
+from ..config import AccountConfig, BalanceConfig
+from ..vendor.endpoints import GET_BALANCE
 from ..vendor.errors import ApiError, NotSent
 from ..vendor.model import Balance
 
@@ -34,6 +35,7 @@ class BalanceSource(Protocol):
 class BalanceState:
     """What the last balance queries found: published after each one, never changed."""
 
+    account: str = "default"
     enabled: bool = False
     balance: Balance | None = None  # the last successfully decoded answer, kept across failures
     last_success: float | None = None  # unix time
@@ -52,25 +54,46 @@ Publish = Callable[[BalanceState], None]
 
 
 class BalancePoller:
-    """Owns the balance task and the state it publishes."""
+    """The balance source of one account: owns the balance task and the state it publishes.
+
+    ``owned=False`` (another shard replica reads this account's balance): it never queries,
+    and publishes nothing."""
 
     def __init__(
-        self, client: Callable[[], BalanceSource | None], publish: Publish, *, clock: Callable[[], float] = time.time
+        self,
+        client: Callable[[], BalanceSource | None],
+        publish: Publish,
+        *,
+        account: str = "default",
+        owned: bool = True,
+        clock: Callable[[], float] = time.time,
     ):
         self._client = client  # the current client (it is replaced when api: changes on reload)
         self._publish = publish
         self._clock = clock
+        self._owned = owned
         self._settings = BalanceConfig(enabled=False)
-        self.state = BalanceState()
+        self.state = BalanceState(account=account)
         self._task: asyncio.Task[None] | None = None
 
-    async def apply(self, config: Config, *, run: bool = True) -> None:
+    # -- the source's life cycle (exporter.polling.source.Source) -----------------------------
+    def _settings_of(self, config: AccountConfig) -> BalanceConfig:
+        return config.balance if self._owned else BalanceConfig(enabled=False)
+
+    def endpoints(self, config: AccountConfig) -> tuple[str, ...]:
+        return (GET_BALANCE,) if self._settings_of(config).enabled else ()
+
+    def start(self) -> None:
+        if self._task is None and self._settings.enabled:
+            self._task = asyncio.create_task(self.run(), name=f"balance {self.state.account}")
+
+    async def apply(self, config: AccountConfig, *, run: bool = True) -> None:
         """Take a (new) config: restart the task if ``balance:`` changed (or it is not running).
 
         ``run=False`` starts no task (tests call :meth:`poll_once`). Turned off, the balance
         series go at once; the threshold and staleness follow the new settings at once.
         """
-        settings = config.balance
+        settings = self._settings_of(config)
         if settings == self._settings and (self._task is not None or not run or not settings.enabled):
             return
         await self.stop()
@@ -79,10 +102,10 @@ class BalancePoller:
             self.state = replace(self.state, enabled=True, stale_after=settings.stale_after_seconds,
                                  low_threshold=settings.low_threshold)
         else:
-            self.state = BalanceState()
+            self.state = BalanceState(account=self.state.account)
         self._publish(self.state)
-        if run and settings.enabled:
-            self._task = asyncio.create_task(self.run(), name="balance")
+        if run:
+            self.start()
 
     async def stop(self) -> None:
         await cancel(self._task)

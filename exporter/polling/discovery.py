@@ -2,11 +2,11 @@
 
 Turned on by ``discovery.enabled``. Every ``discovery.refresh`` the whole list of flows
 created within ``discovery.lookback`` (optionally filtered by ``discovery.task_name``)
-is read, page by page, and the poller watches the union of those flows and the static
-``flows:`` list (a static flow keeps its configured name; a discovered one is named
-after its taskName). The poller's :meth:`~exporter.poller.Poller.set_flows` does the
-rest: flows that stay keep their data, new ones are polled at once, and any sharding
-applies to discovered flows as to static ones.
+is read, page by page, and the account's poller watches the union of those flows and
+the static ``flows:`` list (:meth:`~exporter.polling.poller.Poller.set_discovered`: a
+static flow keeps its configured name; a discovered one is named after its taskName;
+flows that stay keep their data, new ones are polled at once, and any sharding applies
+to discovered flows as to static ones).
 
 - A run is all or nothing: if any page fails, the previous set is kept, so no flow
   vanishes because page 3 timed out.
@@ -35,8 +35,8 @@ from typing import Protocol
 import structlog
 
 from ..aio import cancel
-from ..config import Config, DiscoveryConfig, FlowConfig
-from ..vendor.endpoints import CODE_NOT_EXISTING
+from ..config import AccountConfig, DiscoveryConfig
+from ..vendor.endpoints import CODE_NOT_EXISTING, QUERY_PAGE
 from ..vendor.errors import ApiError, NotSent
 from ..vendor.model import NODE_ENDED_STATUSES, VENDOR_TIME_FORMAT, FlowPage, FlowRecord
 from .poller import Poller
@@ -71,7 +71,7 @@ class DiscoveryObserver(Protocol):
         """A run read every page, at unix time ``at``."""
 
 
-def _same_source(old: Config | None, new: Config) -> bool:
+def _same_source(old: AccountConfig | None, new: AccountConfig) -> bool:
     """A run under ``old`` reads what one under ``new`` would (same discovery and api sections)."""
     return old is not None and old.discovery == new.discovery and old.api == new.api
 
@@ -89,7 +89,7 @@ def list_params(settings: DiscoveryConfig, zone: tzinfo, now: float) -> dict[str
 
 
 class Discovery:
-    """Owns the set of discovered flows and the task that refreshes it."""
+    """The discovery source of one account: owns the set of discovered flows and the task that refreshes it."""
 
     def __init__(
         self,
@@ -103,25 +103,16 @@ class Discovery:
         self._client = client  # the current client (it is replaced when api: changes on reload)
         self._telemetry = telemetry
         self._clock = clock
-        self._config: Config | None = None
+        self._config: AccountConfig | None = None
         self._records: dict[int, FlowRecord] = {}  # discovered flows being watched
         self._task: asyncio.Task[None] | None = None
         self._reading = False  # a run is reading the list
 
-    # -- configuration ---------------------------------------------------------------------
-    def merged(self, config: Config) -> Config:
-        """``config`` with the discovered flows added after the static ones (static names win)."""
-        if not config.discovery.enabled:
-            return config
-        static = {flow.key_id for flow in config.flows}
-        extra = [
-            FlowConfig.model_construct(key_id=key_id, name=self._records[key_id].task_name)
-            for key_id in sorted(self._records)
-            if key_id not in static
-        ]
-        return config.model_copy(update={"flows": [*config.flows, *extra]}) if extra else config
+    # -- the source's life cycle (exporter.polling.source.Source) -----------------------------
+    def endpoints(self, config: AccountConfig) -> tuple[str, ...]:
+        return (QUERY_PAGE,) if config.discovery.enabled else ()
 
-    async def apply(self, config: Config, *, run: bool = True) -> None:
+    async def apply(self, config: AccountConfig, *, run: bool = True) -> None:
         """Take a (new) config: set the poller's flows and (re)start the refresh task.
 
         Called at start and on every reload; the flows discovered so far stay while
@@ -144,7 +135,7 @@ class Discovery:
             self._telemetry.discovery_on()
         await self._publish()
         if run and config.discovery.enabled and not keep:
-            self._task = asyncio.create_task(self.run(), name="discovery")
+            self._task = asyncio.create_task(self.run(), name=f"discovery {config.name}")
 
     def start(self) -> None:
         """Start the refresh task of the config last applied, if discovery is on and it is not running
@@ -158,8 +149,7 @@ class Discovery:
 
     async def _publish(self) -> None:
         assert self._config is not None
-        self._poller.set_records(self._records)
-        await self._poller.set_flows(self.merged(self._config))
+        await self._poller.set_discovered(self._records)
         if self._config.discovery.enabled:
             self._telemetry.discovered(len(self._records))
 

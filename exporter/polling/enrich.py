@@ -31,6 +31,8 @@ from typing import Protocol
 
 import structlog
 
+from ..config import AccountConfig
+from ..vendor.endpoints import GROUP_CALL_DETAIL
 from ..vendor.errors import AccountGuard, ApiError, NotSent
 from ..vendor.model import NODE_ENDED_STATUSES, CallStats, FlowDetail
 from .snapshot import Snapshot
@@ -137,3 +139,37 @@ class NodeCallEnricher:
             for node_key, task_id, ended in self.requests_due(key_id, detail, max_nodes)
         ]
         await asyncio.gather(*jobs)
+
+
+class UsesEnricher(Protocol):
+    """What runs the enricher after each cycle (the account's poller)."""
+
+    @property
+    def enricher(self) -> NodeCallEnricher | None: ...
+
+    def use_enricher(self, enricher: NodeCallEnricher | None) -> None: ...
+
+
+class NodeCalls:
+    """The node-calls source of one account: hands the poller an enricher while
+    ``enrich.node_calls`` is on (its cache survives a reload), none while it is off. Its
+    requests run inside the poll cycle, so it has no task of its own."""
+
+    def __init__(self, poller: UsesEnricher, client: Callable[[], CallSource | None]):
+        self._poller = poller
+        self._client = client
+
+    def endpoints(self, config: AccountConfig) -> tuple[str, ...]:
+        return (GROUP_CALL_DETAIL,) if config.enrich.node_calls else ()
+
+    async def apply(self, config: AccountConfig, *, run: bool = True) -> None:
+        if not config.enrich.node_calls:
+            self._poller.use_enricher(None)
+        elif self._poller.enricher is None:
+            self._poller.use_enricher(NodeCallEnricher(self._client))
+
+    def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass

@@ -12,9 +12,11 @@ the cycle stops sending, the next cycles come after an exponential back-off (up 
 ``poll.max_backoff``) and start with a single probe; the first success restores the
 normal pace.
 
-The set of flows can change while the loop runs (:meth:`Poller.set_flows`): flows that
-stay keep their data, removed flows leave the snapshot at once and added flows are
-polled at once. Results are always merged into the *current* snapshot, so a cycle that
+The poller is the account's flow-polling source: it watches the account's ``flows:`` and
+the flows discovery gives it (:meth:`Poller.set_discovered`; a configured flow keeps its
+name, a discovered one is named after its taskName). The set can change while the loop
+runs (:meth:`Poller.apply`, :meth:`Poller.set_discovered`): flows that stay keep their
+data, removed flows leave the snapshot at once and added flows are polled at once. Results are always merged into the *current* snapshot, so a cycle that
 was running during the change cannot bring a removed flow back.
 """
 
@@ -28,7 +30,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from ..config import Config, FlowConfig
+from ..aio import cancel
+from ..config import AccountConfig, FlowConfig
+from ..vendor.endpoints import QUERY_DETAIL
 from ..vendor.errors import AccountGuard, ApiError, ErrorKind, NotSent
 from ..vendor.model import FlowDetail, FlowRecord
 from .schedule import Schedule, spread_offsets
@@ -55,9 +59,11 @@ Hook = Callable[[], Awaitable[None]]
 
 
 class Poller:
+    """The flow-polling source of one account (see the module's docstring)."""
+
     def __init__(
         self,
-        config: Config,
+        config: AccountConfig,
         client: FlowSource,
         publish: Publisher,
         *,
@@ -73,18 +79,21 @@ class Poller:
         self._before_cycle = before_cycle
         self._on_backoff = on_backoff or (lambda seconds: None)
         self._shard = shard or Shard()  # only this shard's flows are polled (exporter.polling.shard)
-        self._flows: tuple[FlowConfig, ...] = tuple(self._shard.select(config.flows))
+        self._account = config.name
+        # Given by discovery (set_discovered): the discovered flows' list records, by keyId.
+        self._records: Mapping[int, FlowRecord] = {}
+        self._flows: tuple[FlowConfig, ...] = self._watched(config)
         self._schedule = Schedule()  # terminal flows: every poll.terminal_interval (exporter.polling.schedule)
         self._snapshot = Snapshot(
+            account=self._account,
             flows=tuple(FlowState(f.key_id, f.name) for f in self._flows),
             max_nodes_per_flow=config.poll.max_nodes_per_flow,
         )
         self._backoff = 0.0  # seconds; > 0 while the account is failing
         self._last_progress = time.monotonic()  # for /healthz: moves on every answer and cycle
-        self._wake = asyncio.Event()
         self._extra: set[asyncio.Task[None]] = set()
-        # Given by discovery and the service (set_records, use_enricher); read when merging.
-        self._records: Mapping[int, FlowRecord] = {}
+        self._task: asyncio.Task[None] | None = None
+        # Given by the node-calls source (use_enricher); read after each cycle.
         self._enricher: NodeCallEnricher | None = None
 
     # -- what others read ------------------------------------------------------------------
@@ -113,10 +122,32 @@ class Poller:
         """What fetches per-node call outcomes (None: enrich.node_calls is off)."""
         return self._enricher
 
-
     @property
     def flows(self) -> Sequence[FlowConfig]:
         return self._flows
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # -- the source's life cycle (exporter.polling.source.Source) -----------------------------
+    def endpoints(self, config: AccountConfig) -> tuple[str, ...]:
+        return (QUERY_DETAIL,)
+
+    async def apply(self, config: AccountConfig, *, run: bool = True) -> None:
+        """Take a (new) account config: its settings, and its flows (with the discovered ones)."""
+        await self._set_flows(config)
+
+    def start(self) -> None:
+        """Start the poll loop (once the HTTP server is listening)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"poller {self._account}")
+
+    async def stop(self) -> None:
+        await cancel(self._task)
+        self._task = None
+        for task in list(self._extra):
+            task.cancel()
 
     # -- wiring: what the owner of the poller gives it ---------------------------------------
     def use_client(self, client: FlowSource) -> None:
@@ -124,10 +155,21 @@ class Poller:
         ``api:`` changes on reload); requests in flight finish on the old one."""
         self._client = client
 
-    def set_records(self, records: Mapping[int, FlowRecord]) -> None:
-        """The list records of discovered flows, by keyId, shown with their flows from the
-        next snapshot on (discovery gives them before it calls :meth:`set_flows`)."""
+    async def set_discovered(self, records: Mapping[int, FlowRecord]) -> None:
+        """Watch the discovered flows of these list records (by keyId) besides ``flows:``; their
+        records are shown with their flows (discovery calls this after each run)."""
         self._records = dict(records)
+        await self._set_flows(self._config)
+
+    def _watched(self, config: AccountConfig) -> tuple[FlowConfig, ...]:
+        """The configured flows, then the discovered ones, that this shard polls."""
+        static = {flow.key_id for flow in config.flows}
+        extra = [
+            FlowConfig.model_construct(key_id=key_id, name=self._records[key_id].task_name)
+            for key_id in sorted(self._records)
+            if key_id not in static
+        ]
+        return tuple(self._shard.select([*config.flows, *extra], self._account))
 
     def use_enricher(self, enricher: NodeCallEnricher | None) -> None:
         """Fetch per-node call outcomes after each cycle with ``enricher`` (None: no more);
@@ -148,19 +190,10 @@ class Poller:
                     log.exception("poll_cycle_failed")
                 self._last_progress = time.monotonic()
                 pause = self._backoff or self._config.poll.interval
-                delay = max(0.0, pause - (time.monotonic() - started))
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except TimeoutError:
-                    pass
+                await asyncio.sleep(max(0.0, pause - (time.monotonic() - started)))
         finally:
             for task in list(self._extra):
                 task.cancel()
-
-    def wake(self) -> None:
-        """Start the next cycle now (after a reload, say)."""
-        self._wake.set()
 
     async def run_cycle(self) -> Snapshot:
         started_wall, started = self._clock(), time.monotonic()
@@ -239,11 +272,11 @@ class Poller:
         self._on_backoff(self._backoff)
 
     # -- changing the set of flows ---------------------------------------------------------
-    async def set_flows(self, config: Config) -> None:
-        """Apply a new config's flows and settings; poll added flows at once."""
+    async def _set_flows(self, config: AccountConfig) -> None:
+        """Apply a config's flows and settings (with the discovered flows); poll added flows at once."""
         old = {flow.key_id for flow in self._flows}
         self._config = config
-        self._flows = tuple(self._shard.select(config.flows))
+        self._flows = self._watched(config)
         self._schedule.forget(keep=(flow.key_id for flow in self._flows))
         added = [flow for flow in self._flows if flow.key_id not in old]
         await self._merge({}, cycle=None)  # removed flows leave /metrics now
@@ -278,6 +311,7 @@ class Poller:
             states.append(state)
         current = self._snapshot
         snapshot = Snapshot(
+            account=self._account,
             flows=tuple(states),
             cycles=current.cycles + (1 if cycle else 0),
             cycle_started=cycle[0] if cycle else current.cycle_started,

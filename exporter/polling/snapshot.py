@@ -33,6 +33,7 @@ class FlowState:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    account: str = "default"  # the account whose flows these are
     flows: tuple[FlowState, ...] = ()
     cycles: int = 0  # completed cycles
     cycle_started: float = 0.0  # unix time

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..metrics.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
+from ..polling.snapshot import FlowState
 from . import pages
 
 # Pages of more flows than this are built in a worker thread, not on the event loop.
@@ -130,22 +131,36 @@ def make_app(
         return await asyncio.to_thread(render) if large else render()
 
     async def flows(request: web.Request) -> web.Response:
-        snapshot, now = exposition.snapshot, clock()
-        large = len(snapshot.flows) > OFFLOAD_FLOWS
+        snapshots, now = exposition.snapshots, clock()
+        large = sum(len(snapshot.flows) for snapshot in snapshots) > OFFLOAD_FLOWS
         if wants_json(request):
-            return web.json_response(text=await build(lambda: pages.json_text(pages.flows_json(snapshot, now)), large))
+            return web.json_response(
+                text=await build(lambda: pages.json_text(pages.flows_json(snapshots, now)), large)
+            )
         links = [("/", "Home"), (telemetry_path, "Metrics")]
-        text = await build(lambda: pages.flows_html(snapshot, now, links), large)
+        text = await build(lambda: pages.flows_html(snapshots, now, links), large)
         return html_response(text)
+
+    def find(account: str | None, key: str) -> tuple[str, FlowState] | None:
+        """The flow ``key`` of ``account`` (None: of whichever account has it, if only one does)."""
+        if not (key.isdigit() and len(key) < 20):
+            return None
+        found = [
+            (snapshot.account, state) for snapshot in exposition.snapshots
+            if account is None or snapshot.account == account
+            for state in (snapshot.flow(int(key)),) if state is not None
+        ]
+        return found[0] if len(found) == 1 else None
 
     async def flow(request: web.Request) -> web.Response:
         key = request.match_info["key_id"]
-        state = exposition.snapshot.flow(int(key)) if key.isdigit() and len(key) < 20 else None
-        if state is None:
+        hit = find(request.match_info.get("account"), key)
+        if hit is None:
             text = pages.not_found(key)
             return html_response(text, status=404)
+        account, state = hit
         if wants_json(request):
-            return web.json_response(text=pages.json_text(pages.flow_row(state, clock())))
+            return web.json_response(text=pages.json_text(pages.flow_row(state, clock(), account)))
         large = state.detail is not None and len(state.detail.nodes) > OFFLOAD_NODES
         return html_response(await build(lambda: pages.flow_html(state, clock()), large))
 
@@ -174,6 +189,7 @@ def make_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/flows", flows)
     app.router.add_get("/flows/{key_id}", flow)
+    app.router.add_get("/flows/{account}/{key_id}", flow)
     if telemetry_path != "/":
         app.router.add_get("/", landing)
     return app

@@ -13,6 +13,8 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import html
 import json
 from collections import Counter
@@ -70,11 +72,12 @@ def _error(error: ApiError | None) -> dict[str, str] | None:
     return {"kind": error.kind.value, "code": error.code, "message": error.message}
 
 
-def flow_row(flow: FlowState, now: float) -> dict[str, Any]:
+def flow_row(flow: FlowState, now: float, account: str = "default") -> dict[str, Any]:
     """One flow as the JSON of ``/flows?format=json`` shows it."""
     detail = flow.visible_detail
     nodes = Counter(state_name(node.status) for node in detail.nodes) if detail is not None else Counter()
     return {
+        "account": account,
         "key_id": flow.key_id,
         "name": flow.name,
         "state": state_name(detail.status) if detail is not None else "unknown",
@@ -89,11 +92,10 @@ def flow_row(flow: FlowState, now: float) -> dict[str, Any]:
     }
 
 
-def flows_json(snapshot: Snapshot, now: float) -> dict[str, Any]:
+def flows_json(snapshots: Sequence[Snapshot], now: float) -> dict[str, Any]:
     return {
-        "ready": snapshot.ready,
-        "last_cycle_started": snapshot.cycle_started if snapshot.ready else None,
-        "flows": [flow_row(flow, now) for flow in snapshot.flows],
+        "ready": bool(snapshots) and all(snapshot.ready for snapshot in snapshots),
+        "flows": [flow_row(flow, now, snapshot.account) for snapshot in snapshots for flow in snapshot.flows],
     }
 
 
@@ -107,30 +109,30 @@ def not_found(key: str) -> str:
                  "\n<p>This exporter watches no flow with that key_id.</p>")
 
 
-def flows_html(snapshot: Snapshot, now: float, links: list[tuple[str, str]]) -> str:
+def flows_html(snapshots: Sequence[Snapshot], now: float, links: list[tuple[str, str]]) -> str:
     """The ``/flows`` page."""
     rows = []
-    for flow in snapshot.flows:
-        row = flow_row(flow, now)
+    for snapshot, flow in ((snapshot, flow) for snapshot in snapshots for flow in snapshot.flows):
+        row = flow_row(flow, now, snapshot.account)
         error = row["last_error"]
         error_text = _error_text(error)
         nodes = ", ".join(f"{count} {state}" for state, count in row["nodes"].items()) or "none"
         status = '<span class="up">up</span>' if flow.up else '<span class="down">down</span>'
         rows.append(
             "<tr>"
-            f'<td><a href="/flows/{flow.key_id}">{flow.key_id}</a></td>'
+            f'<td>{_e(snapshot.account)}</td><td><a href="/flows/{_e(snapshot.account)}/{flow.key_id}">{flow.key_id}</a></td>'
             f"<td>{_e(flow.name)}</td><td>{_e(row['state'])}</td><td>{status}</td>"
             f"<td>{_e(_age(row['last_success_age_seconds']))}</td><td>{_e(error_text)}</td>"
             f"<td>{_e(nodes)}</td><td>{_e(row['task_name'] or '')}</td>"
             "</tr>"
         )
-    ready = "" if snapshot.ready else "<p>Waiting for the first poll cycle.</p>"
+    ready = "" if snapshots and all(s.ready for s in snapshots) else "<p>Waiting for the first poll cycle.</p>"
     nav = " · ".join(f'<a href="{_e(href)}">{_e(text)}</a>' for href, text in links)
     body = (
         f"<h1>Recall flows</h1>\n<p>{nav}</p>\n{ready}"
-        f"<p>{len(snapshot.flows)} flows watched. "
+        f"<p>{sum(len(s.flows) for s in snapshots)} flows watched. "
         '<a href="/flows?format=json">JSON</a></p>\n'
-        '<div class="scroll"><table>\n<thead><tr><th>key_id</th><th>name</th><th>state</th><th>up</th>'
+        '<div class="scroll"><table>\n<thead><tr><th>account</th><th>key_id</th><th>name</th><th>state</th><th>up</th>'
         "<th>last success</th><th>last error</th><th>nodes</th><th>task name</th></tr></thead>\n<tbody>\n"
         + "\n".join(rows)
         + "\n</tbody></table></div>"

@@ -1,0 +1,1 @@
+"""The accounts: one isolated runtime per vendor account (its client and its sources)."""
