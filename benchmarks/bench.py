@@ -72,7 +72,7 @@ def synthetic_snapshot(flows: int, nodes: int = NODES):
 def flows_for_series(series: int) -> int:
     from exporter.metrics.exposition import RenderedSnapshot
 
-    per_flow = RenderedSnapshot.of(synthetic_snapshot(10)).series / 10
+    per_flow = RenderedSnapshot.of([synthetic_snapshot(10)]).series / 10
     return round(series / per_flow)
 
 
@@ -212,7 +212,7 @@ async def worker_metrics(series: int, seconds: float, connections: int) -> dict[
 
         out["baseline_handler"] = "generate_latest per request (hand-written)"
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(snapshot_families(snapshot)))
+    registry.register(_Families(snapshot_families([snapshot])))
     app = web.Application()
     app.router.add_get("/metrics", make_aiohttp_handler(registry, disable_compression=True))
     baseline_runner, baseline_port = await serve_app(app)
@@ -258,7 +258,7 @@ async def worker_cycle(sim_url: str, flows: int, cycles: int, shard: tuple[int, 
     exporter = Exporter(config, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "bench"),
                         listen_address="127.0.0.1:0", shard=Shard(*shard))
     await exporter.start(run_poller=False)
-    poller = exporter.poller
+    poller = exporter.account().poller
     assert poller is not None
     polled = len(poller.flows)
     out: dict[str, Any] = {"flows": flows, "polled": polled, "shard": list(shard)}

@@ -42,7 +42,7 @@ def make_client(base_url: str, *, secret: str = DEMO_API_SECRET, timeout: float 
         timeout=timeout,
         max_connections=4,
         max_response_bytes=kwargs.get("max_response_bytes", 1 << 20),
-        telemetry=telemetry,
+        telemetry=telemetry.account("default"),
         retries=retries,
         **extra,
     )

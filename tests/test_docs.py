@@ -18,6 +18,8 @@ import trustme
 import yaml
 
 from exporter.config import Config, validate_config
+from exporter.polling.balance import BalancePoller
+from exporter.polling.discovery import Discovery
 from tests.conftest import fetch, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,9 +261,9 @@ def test_every_metric_the_docs_name_is_in_the_table():
 async def test_the_table_is_what_an_exporter_with_every_feature_on_serves(sim, make_exporter):
     exporter = await make_exporter(sim, run_poller=False, discovery={"enabled": True}, enrich={"node_calls": True},
                                    balance={"low_threshold": 20})
-    assert await exporter.discovery.run_once()
-    assert await exporter.balance.poll_once()
-    await exporter.poller.run_cycle()
+    assert await exporter.account().source(Discovery).run_once()
+    assert await exporter.account().source(BalancePoller).poll_once()
+    await exporter.account().poller.run_cycle()
     status, _, body = await fetch(exporter.port)
     assert status == 200
     served: dict[str, str] = {}

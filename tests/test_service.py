@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from structlog.testing import capture_logs
 
-from exporter import service
+from exporter import reload as reload_module
 from exporter.service import ReloadCoordinator
 from exporter.simulator import DEMO_API_SECRET, Simulator, static_flows
 from exporter.web.webconfig import WebConfig
@@ -69,7 +69,7 @@ async def test_a_reload_of_unchanged_files_changes_and_restarts_nothing(tmp_path
     async with asyncio.timeout(10):
         while value(await scrape(exporter.port), "itnio_exporter_discovery_last_run_successful") != 1:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # (it scrapes a live exporter: no event to wait on)
-    pages, details, client = len(sim.page_requests), sim.answers.total(), exporter.client
+    pages, details, client = len(sim.page_requests), sim.answers.total(), exporter.account().client
     before = value(await scrape(exporter.port), "itnio_exporter_config_last_reload_success_timestamp_seconds")
     path.write_text("# touched: same content, new mtime\n" + path.read_text())
     with capture_logs() as logs:
@@ -78,7 +78,7 @@ async def test_a_reload_of_unchanged_files_changes_and_restarts_nothing(tmp_path
     await asyncio.sleep(0.2)
     assert len(sim.page_requests) == pages  # no discovery run restarted
     assert sim.answers.total() == details  # no flow polled again
-    assert exporter.client is client
+    assert exporter.account().client is client
     samples = await scrape(exporter.port)
     assert value(samples, "itnio_exporter_config_last_reload_successful") == 1
     reloaded_at = value(samples, "itnio_exporter_config_last_reload_success_timestamp_seconds")
@@ -90,8 +90,8 @@ async def test_a_reload_of_unchanged_files_changes_and_restarts_nothing(tmp_path
     write_discovery_config(path, sim, static=[1, 2, 3])
     assert await exporter.reload() == []
     await asyncio.sleep(0.2)
-    assert len(sim.page_requests) == pages and exporter.client is client
-    assert sorted(flow.key_id for flow in exporter.poller.flows) == [1, 2, 3]
+    assert len(sim.page_requests) == pages and exporter.account().client is client
+    assert sorted(flow.key_id for flow in exporter.account().poller.flows) == [1, 2, 3]
 
 
 async def test_any_failure_while_reloading_is_a_failed_reload(tmp_path, sim, exporter_from_file, monkeypatch) -> None:
@@ -104,7 +104,7 @@ async def test_any_failure_while_reloading_is_a_failed_reload(tmp_path, sim, exp
     def broken(_: object) -> None:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(service, "load_all", broken)
+    monkeypatch.setattr(reload_module, "load_all", broken)
     with capture_logs() as logs:
         problems = await exporter.reload()
     assert problems and all("\n" not in problem for problem in problems)
@@ -158,14 +158,14 @@ async def test_credentials_read_from_old_files_during_a_reload_do_not_replace_th
         return changed(self, current)
 
     monkeypatch.setattr(CredentialFiles, "changed", slow)
-    check = asyncio.create_task(exporter._check_credential_files())
+    check = asyncio.create_task(exporter.account()._check_credential_files())
     await asyncio.to_thread(reading.wait, 10)
     raw["api"]["api_secret_file"] = str(new_secret)  # meanwhile a reload names another file
     path.write_text(yaml.safe_dump(raw))
     assert await exporter.reload() == []
     release.set()
     await check
-    assert exporter.credentials.secret() == "the-new-secret"
+    assert exporter.account().credentials.secret() == "the-new-secret"
 
 
 async def test_an_exporter_that_cannot_listen_sends_nothing_to_the_api(sim: Simulator) -> None:

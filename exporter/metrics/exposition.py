@@ -221,7 +221,7 @@ def cycle_families(snapshots: Sequence[Snapshot]) -> list[Metric]:
         flows.add_metric(account, len(snapshot.flows))
         if snapshot.cycles:
             last.add_metric(account, snapshot.cycle_started)
-    return [duration, cycles, flows, last]
+    return [duration, cycles, flows, *([last] if last.samples else [])]
 
 
 def balance_families(states: Iterable[BalanceState], now: float) -> list[Metric]:

@@ -118,6 +118,7 @@ class AccountTelemetry:
         self._telemetry = telemetry
         self.name = name
         self._series: set[tuple[MetricWrapperBase, tuple[str, ...]]] = set()
+        self.preinitialise(QUERY_DETAIL)  # every account polls flows
 
     def _child(self, metric: _L, *labels: str) -> Any:
         values = (self.name, *labels)
@@ -146,7 +147,6 @@ class AccountTelemetry:
         self._child(self._telemetry.account_info).info(_info(catalogue.ACCOUNT_INFO, host))
         self._child(self._telemetry.backoff).set(0)
         self._child(self._telemetry.clock_offset)
-        self.preinitialise(QUERY_DETAIL)
 
     def forget(self) -> None:
         """Remove every series of this account (it is no longer watched)."""

@@ -4,7 +4,7 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from exporter import service
+from exporter import reload as reload_module
 from exporter.simulator import static_flows
 from tests.conftest import scrape, value
 from tests.integration.test_resilience import write_config
@@ -49,7 +49,7 @@ async def test_any_exception_while_loading_is_a_failed_reload(exporter, monkeypa
     def explode(path):
         raise RuntimeError("disk on fire\nsecond line, see https://user:s3cr3t@example.com/x")
 
-    monkeypatch.setattr(service, "load_all", explode)
+    monkeypatch.setattr(reload_module, "load_all", explode)
     with capture_logs() as logs:
         problems = await exporter.reload()
     [line] = problems

@@ -143,7 +143,7 @@ async def test_key_and_secret_files_rotate_together_and_reload_applies_the_balan
     ok_before = sim.balance_answers[("ok", "")]
     samples = await wait_until(scraped(exporter.port, lambda s: sim.balance_answers[("ok", "")] > ok_before
                                        and all(v == 1 for _, v in s["itnio_recall_flow_up"])), seconds=15)
-    assert exporter.credentials.api_key == "key-two"
+    assert exporter.account().credentials.api_key == "key-two"
 
     # A reload applies the balance block: a new threshold, then balance off (its series go).
     write_config(path, sim, key_file, secret_file, "balance:\n  interval: 1s\n  low_threshold: 33.5\n")

@@ -41,7 +41,7 @@ async def test_flows_pages_render_in_a_browser_and_names_stay_text(
     sim.flow_drift[2] = {"string_numbers"}
     flows = [{"key_id": key, "name": HOSTILE if key == 3 else f"flow-{key}"} for key in sorted(sim.flows)]
     exporter = await make_exporter(sim, run_poller=False, flows=flows)
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     base = f"http://127.0.0.1:{exporter.port}"
 
     dom = await chromium(tmp_path, "--dump-dom", f"{base}/flows")
@@ -51,7 +51,7 @@ async def test_flows_pages_render_in_a_browser_and_names_stay_text(
     text = text_of(dom)
     assert "flow-1" in text and "flow-2" in text and "&lt;script&gt;document.title='pwned'&lt;/script&gt;" in text
     assert text.count(" up ") >= len(sim.flows) - 1
-    rows = re.findall(r'<tr><td><a href="/flows/(\d+)">', dom)
+    rows = re.findall(r'<tr><td>default</td><td><a href="/flows/default/(\d+)">', dom)
     assert sorted(map(int, rows)) == sorted(sim.flows)
 
     detail = await chromium(tmp_path, "--dump-dom", f"{base}/flows/2")

@@ -77,8 +77,8 @@ async def test_chaos_soak(make_exporter, make_sim):
     rss_at_50 = None
     try:
         async with asyncio.timeout(100):
-            while exporter.exposition.snapshot.cycles < CYCLES:
-                if rss_at_50 is None and exporter.exposition.snapshot.cycles >= 50:
+            while exporter.exposition.snapshots[0].cycles < CYCLES:
+                if rss_at_50 is None and exporter.exposition.snapshots[0].cycles >= 50:
                     rss_at_50 = rss_bytes()
                 await asyncio.sleep(0.05)
         rss_growth = rss_bytes() - rss_at_50
@@ -87,23 +87,23 @@ async def test_chaos_soak(make_exporter, make_sim):
         sim.fault_rates.clear()
         async with asyncio.timeout(10):
             while True:
-                snapshot = exporter.exposition.snapshot
-                if all(state.up and not state.stale for state in snapshot.flows) and exporter.poller.backoff == 0:
+                snapshot = exporter.exposition.snapshots[0]
+                if all(state.up and not state.stale for state in snapshot.flows) and exporter.account().poller.backoff == 0:
                     break
                 await asyncio.sleep(0.05)
         # Let hung requests from the faults time out, then stop the poller between two cycles, when
         # no request is in flight, so that both sides' counts are final before they are compared.
         await asyncio.sleep(0.5)
         published = asyncio.Event()
-        publish = exporter.poller.publish
+        publish = exporter.account().poller.publish
 
         async def publish_and_tell(snapshot):
             await publish(snapshot)
             published.set()
 
-        exporter.poller.publish = publish_and_tell
+        exporter.account().poller.publish = publish_and_tell
         await published.wait()
-        exporter._task.cancel()  # it is asleep until the next cycle: nothing is in flight
+        await exporter.account().poller.stop()  # it is asleep until the next cycle: nothing is in flight
         stop.set()
         await scraping
         samples = await scrape(exporter.port)

@@ -32,7 +32,7 @@ async def test_drift_counters_equal_what_the_simulator_served(make_exporter: Any
     logs.configure("info", "logfmt", stream)
     exporter = await make_exporter(sim, run_poller=False)
     for _ in range(3):
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
     assert drift_counts(samples, QUERY_DETAIL) == sim.drift_served
     assert sim.drift_served[("data.nodeList.keyId", "unreadable_node")] == 6  # two flows, three cycles
@@ -64,8 +64,8 @@ async def test_the_demo_shows_drift() -> None:
     exporter = Exporter(config, credentials, listen_address="127.0.0.1:0")
     try:
         await exporter.start(run_poller=False)
-        assert exporter.poller is not None
-        await exporter.poller.run_cycle()
+        assert exporter.account().poller is not None
+        await exporter.account().poller.run_cycle()
         samples = await scrape(exporter.port)
     finally:
         await exporter.stop()

@@ -7,6 +7,7 @@ import subprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.metrics import catalogue
+from exporter.polling.balance import BalancePoller
 from exporter.simulator import SimNode
 from exporter.vendor.model import STATES
 from tests.conftest import fetch, parse_samples, require_tool, scrape, value
@@ -14,7 +15,7 @@ from tests.conftest import fetch, parse_samples, require_tool, scrape, value
 
 async def test_metrics_table_holds_against_the_simulator(sim, make_exporter):
     exporter = await make_exporter(sim, run_poller=False)
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
 
     for key, flow in sim.flows.items():
@@ -55,8 +56,8 @@ async def test_exposition_is_clean_and_honest(sim, make_exporter):
     sim.flows[2].nodes.append(SimNode(2999, None, None, 7))
     sim.flow_faults[3] = __import__("exporter.simulator", fromlist=["Fault"]).Fault("http", 502)
     exporter = await make_exporter(sim, run_poller=False, balance={"enabled": True, "low_threshold": 5})
-    await exporter.poller.run_cycle()
-    assert await exporter.balance.poll_once()  # its families pass promtool too
+    await exporter.account().poller.run_cycle()
+    assert await exporter.account().source(BalancePoller).poll_once()  # its families pass promtool too
     status, headers, body = await fetch(exporter.port)
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
     text = body.decode()

@@ -177,7 +177,7 @@ def test_statuses_outside_the_documented_scale_are_accepted_and_rendered_unknown
     detail = parse_flow_detail(roundtrip(body))
     assert detail.status == status and detail.nodes[0].status == status
     snapshot = Snapshot(flows=(FlowState(3, "f", detail, up=True, last_success=1.0, polls=1),), cycles=1)
-    text = RenderedSnapshot.of(snapshot).text.decode()
+    text = RenderedSnapshot.of([snapshot]).text.decode()
     samples = parse_samples(text)
     assert value(samples, "itnio_recall_flow_status", key_id="3") == float(status)
     assert value(samples, "itnio_recall_flow_state", key_id="3", state="unknown") == 1
@@ -238,7 +238,7 @@ async def one_cycle(api: HostileApi, raw: bytes) -> tuple[Snapshot, Telemetry, E
     exposition = Exposition(telemetry.registry)
     client = ItnioClient(
         config.api.base_url, Credentials("k", "s", "test"), timeout=config.api.timeout, max_connections=1,
-        max_response_bytes=1 << 20, telemetry=telemetry, retries=0,
+        max_response_bytes=1 << 20, telemetry=telemetry.account("default"), retries=0,
     )
     try:
         poller = Poller(config, client, exposition.publish, clock=lambda: 1_800_000_000.0)
@@ -434,7 +434,7 @@ def test_hostile_list_and_call_answers_are_api_errors_or_render_cleanly():
                 state = FlowState(1, "n", detail=detail, up=True, calls=((5, parsed),))
             else:
                 state = FlowState(1, "n", record=parsed.records[0]) if parsed.records else FlowState(1, "n")
-            text = RenderedSnapshot.of(Snapshot(flows=(state,), cycles=1)).text.decode()
+            text = RenderedSnapshot.of([Snapshot(flows=(state,), cycles=1)]).text.decode()
             assert list(text_string_to_metric_families(text))
 
     check()

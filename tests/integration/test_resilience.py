@@ -40,26 +40,26 @@ async def test_account_errors_back_off_the_whole_poller_and_a_rotated_secret_rec
     )
     try:
         with capture_logs() as logs:
-            await exporter.poller.run_cycle()
+            await exporter.account().poller.run_cycle()
         # max_concurrency 1: the first -1 stops the cycle from sending the other four
         assert sim.answers == {("api", "-1"): 1}
-        assert exporter.poller.backoff == 2.0
+        assert exporter.account().poller.backoff == 2.0
         samples = await scrape(exporter.port)
         assert value(samples, "itnio_exporter_backoff_seconds") == 2.0
         assert all(v == 0 for _, v in samples["itnio_recall_flow_up"])
         assert [e["event"] for e in logs].count("account_backoff") == 1
 
         for expected in (4.0, 5.0):  # doubling, capped at poll.max_backoff; one probe per cycle
-            await exporter.poller.run_cycle()
-            assert exporter.poller.backoff == expected
+            await exporter.account().poller.run_cycle()
+            assert exporter.account().poller.backoff == expected
         assert sim.answers == {("api", "-1"): 3}
 
         # Kubernetes rotates the mounted secret: picked up before the next cycle, no restart
         new = tmp_path / "secret.new"
         new.write_text(DEMO_API_SECRET + "\n")
         os.replace(new, secret)
-        await exporter.poller.run_cycle()
-        assert exporter.poller.backoff == 0
+        await exporter.account().poller.run_cycle()
+        assert exporter.account().poller.backoff == 0
         assert sim.answers[("ok", "")] == 5
         samples = await scrape(exporter.port)
         assert value(samples, "itnio_exporter_backoff_seconds") == 0
@@ -75,8 +75,8 @@ async def test_reload_keeps_data_of_flows_that_stay_adds_and_removes_at_once(tmp
     path = write_config(tmp_path / "c.yaml", sim, [1, 2, 3])
     exporter = await exporter_from_file(path, enable_lifecycle=True)
     try:
-        await exporter.poller.run_cycle()
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
+        await exporter.account().poller.run_cycle()
         write_config(path, sim, [2, 3, 4])
         status, _, body = await fetch_post(exporter.port, "/-/reload")
         assert status == 200, body
@@ -96,7 +96,7 @@ async def test_reload_keeps_data_of_flows_that_stay_adds_and_removes_at_once(tmp
         path.write_text(path.read_text().replace("max_concurrency: 1", "max_concurrency: many"))
         status, _, body = await fetch_post(exporter.port, "/-/reload")
         assert status == 500 and b"api.max_concurrency" in body
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
         samples = await scrape(exporter.port)
         assert value(samples, "itnio_exporter_config_last_reload_successful") == 0
         assert value(samples, "itnio_exporter_config_last_reload_success_timestamp_seconds") == reloaded_at
@@ -119,12 +119,12 @@ async def test_failures_are_logged_on_transitions_not_every_cycle(sim, make_expo
     sim.flow_faults[2] = Fault("http", 503)
     with capture_logs() as logs:
         for _ in range(4):
-            await exporter.poller.run_cycle()
+            await exporter.account().poller.run_cycle()
         sim.flow_faults[2] = Fault("decode")
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
         del sim.flow_faults[2]
-        await exporter.poller.run_cycle()
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
+        await exporter.account().poller.run_cycle()
     failed = [e for e in logs if e["event"] == "flow_poll_failed"]
     assert [(e["key_id"], e["kind"], e["code"]) for e in failed] == [(2, "http", "503"), (2, "decode", "")]
     recovered = [e for e in logs if e["event"] == "flow_recovered"]
@@ -134,7 +134,7 @@ async def test_failures_are_logged_on_transitions_not_every_cycle(sim, make_expo
 async def test_nodes_beyond_the_cap_get_no_series_but_are_counted(sim, make_exporter):
     sim.flows[1].nodes = [SimNode(100 + i, 500 + i, 1, i % 5) for i in range(12)]
     exporter = await make_exporter(sim, run_poller=False, poll={"max_nodes_per_flow": 5})
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
     assert len([1 for labels, _ in samples["itnio_recall_node_status"] if labels["key_id"] == "1"]) == 5
     assert sum(v for labels, v in samples["itnio_recall_flow_nodes"] if labels["key_id"] == "1") == 12
@@ -149,7 +149,7 @@ async def test_a_cycle_ends_within_the_interval_whatever_the_retries(make_export
     exporter = await make_exporter(sim, run_poller=False, api={"timeout": "1s", "retries": 5, "max_concurrency": 2},
                                    poll={"interval": "1500ms"})
     try:
-        snapshot = await exporter.poller.run_cycle()
+        snapshot = await exporter.account().poller.run_cycle()
     finally:
         await exporter.stop()
     # bounded by the 1.5 s deadline, not 6 attempts x 1 s; generous slack for a loaded machine

@@ -50,35 +50,35 @@ async def test_no_secret_or_sign_in_logs_metrics_pages_errors_or_reprs(tmp_path,
             seen.append((await fetch(exporter.port, "/metrics", headers))[2].decode())
         for page in ("/", "/healthz", "/readyz"):
             seen.append((await fetch(exporter.port, page))[2].decode())
-        for state in exporter.poller.snapshot.flows:
+        for state in exporter.account().poller.snapshot.flows:
             seen.append(repr(state))
             if state.last_error is not None:
                 seen.extend([str(state.last_error), repr(state.last_error), state.last_error.message])
 
     try:
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
         # every kind of failure, one flow each
         sim.flow_faults.update({1: Fault("http", 503), 2: Fault("network"), 3: Fault("decode"),
                                 4: Fault("timeout"), 5: Fault("api", -18), 6: Fault("http", 429)})
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
         await look()
         sim.flow_faults = {1: Fault("api", -2)}  # the account, not the flow: back-off
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
         sim.flow_faults.clear()
         # the vendor's clock runs 10 minutes ahead: -16, then a corrected signature
         sim.clock = lambda: time.time() + 600
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
         # the vendor rotates the secret first: -1 and back-off
         sim.api_secret = SECRET_2
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
         await look()
         # then the mounted file is rotated: picked up, flows recover
         secret_file.write_text(SECRET_2)
-        await exporter.poller.run_cycle()
-        assert all(state.up for state in exporter.poller.snapshot.flows)
+        await exporter.account().poller.run_cycle()
+        assert all(state.up for state in exporter.account().poller.snapshot.flows)
         # a secret file that vanishes keeps the old secret, with an error logged
         secret_file.unlink()
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
         # a reload with the secret typed where it does not belong is refused without echoing it
         path.write_text(config_text(sim, secret_file, f"  api_secret: [{SECRET_2}]\n  proxy_url: 7\n"))
         seen.append((await post(exporter.port, "/-/reload")).decode())
@@ -86,8 +86,8 @@ async def test_no_secret_or_sign_in_logs_metrics_pages_errors_or_reprs(tmp_path,
         path.write_text(config_text(sim, secret_file, "  timeout: often\n").replace("  timeout: 300ms\n", ""))
         seen.append((await post(exporter.port, "/-/reload")).decode())
         await look()
-        seen.extend([repr(exporter.config), repr(exporter.credentials), str(exporter.credentials),
-                     repr(exporter.client), repr(config)])
+        seen.extend([repr(exporter.config), repr(exporter.account().credentials), str(exporter.account().credentials),
+                     repr(exporter.account().client), repr(config)])
     finally:
         await exporter.stop()
         structlog.reset_defaults()
@@ -208,20 +208,20 @@ async def test_url_passwords_never_leave_the_exporter(tmp_path, exporter_from_fi
     seen: list[str] = []
     exporter = await exporter_from_file(path, run_poller=False, enable_lifecycle=True)
     try:
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
         for page in ("/metrics", "/", "/healthz", "/readyz"):
             seen.append((await fetch(exporter.port, page))[2].decode())
-        for state in exporter.poller.snapshot.flows:
+        for state in exporter.account().poller.snapshot.flows:
             if state.last_error is not None:
                 seen.extend([str(state.last_error), repr(state.last_error), state.last_error.message])
-        assert any(state.last_error is not None for state in exporter.poller.snapshot.flows)
+        assert any(state.last_error is not None for state in exporter.account().poller.snapshot.flows)
         # reloads with markers in bad values: refused, without echoing them
         path.write_text(good.replace("  api_key: demo-key\n", f"  api_key: 98765432\n  timezone: {URLS[0]}\n")
                         .replace(proxy_url, URLS[2]))
         seen.append((await post(exporter.port, "/-/reload")).decode())
         path.write_text(good.replace(base_url, f"{base_url} nope"))
         seen.append((await post(exporter.port, "/-/reload")).decode())
-        seen.extend([repr(exporter.config), repr(exporter.client), repr(exporter.config.api)])
+        seen.extend([repr(exporter.config), repr(exporter.account().client), repr(exporter.config.api)])
         seen.append((await fetch(exporter.port, "/metrics"))[2].decode())
     finally:
         await exporter.stop()

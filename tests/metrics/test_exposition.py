@@ -75,7 +75,7 @@ def render(names: list[str]) -> RenderedSnapshot:
         FlowState(key_id=i + 1, name=name, detail=detail, up=True, last_success=1.0, polls=1)
         for i, name in enumerate(names)
     )
-    return RenderedSnapshot.of(Snapshot(flows=flows, cycles=1, cycle_started=1.0, cycle_duration=0.5))
+    return RenderedSnapshot.of([Snapshot(flows=flows, cycles=1, cycle_started=1.0, cycle_duration=0.5)])
 
 
 def names_by_key(families) -> dict[str, str]:
@@ -216,18 +216,18 @@ async def test_large_answers_are_reused_briefly_and_dropped_with_each_new_snapsh
     config = validate_config(exporter_config(sim))
     exposition = Exposition(telemetry.registry)
     client = ItnioClient(sim.base_url, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "t"), timeout=2,
-                         max_connections=4, max_response_bytes=1 << 20, telemetry=telemetry)
+                         max_connections=4, max_response_bytes=1 << 20, telemetry=telemetry.account("default"))
     poller = Poller(config, client, exposition.publish)
     try:
         await poller.run_cycle()
         plain = exposition.body(openmetrics=False, gzip=False)
         assert exposition.body(openmetrics=False, gzip=False) is plain  # reused within LIVE_TTL
         assert gzip_module.decompress(exposition.body(openmetrics=False, gzip=True)) == plain
-        assert b"itnio_api_requests_total{endpoint=\"recallFlow/queryDetail\"} 5.0" in plain
+        assert b"itnio_api_requests_total{account=\"default\",endpoint=\"recallFlow/queryDetail\"} 5.0" in plain
         await poller.run_cycle()  # a new snapshot: fresh counters at once (the 2 terminal flows wait)
         monkeypatch.setattr(exposition_module, "LIVE_TTL", 0.0)  # and re-rendered once it expires
         fresh = exposition.body(openmetrics=False, gzip=False)
-        assert b"itnio_api_requests_total{endpoint=\"recallFlow/queryDetail\"} 8.0" in fresh
+        assert b"itnio_api_requests_total{account=\"default\",endpoint=\"recallFlow/queryDetail\"} 8.0" in fresh
         assert exposition.body(openmetrics=False, gzip=False) is not fresh
     finally:
         await client.close()
@@ -254,7 +254,7 @@ def test_the_balance_is_rendered_on_each_scrape_and_leaves_once_stale():
     exposition.publish_balance(replace(state, last_success=time.time() - 901))
     body = exposition.body(openmetrics=False, gzip=False).decode()
     assert "itnio_account_balance{" not in body
-    assert "itnio_account_balance_low_threshold 50.0" in body
+    assert 'itnio_account_balance_low_threshold{account="default"} 50.0' in body
     assert "itnio_account_balance_last_success_timestamp_seconds" in body
 
 
@@ -270,13 +270,16 @@ async def test_a_snapshot_whose_render_finishes_late_never_replaces_a_newer_one(
     started, release = threading.Event(), threading.Event()
     render = RenderedSnapshot.of
 
-    def slow_for_older(snapshot: Snapshot, cooperative: bool = False) -> RenderedSnapshot:
-        if snapshot is older:
+    def holds_older(snapshots) -> bool:
+        return any(snapshot is older for snapshot in snapshots)
+
+    def slow_for_older(snapshots, cooperative: bool = False) -> RenderedSnapshot:
+        if holds_older(snapshots):
             started.set()
             release.wait(10)
-        return render(snapshot, cooperative)
+        return render(snapshots, cooperative)
 
-    monkeypatch.setattr(exposition_module, "series_count", lambda s: 10**6 if s is older else 0)
+    monkeypatch.setattr(exposition_module, "series_count", lambda s: 10**6 if holds_older(s) else 0)
     monkeypatch.setattr(exposition_module.RenderedSnapshot, "of", slow_for_older)
     exposition = Exposition(Telemetry().registry)
     late = asyncio.create_task(exposition.publish(older))
@@ -284,5 +287,5 @@ async def test_a_snapshot_whose_render_finishes_late_never_replaces_a_newer_one(
     await exposition.publish(newer)
     release.set()
     await late
-    assert exposition.snapshot is newer
+    assert exposition.snapshots[0] is newer
     assert b'key_id="1"' not in exposition.body(openmetrics=False, gzip=False)

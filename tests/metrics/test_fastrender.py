@@ -51,11 +51,11 @@ def test_without_a_helper_the_exporter_still_renders_with_prometheus_client(monk
 
     flows = (FlowState(key_id=7, name='say "hi"\n', detail=None, up=False, last_success=None, polls=1),)
     snapshot = Snapshot(flows=flows, cycles=1, cycle_started=1.0, cycle_duration=0.5)
-    families = snapshot_families(snapshot)
+    families = snapshot_families([snapshot])
     assert copy.render_both(families) is None
     monkeypatch.setattr(exposition, "render_both", copy.render_both)
-    rendered = RenderedSnapshot.of(snapshot)  # prometheus_client renders instead
-    assert rendered.text == _render(families, openmetrics=False) and b'itnio_recall_flow_up{key_id="7"} 0.0' in rendered.text
+    rendered = RenderedSnapshot.of([snapshot])  # prometheus_client renders instead
+    assert rendered.text == _render(families, openmetrics=False) and b'itnio_recall_flow_up{account="default",key_id="7"} 0.0' in rendered.text
     assert rendered.openmetrics == _render(families, openmetrics=True)
 
 def _hostile_snapshot():
@@ -92,7 +92,7 @@ def test_the_fast_renderer_is_byte_for_byte_prometheus_client(which):
         import benchmarks.bench as bench  # the benchmark's synthetic snapshot: 200 flows, 10 nodes
 
         snapshot = bench.synthetic_snapshot(200)
-    families = snapshot_families(snapshot)
+    families = snapshot_families([snapshot])
     assert render_both(families) == (_render(families, openmetrics=False), _render(families, openmetrics=True))
 
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from exporter.polling.discovery import Discovery
 from exporter.simulator import DEMO_API_SECRET, Fault, SimFlow, static_flows
 from exporter.vendor.endpoints import QUERY_PAGE
 from tests.conftest import scrape, value
@@ -37,19 +38,19 @@ def discovering(**discovery):
 
 
 def watched(exporter) -> list[int]:
-    return [flow.key_id for flow in exporter.poller.flows]
+    return [flow.key_id for flow in exporter.account().poller.flows]
 
 
 async def test_discovered_flows_are_watched_with_their_list_metadata(listing_sim, make_exporter):
     sim = listing_sim
     exporter = await make_exporter(sim, run_poller=False, flows=[{"key_id": 2, "name": "static-two"}], **discovering())
-    assert await exporter.discovery.run_once()
+    assert await exporter.account().source(Discovery).run_once()
     assert sorted(watched(exporter)) == [1, 2, 3, 4, 5] and len(watched(exporter)) == 5
     # 5 flows at 2 a page: 3 pages, each asked once, with the vendor's time format
     assert [(body["current"], body["size"]) for body in sim.page_requests] == [(1, 2), (2, 2), (3, 2)]
     times = sim.page_requests[0]["params"]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", times[k]) for k in ("strTime", "endTime"))
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
     assert value(samples, "itnio_recall_flow_info", key_id="2", name="static-two", task_id="802",
                  task_name="campaign-2") == 1  # the static name wins
@@ -68,10 +69,10 @@ async def test_task_name_filter_and_time_zone_reach_the_request(make_exporter, m
     sim = await make_sim(flows=flows, timezone="Asia/Shanghai")
     exporter = await make_exporter(sim, run_poller=False, flows=[], api={"timezone": "Asia/Shanghai"},
                                    **discovering(task_name="promo"))
-    assert await exporter.discovery.run_once()
+    assert await exporter.account().source(Discovery).run_once()
     assert watched(exporter) == [2]
     assert sim.page_requests[0]["params"]["taskName"] == "promo"
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
     # createTime was written in Shanghai time and read back in it: the same instant
     assert value(samples, "itnio_recall_flow_created_timestamp_seconds", key_id="2") == int(flows[1].created)
@@ -94,12 +95,12 @@ async def test_a_list_that_shifts_between_pages_loses_no_flow_and_counts_none_tw
 
     sim.after_page = between_pages
     exporter = await make_exporter(sim, run_poller=False, flows=[], **discovering(page_size=3))
-    assert await exporter.discovery.run_once()
+    assert await exporter.account().source(Discovery).run_once()
     expected = {1, 2, 3, 4, 5, 6, 7} | ({50} if change == "created" else set())
     assert sorted(watched(exporter)) == sorted(expected) and len(watched(exporter)) == len(expected)
     # the change was noticed and the list read again
     assert len(sim.page_requests) > 3
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
     assert value(samples, "itnio_exporter_flows") == len(expected)
     assert len(samples["itnio_recall_flow_up"]) == len(expected)
@@ -108,24 +109,24 @@ async def test_a_list_that_shifts_between_pages_loses_no_flow_and_counts_none_tw
 async def test_flows_leave_only_out_of_the_window_and_ended_and_a_failed_run_keeps_the_set(listing_sim, make_exporter):
     sim = listing_sim
     exporter = await make_exporter(sim, run_poller=False, flows=[{"key_id": 1}], api={"retries": 0}, **discovering())
-    assert await exporter.discovery.run_once()
-    await exporter.poller.run_cycle()
+    assert await exporter.account().source(Discovery).run_once()
+    await exporter.account().poller.run_cycle()
     assert sorted(watched(exporter)) == [1, 2, 3, 4, 5]
 
     # 4 leaves the window while running, 5 has ended within it, 3 left and ended: only 3 goes
     sim.flows[4].created = sim.flows[3].created = time.time() - 3 * DAY
     sim.flows[5].status = sim.flows[3].status = 2
-    await exporter.poller.run_cycle()
-    assert await exporter.discovery.run_once()
+    await exporter.account().poller.run_cycle()
+    assert await exporter.account().source(Discovery).run_once()
     assert sorted(watched(exporter)) == [1, 2, 4, 5]
     samples = await scrape(exporter.port)
     assert value(samples, "itnio_recall_flow_up", key_id="3") is None
 
     # a run that fails on page 2 changes nothing, although 4 has ended by now
     sim.flows[4].status = 3
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     sim.page_faults[2] = Fault("http", 503)
-    assert not await exporter.discovery.run_once()
+    assert not await exporter.account().source(Discovery).run_once()
     assert sorted(watched(exporter)) == [1, 2, 4, 5]
     samples = await scrape(exporter.port)
     assert value(samples, "itnio_exporter_discovery_last_run_successful") == 0
@@ -135,8 +136,8 @@ async def test_flows_leave_only_out_of_the_window_and_ended_and_a_failed_run_kee
     del sim.page_faults[2]
     sim.flows[1].created = time.time() - 3 * DAY
     sim.flows[1].status = 2
-    await exporter.poller.run_cycle()
-    assert await exporter.discovery.run_once()
+    await exporter.account().poller.run_cycle()
+    assert await exporter.account().source(Discovery).run_once()
     assert sorted(watched(exporter)) == [1, 2, 5]
     samples = await scrape(exporter.port)
     assert value(samples, "itnio_exporter_discovered_flows") == 2  # 2 and 5: 1 is no longer listed
@@ -146,16 +147,16 @@ async def test_flows_leave_only_out_of_the_window_and_ended_and_a_failed_run_kee
 async def test_a_deleted_flow_that_is_no_longer_listed_leaves(listing_sim, make_exporter):
     sim = listing_sim
     exporter = await make_exporter(sim, run_poller=False, flows=[], **discovering())
-    assert await exporter.discovery.run_once()
+    assert await exporter.account().source(Discovery).run_once()
     del sim.flows[3]  # queryDetail now answers -24, and the list no longer has it
-    await exporter.poller.run_cycle()
-    assert await exporter.discovery.run_once()
+    await exporter.account().poller.run_cycle()
+    assert await exporter.account().source(Discovery).run_once()
     assert sorted(watched(exporter)) == [1, 2, 4, 5]
 
 
 async def test_without_the_features_no_new_endpoint_or_series_appears(sim, make_exporter):
     exporter = await make_exporter(sim, run_poller=False, balance={"enabled": False})
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
     assert {labels["endpoint"] for labels, _ in samples["itnio_api_requests_total"]} == {"recallFlow/queryDetail"}
     for metric in ("itnio_exporter_discovered_flows", "itnio_recall_node_calls", "itnio_recall_flow_finished_attempts"):
@@ -201,10 +202,10 @@ async def test_running_flows_appear_and_leave_on_their_own_and_reloads_keep_them
 
         write("discovery: {enabled: true, refresh: 1s, lookback: 1d, page_size: 1}")
         assert await exporter.reload() == []
-        assert sorted(f.key_id for f in exporter.poller.flows) == [2, 3]  # nothing vanishes on reload
+        assert sorted(f.key_id for f in exporter.account().poller.flows) == [2, 3]  # nothing vanishes on reload
         write("discovery: {enabled: false}", "flows: [{key_id: 2}]")
         assert await exporter.reload() == []
-        assert [f.key_id for f in exporter.poller.flows] == [2]
+        assert [f.key_id for f in exporter.account().poller.flows] == [2]
         samples = await scrape(exporter.port)
         assert value(samples, "itnio_recall_flow_up", key_id="3") is None
     finally:
@@ -225,8 +226,8 @@ async def test_discovered_flows_are_partitioned_exactly_across_shards(make_expor
         for i in range(3)
     ]
     for exporter in exporters:
-        assert await exporter.discovery.run_once()
-        await exporter.poller.run_cycle()
+        assert await exporter.account().source(Discovery).run_once()
+        await exporter.account().poller.run_cycle()
     shards = [set(watched(exporter)) for exporter in exporters]
     assert all(shards), shards  # each replica has a share
     assert sum(len(s) for s in shards) == 30 and set().union(*shards) == set(range(1, 31))

@@ -18,7 +18,7 @@ async def test_node_call_outcomes_are_fetched_until_one_fetch_after_the_node_end
     sim.call_stats[111] = {"numCnt": 10, "callTotal": 12, "success": "8", "fail": 4, "acd": "31.5"}
     exporter = await make_exporter(sim, run_poller=False, enrich={"node_calls": True},
                                    poll={"interval": "5s", "max_nodes_per_flow": 2})
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
     # 12 is pending, 13 is beyond the cap, 21 has no task: only 111 and the ended 222 are asked
     assert dict(sim.requests_per_task) == {111: 1, 222: 1}
@@ -35,7 +35,7 @@ async def test_node_call_outcomes_are_fetched_until_one_fetch_after_the_node_end
     flow.nodes[0].status = 2
     sim.call_stats[111] = {**sim.call_stats[111], "callTotal": 14, "success": 9, "fail": 5}
     for _ in range(3):
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
     assert dict(sim.requests_per_task) == {111: 2, 222: 1}
     samples = await scrape(exporter.port)
     assert value(samples, "itnio_recall_node_calls", node_key_id="11") == 14
@@ -44,9 +44,9 @@ async def test_node_call_outcomes_are_fetched_until_one_fetch_after_the_node_end
     # a failing fetch keeps the previous counts; the failure is counted like any other
     flow.nodes[1].status = 1
     sim.call_stats[112] = {"callTotal": 3}
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     sim.task_faults[112] = Fault("api", -18)
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
     assert value(samples, "itnio_recall_node_calls", node_key_id="12") == 3
     assert value(samples, "itnio_recall_node_numbers", node_key_id="12") is None  # not in the answer
@@ -54,7 +54,7 @@ async def test_node_call_outcomes_are_fetched_until_one_fetch_after_the_node_end
 
     # a node that leaves takes its series along
     flow.nodes.pop(1)
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
     assert value(samples, "itnio_recall_node_calls", node_key_id="12") is None
 
@@ -71,7 +71,7 @@ async def test_an_account_error_on_call_detail_stops_the_cycles_enrichment_reque
             sim.task_faults[node.task_id] = Fault("api", code)
     exporter = await make_exporter(sim, run_poller=False, enrich={"node_calls": True},
                                    api={"max_concurrency": 1})
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
     # six nodes running, one request: the account error stops the rest; the flows themselves are fine
     assert value(samples, "itnio_api_requests_total", endpoint=GROUP_CALL_DETAIL) == 1
@@ -88,12 +88,12 @@ async def test_a_failing_node_is_logged_when_it_starts_failing_not_every_cycle(m
     exporter = await make_exporter(sim, run_poller=False, enrich={"node_calls": True})
     with capture_logs() as logs:
         for _ in range(3):
-            await exporter.poller.run_cycle()
+            await exporter.account().poller.run_cycle()
         sim.task_faults[111] = Fault("http", 503)  # fails another way: said once more
         for _ in range(2):
-            await exporter.poller.run_cycle()
+            await exporter.account().poller.run_cycle()
         del sim.task_faults[111]
-        await exporter.poller.run_cycle()
+        await exporter.account().poller.run_cycle()
     events = [(e["event"], e.get("node_key_id"), e.get("code")) for e in logs if e["event"].startswith("node_calls")]
     samples = await scrape(exporter.port)  # asked every cycle, logged far less
     assert value(samples, "itnio_api_errors_total", endpoint=GROUP_CALL_DETAIL, kind="api", code="-18") == 3

@@ -21,7 +21,7 @@ async def poller_for(sim: Simulator, clock: FakeClock, **sections) -> tuple[Poll
     exposition = Exposition(telemetry.registry)
     client = ItnioClient(
         sim.base_url, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "t"), timeout=config.api.timeout,
-        max_connections=config.api.max_concurrency, max_response_bytes=1 << 20, telemetry=telemetry,
+        max_connections=config.api.max_concurrency, max_response_bytes=1 << 20, telemetry=telemetry.account("default"),
     )
     return Poller(config, client, exposition.publish, clock=clock), exposition, client
 
@@ -32,11 +32,11 @@ def samples_of(exposition: Exposition):
 
 async def test_a_removed_node_disappears_at_the_next_successful_poll(sim, make_exporter):
     exporter = await make_exporter(sim, run_poller=False)
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
     assert value(samples, "itnio_recall_node_status", key_id="2", node_key_id="2001") is not None
     removed = sim.flows[2].nodes.pop(1)
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
     assert value(samples, "itnio_recall_node_status", key_id="2", node_key_id=str(removed.key_id)) is None
     assert value(samples, "itnio_recall_node_status", key_id="2", node_key_id="2000") is not None

@@ -29,7 +29,7 @@ async def test_terminal_flows_are_polled_at_the_terminal_interval_and_never_go_s
     telemetry = Telemetry()
     exposition = Exposition(telemetry.registry)
     client = ItnioClient(sim.base_url, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "t"), timeout=2,
-                         max_connections=4, max_response_bytes=1 << 20, telemetry=telemetry)
+                         max_connections=4, max_response_bytes=1 << 20, telemetry=telemetry.account("default"))
     poller = Poller(config, client, exposition.publish, clock=clock)
     try:
         start = clock.now
@@ -79,7 +79,7 @@ async def test_spread_starts_requests_across_the_interval_and_ends_by_the_deadli
     config = validate_config(exporter_config(sim, poll={"interval": "1s", "spread": True}, api={"timeout": "200ms"}))
     telemetry = Telemetry()
     client = ItnioClient(sim.base_url, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "t"), timeout=0.2,
-                         max_connections=4, max_response_bytes=1 << 20, telemetry=telemetry)
+                         max_connections=4, max_response_bytes=1 << 20, telemetry=telemetry.account("default"))
     published = []
 
     async def publish(snapshot):

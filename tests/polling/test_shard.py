@@ -64,9 +64,9 @@ async def test_the_poller_polls_and_exports_only_its_shard_also_after_a_reload(s
         poller = Poller(config, _FakeSource(), publish, shard=Shard(index, 3))
         await poller.run_cycle()
         assert {s.key_id for s in published[-1].flows} == {f.key_id for f in config.flows if Shard(index, 3).owns(f.key_id)}
-        # set_flows (reload, discovery) applies the shard too
+        # apply (reload) applies the shard too
         bigger = config.model_copy(update={"flows": [*config.flows, *[type(config.flows[0])(key_id=f.key_id) for f in extra]]})
-        await poller.set_flows(bigger)
+        await poller.apply(bigger)
         await asyncio.sleep(0.05)
         keys = {s.key_id for s in poller.snapshot.flows}
         assert keys == {f.key_id for f in bigger.flows if Shard(index, 3).owns(f.key_id)}
@@ -74,7 +74,7 @@ async def test_the_poller_polls_and_exports_only_its_shard_also_after_a_reload(s
     assert sorted(seen) == sorted(f.key_id for f in bigger.flows)
 
     exporter = await make_exporter(sim, run_poller=False, exporter_options={"shard": Shard(1, 3)})
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     samples = await scrape(exporter.port)
     assert value(samples, "itnio_exporter_shard_index") == 1
     assert value(samples, "itnio_exporter_shards") == 3

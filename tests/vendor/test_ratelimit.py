@@ -35,7 +35,7 @@ def test_token_bucket_with_a_fake_clock():
 async def test_the_client_never_sends_faster_than_the_bucket_nor_past_the_deadline(sim):
     client = ItnioClient(
         sim.base_url, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "t"), timeout=0.4, max_connections=8,
-        max_response_bytes=1 << 20, telemetry=Telemetry(), max_requests_per_second=20,
+        max_response_bytes=1 << 20, telemetry=Telemetry().account("default"), max_requests_per_second=20,
     )
     try:
         # burst 20, then one per 50 ms: 25 requests cannot all be sent within the first 100 ms of a

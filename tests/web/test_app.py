@@ -10,6 +10,7 @@ import aiohttp
 import yaml
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
+from exporter.polling.balance import BalancePoller
 from exporter.service import ReloadCoordinator
 from exporter.simulator import DEMO_API_SECRET
 from exporter.web.app import CLIENT_CHECK_SECONDS, Health, make_app
@@ -25,7 +26,7 @@ OM_ACCEPT = (
 
 async def test_openmetrics_and_gzip_are_negotiated(sim, make_exporter):
     exporter = await make_exporter(sim, run_poller=False)
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     _, _, plain = await fetch(exporter.port)
 
     status, headers, body = await fetch(exporter.port, headers={"Accept": OM_ACCEPT})
@@ -52,8 +53,8 @@ async def test_openmetrics_and_gzip_are_negotiated(sim, make_exporter):
 
 async def test_scrapes_never_call_the_api(sim, make_exporter):
     exporter = await make_exporter(sim, run_poller=False, balance={"enabled": True})
-    await exporter.poller.run_cycle()
-    assert await exporter.balance.poll_once()
+    await exporter.account().poller.run_cycle()
+    assert await exporter.account().source(BalancePoller).poll_once()
     before = sum(sim.answers.values()), sum(sim.balance_answers.values())
     for _ in range(5):
         await fetch(exporter.port)
@@ -105,16 +106,16 @@ async def test_post_reload_needs_the_lifecycle_flag_and_the_web_configs_auth(
     status, body = await post(closed.port)
     assert status == 403
     assert body.decode().count("\n") == 1 and "--web.enable-lifecycle" in body.decode() and "SIGHUP" in body.decode()
-    assert [flow.key_id for flow in closed.poller.flows] == keys  # nothing was reloaded
+    assert [flow.key_id for flow in closed.account().poller.flows] == keys  # nothing was reloaded
 
     flows_config(path, sim, keys)
     opened = await exporter_from_file(path, enable_lifecycle=True, web_config=WebConfig(write_web_config(pki.dir, USERS)))
     flows_config(path, sim, keys[:2])
     for headers in ({}, basic("alice", "wrong")):
         assert (await post(opened.port, headers=headers))[0] == 401
-    assert [flow.key_id for flow in opened.poller.flows] == keys
+    assert [flow.key_id for flow in opened.account().poller.flows] == keys
     assert await post(opened.port, headers=basic("alice", PASSWORD)) == (200, b"OK\n")
-    assert [flow.key_id for flow in opened.poller.flows] == keys[:2]
+    assert [flow.key_id for flow in opened.account().poller.flows] == keys[:2]
 
 
 async def test_a_post_reload_whose_client_has_gone_adds_no_reload(sim, make_exporter):

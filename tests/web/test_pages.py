@@ -22,7 +22,7 @@ async def page(port: int, path: str, headers: dict[str, str] | None = None) -> t
 
 def cells(html: str, key_id: int) -> list[str]:
     """The cells of a flow's row on /flows, as HTML."""
-    row = re.search(rf'<tr><td><a href="/flows/{key_id}">{key_id}</a></td>(.*?)</tr>', html)
+    row = re.search(rf'<tr><td>default</td><td><a href="/flows/default/{key_id}">{key_id}</a></td>(.*?)</tr>', html)
     assert row, f"no row for flow {key_id}"
     return re.findall(r"<td>(.*?)</td>", row.group(1))
 
@@ -31,11 +31,11 @@ async def test_one_row_per_flow_with_state_health_errors_and_nodes(sim: Simulato
     sim.flow_faults[3] = Fault("api", -18)
     flows = [{"key_id": key, "name": HOSTILE if key == 2 else f"flow-{key}"} for key in sorted(sim.flows)]
     exporter = await make_exporter(sim, run_poller=False, flows=flows)
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     status, headers, html = await page(exporter.port, "/flows")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     assert "script-src" not in headers["Content-Security-Policy"] and "default-src 'none'" in headers["Content-Security-Policy"]
-    assert html.count('<tr><td><a href="/flows/') == len(sim.flows)
+    assert html.count('<tr><td>default</td><td><a href="/flows/default/') == len(sim.flows)
     name, state, up, age, error, nodes, _task = cells(html, 1)
     assert (name, up) == ("flow-1", '<span class="up">up</span>')
     assert state == "pending" and age.endswith("s ago") and error == ""
@@ -48,7 +48,7 @@ async def test_one_row_per_flow_with_state_health_errors_and_nodes(sim: Simulato
 async def test_json_rows_for_scripts(sim: Simulator, make_exporter: Any) -> None:
     sim.flow_faults[3] = Fault("timeout")
     exporter = await make_exporter(sim, run_poller=False, api={"timeout": "200ms"}, poll={"interval": "1s"})
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     for path, headers in (("/flows?format=json", None), ("/flows", {"Accept": "application/json"})):
         status, response_headers, text = await page(exporter.port, path, headers)
         assert status == 200 and response_headers["Content-Type"].startswith("application/json")
@@ -67,7 +67,7 @@ async def test_json_rows_for_scripts(sim: Simulator, make_exporter: Any) -> None
 async def test_a_flow_page_shows_its_nodes_and_the_last_answer_as_decoded(sim: Simulator, make_exporter: Any) -> None:
     sim.flow_drift[2] = {"string_numbers", "unreadable_node"}
     exporter = await make_exporter(sim, run_poller=False)
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     status, _, html = await page(exporter.port, "/flows/2")
     assert status == 200
     for node in sim.flows[2].nodes:
@@ -83,7 +83,7 @@ async def test_a_flow_page_shows_its_nodes_and_the_last_answer_as_decoded(sim: S
 async def test_a_failed_answer_is_shown_too(sim: Simulator, make_exporter: Any) -> None:
     sim.flow_faults[1] = Fault("decode")
     exporter = await make_exporter(sim, run_poller=False)
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     _, _, html = await page(exporter.port, "/flows/1")
     assert "<th>last error</th><td>decode data is not a JSON object</td>" in html
     assert re.search(r"<th>envelope</th><td>(code/msg|status/reason), code as a", html)
@@ -96,8 +96,8 @@ async def test_large_answers_are_kept_and_shown_capped(sim: Simulator, make_expo
     flow = sim.flows[1]
     flow.nodes = [type(flow.nodes[0])(10_000 + i, 500_000 + i, 7, 2) for i in range(3000)]
     exporter = await make_exporter(sim, run_poller=False, poll={"max_nodes_per_flow": 10})
-    await exporter.poller.run_cycle()
-    state = exporter.poller.snapshot.flow(1)
+    await exporter.account().poller.run_cycle()
+    state = exporter.account().poller.snapshot.flow(1)
     assert state is not None and state.last_answer is not None
     assert state.last_answer.size > MAX_ANSWER_BYTES == len(state.last_answer.body)
     _, _, html = await page(exporter.port, "/flows/1")
@@ -109,7 +109,7 @@ async def test_large_answers_are_kept_and_shown_capped(sim: Simulator, make_expo
 
 async def test_unknown_flows_are_404_and_pages_never_call_the_api(sim: Simulator, make_exporter: Any) -> None:
     exporter = await make_exporter(sim, run_poller=False)
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     before = sum(sim.answers.values())
     for path in ("/flows/424242", "/flows/abc", "/flows/" + "9" * 40, "/flows/%3Cscript%3E"):
         status, _, html = await page(exporter.port, path)
@@ -144,7 +144,7 @@ async def test_pages_of_many_flows_or_nodes_are_built_off_the_event_loop(
 
         monkeypatch.setattr(pages, name, recording)
     exporter = await make_exporter(sim, run_poller=False)
-    await exporter.poller.run_cycle()
+    await exporter.account().poller.run_cycle()
     assert (await page(exporter.port, "/flows"))[0] == 200
     assert (await page(exporter.port, "/flows/2"))[0] == 200
     monkeypatch.setattr(app, "OFFLOAD_FLOWS", 0)  # every page is "large" now
