@@ -211,7 +211,8 @@ API_SCHEMA_DRIFT = Metric(
     "counter",
     "Answers of the ITNIO API that deviated from the documented types but were still used, by endpoint, "
     "documented field (other for any other) and kind: string_number (a number sent as text), missing (an "
-    "optional documented field absent), unreadable_node (a nodeList entry dropped).",
+    "optional documented field absent), unreadable_node (a nodeList entry dropped), excess_records (a "
+    "queryPage page held more records than the size asked for; the rest were dropped).",
     ("endpoint", "field", "kind"),
 )
 CLOCK_OFFSET = Metric(
@@ -283,6 +284,12 @@ DISCOVERED_FLOWS = Metric(
     "gauge",
     "Recall flows watched because discovery found them (whether or not flows: lists them too).",
 )
+DISCOVERED_FLOWS_DROPPED = Metric(
+    "itnio_exporter_discovered_flows_dropped",
+    "gauge",
+    "Recall flows the last discovery run found but does not watch, as discovery.max_flows leaves no room "
+    "for them (neither polled nor exported).",
+)
 
 # -- the account balance, from the balance poller's state (exporter.metrics.exposition) ------
 ACCOUNT_BALANCE = Metric(
@@ -314,6 +321,7 @@ METRICS: tuple[Metric, ...] = (
     API_REQUESTS, API_ERRORS, API_REQUEST_DURATION, API_RETRIES, API_SCHEMA_DRIFT, CLOCK_OFFSET, BACKOFF,
     CONFIG_RELOAD_SUCCESSFUL, CONFIG_RELOAD_SUCCESS_TIME, HTTP_AUTH_FAILURES, BUILD_INFO, CONFIG_INFO,
     SHARD_INDEX, SHARDS, DISCOVERY_SUCCESSFUL, DISCOVERY_SUCCESS_TIME, DISCOVERED_FLOWS,
+    DISCOVERED_FLOWS_DROPPED,
     ACCOUNT_BALANCE, ACCOUNT_BALANCE_LOW_THRESHOLD, ACCOUNT_BALANCE_LAST_SUCCESS,
 )
 BY_NAME: dict[str, Metric] = {metric.name: metric for metric in METRICS}

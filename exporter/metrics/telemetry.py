@@ -68,7 +68,7 @@ class Telemetry:
         )
         self.config = _live(Info, catalogue.CONFIG_INFO, registry)
         self.set_config_info(tls_insecure_skip_verify=False)
-        self._discovery: tuple[Gauge, Gauge, Gauge] | None = None
+        self._discovery: tuple[Gauge, Gauge, Gauge, Gauge] | None = None
         self.preinitialise(QUERY_DETAIL)
 
     def preinitialise(self, endpoint: str) -> None:
@@ -87,14 +87,15 @@ class Telemetry:
         for field, drift_kind in DRIFT_SERIES.get(endpoint, ()):
             self.drift.labels(endpoint, field, drift_kind)
 
-    def discovery(self) -> tuple[Gauge, Gauge, Gauge]:
-        """(last run successful, last success time, discovered flows), registered on first use:
-        an exporter that never turned discovery on shows none of them."""
+    def discovery(self) -> tuple[Gauge, Gauge, Gauge, Gauge]:
+        """(last run successful, last success time, discovered flows, flows left out), registered
+        on first use: an exporter that never turned discovery on shows none of them."""
         if self._discovery is None:
             successful = _live(Gauge, catalogue.DISCOVERY_SUCCESSFUL, self.registry)
             success_time = _live(Gauge, catalogue.DISCOVERY_SUCCESS_TIME, self.registry)
             flows = _live(Gauge, catalogue.DISCOVERED_FLOWS, self.registry)
-            self._discovery = (successful, success_time, flows)
+            dropped = _live(Gauge, catalogue.DISCOVERED_FLOWS_DROPPED, self.registry)
+            self._discovery = (successful, success_time, flows, dropped)
         return self._discovery
 
     # -- what the client reports (exporter.vendor.client.RequestObserver) -------------------
@@ -112,14 +113,16 @@ class Telemetry:
         self.preinitialise(QUERY_PAGE)
         self.discovery()
 
-    def discovered(self, flows: int) -> None:
-        self.discovery()[2].set(flows)
+    def discovered(self, flows: int, dropped: int) -> None:
+        _, _, watched, left_out = self.discovery()
+        watched.set(flows)
+        left_out.set(dropped)
 
     def discovery_failed(self) -> None:
         self.discovery()[0].set(0)
 
     def discovery_succeeded(self, at: float) -> None:
-        successful, success_time, _ = self.discovery()
+        successful, success_time, _, _ = self.discovery()
         successful.set(1)
         success_time.set(at)
 

@@ -168,6 +168,8 @@ class Simulator:
         self.call_stats: dict[int, dict[str, Any]] = {}  # taskId -> data of group/call/detail (else made up)
         self.requests_per_task: Counter[int] = Counter()
         self.page_requests: list[dict[str, Any]] = []  # the bodies of queryPage requests, in order
+        # Records per queryPage page whatever size was asked, as a vendor that ignores size would send.
+        self.page_overfill: int | None = None
         # Called with the page number after each queryPage page is computed, before it is sent:
         # a test can create or delete flows there, as happens between two page reads on a live account.
         self.after_page: Callable[[int], None] | None = None
@@ -409,6 +411,7 @@ class Simulator:
         for record in records:
             del record["_created"]
         loose = self._served % 2 == 1  # every other answer carries numbers as strings, as the vendor may
+        size = self.page_overfill or size
         page = [
             {k: (str(v) if loose and isinstance(v, int) and k != "status" else v) for k, v in r.items()}
             for r in records[(current - 1) * size : current * size]

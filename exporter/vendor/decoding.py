@@ -22,6 +22,9 @@ user-facing version is in docs/, "How answers are decoded"):
   (``unreadable_node``); the flow keeps its other nodes. What fails a whole queryDetail
   answer is the envelope, ``data`` not being an object, or an unreadable or absent
   flow-level field (``status``, ``recallInterval``, ``recallNum``, ``recallType``).
+- **Pages.** A queryPage answer holding more records than the ``size`` asked for keeps
+  the first ``size`` and counts the rest as drift (``excess_records``): the API does not
+  decide how many flows one page costs.
 
 - **Balance.** The getBalance answer is flat (``status``, ``reason``, ``balance``, ``gift``,
   ``credit``; no ``data``) and documents its amounts as strings: a numeric string there is
@@ -64,7 +67,8 @@ ENVELOPE_LIMIT = 2**31
 STRING_NUMBER = "string_number"
 MISSING = "missing"
 UNREADABLE_NODE = "unreadable_node"
-DRIFT_KINDS = (STRING_NUMBER, MISSING, UNREADABLE_NODE)
+EXCESS_RECORDS = "excess_records"
+DRIFT_KINDS = (STRING_NUMBER, MISSING, UNREADABLE_NODE, EXCESS_RECORDS)
 OTHER_FIELD = "other"
 
 # Every (field, kind) of drift each endpoint can show: the documented fields and what can happen to them.
@@ -84,6 +88,7 @@ DRIFT_SERIES: dict[str, tuple[tuple[str, str], ...]] = {
         *((name, MISSING) for name in (
             "msg", "data.current", "data.pages", "data.total", "data.records.taskId", "data.records.taskName",
             "data.records.createTime", "data.records.status", "data.records.finishNum")),
+        ("data.records", EXCESS_RECORDS),
     ),
     GROUP_CALL_DETAIL: tuple(
         (name, kind)
@@ -353,14 +358,23 @@ def _objects(data: dict[str, Any], key: str) -> list[tuple[str, dict[str, Any]]]
     return out
 
 
-def parse_flow_page(body: Any, zone: tzinfo = UTC, reader: Reader | None = None) -> FlowPage:
+def parse_flow_page(
+    body: Any, zone: tzinfo = UTC, reader: Reader | None = None, size: int | None = None
+) -> FlowPage:
     """Decode a recallFlow/queryPage answer; raise ApiError (api or decode) unless it is a success.
 
-    Discovery reads the whole list or nothing, so an unreadable record fails the page."""
+    Discovery reads the whole list or nothing, so an unreadable record fails the page. Of a page
+    asked with ``size``, at most ``size`` records are read (the rest is ``excess_records`` drift)."""
     reader = reader or Reader(QUERY_PAGE)
     data = reader.success_data(body)
+    entries = _objects(data, "records")
+    excess = 0 if size is None else max(0, len(entries) - size)
+    if excess:
+        reader.note("data.records", EXCESS_RECORDS, f"{len(entries)} records on a page of size {size}: "
+                    f"the first {size} were read")
+        entries = entries[:size]
     records = []
-    for where, raw in _objects(data, "records"):
+    for where, raw in entries:
         key_id = reader.integer(raw, "keyId", where, "data.records.keyId")
         if key_id < 1:
             raise decode_error(f"{where}.keyId is not positive")
@@ -379,6 +393,7 @@ def parse_flow_page(body: Any, zone: tzinfo = UTC, reader: Reader | None = None)
         pages=reader.optional_integer(data, "pages", "data", "data.pages") or 0,
         total=reader.optional_integer(data, "total", "data", "data.total") or 0,
         records=tuple(records),
+        excess=excess,
     )
 
 

@@ -28,7 +28,7 @@ class Drift:
     """One way an answer deviated from the documented types but was still used."""
 
     field: str  # a documented field path without list indices (data.nodeList.nodeStatus), or "other"
-    kind: str  # string_number, missing or unreadable_node (exporter.vendor.decoding)
+    kind: str  # one of DRIFT_KINDS (exporter.vendor.decoding)
     detail: str  # what exactly, for the log: "data.nodeList[3].keyId is not a whole number"
 
 
@@ -100,6 +100,7 @@ class FlowPage:
     pages: int
     total: int
     records: tuple[FlowRecord, ...]
+    excess: int = 0  # records beyond the size asked for, left out (excess_records drift)
     answer: Answer | None = field(default=None, compare=False, repr=False)  # set by the client
 
 

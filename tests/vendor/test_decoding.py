@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from exporter.vendor.decoding import Reader, parse_balance, parse_call_stats, parse_flow_detail, parse_flow_page
-from exporter.vendor.endpoints import GET_BALANCE, QUERY_DETAIL
+from exporter.vendor.endpoints import GET_BALANCE, QUERY_DETAIL, QUERY_PAGE
 from exporter.vendor.errors import ApiError, ErrorKind
 from exporter.vendor.model import FlowDetail, NodeDetail
 from tests.helpers import BIG, MISSING, base_body, mutated, roundtrip
@@ -85,6 +85,16 @@ def test_a_page_decodes_loose_numbers_and_vendor_times_strictly():
     assert (info.value.kind, info.value.code) == (ErrorKind.API, "-22")
     with pytest.raises(ApiError):
         parse_flow_page({"code": 0, "data": {"records": {}}})
+
+
+def test_a_page_with_more_records_than_asked_for_is_read_up_to_the_size_and_counted_as_drift():
+    records = [{"keyId": key} for key in range(1, 6)] + [{"keyId": "unreadable beyond the size"}]
+    reader = Reader(QUERY_PAGE)
+    page = parse_flow_page({"code": 0, "data": {"total": 6, "records": records}}, reader=reader, size=2)
+    assert [r.key_id for r in page.records] == [1, 2] and page.excess == 4
+    assert [(d.field, d.kind) for d in reader.drift if d.kind == "excess_records"] == [("data.records", "excess_records")]
+    exact = parse_flow_page({"code": 0, "data": {"records": records[:2]}}, reader=(fine := Reader(QUERY_PAGE)), size=2)
+    assert exact.excess == 0 and not [d for d in fine.drift if d.kind == "excess_records"]
 
 
 def test_call_stats_accept_numbers_or_numeric_strings_and_nothing_else():
