@@ -306,6 +306,12 @@ ACCOUNT_BALANCE_LOW_THRESHOLD = Metric(
     "The balance.low_threshold setting: the available balance (the sum of itnio_account_balance) below "
     "which ItnioBalanceLow fires, in the account's quote currency.",
 )
+ACCOUNT_BALANCE_INTERVAL = Metric(
+    "itnio_account_balance_interval_seconds",
+    "gauge",
+    "The balance.interval setting: how often getBalance is queried. The balance series go once the last "
+    "successful query is older than 3 x this, and ItnioBalanceUnknown fires.",
+)
 ACCOUNT_BALANCE_LAST_SUCCESS = Metric(
     "itnio_account_balance_last_success_timestamp_seconds",
     "gauge",
@@ -322,7 +328,7 @@ METRICS: tuple[Metric, ...] = (
     CONFIG_RELOAD_SUCCESSFUL, CONFIG_RELOAD_SUCCESS_TIME, HTTP_AUTH_FAILURES, BUILD_INFO, CONFIG_INFO,
     SHARD_INDEX, SHARDS, DISCOVERY_SUCCESSFUL, DISCOVERY_SUCCESS_TIME, DISCOVERED_FLOWS,
     DISCOVERED_FLOWS_DROPPED,
-    ACCOUNT_BALANCE, ACCOUNT_BALANCE_LOW_THRESHOLD, ACCOUNT_BALANCE_LAST_SUCCESS,
+    ACCOUNT_BALANCE, ACCOUNT_BALANCE_LOW_THRESHOLD, ACCOUNT_BALANCE_INTERVAL, ACCOUNT_BALANCE_LAST_SUCCESS,
 )
 BY_NAME: dict[str, Metric] = {metric.name: metric for metric in METRICS}
 

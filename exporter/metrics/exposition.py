@@ -224,7 +224,7 @@ def cycle_families(snapshot: Snapshot) -> list[Metric]:
 
 
 def balance_families(state: BalanceState, now: float) -> list[Metric]:
-    """The account balance at unix time ``now`` (none once stale), its threshold and last success:
+    """The account balance at unix time ``now`` (none once stale), its threshold, interval and last success:
     only the families that have series, so an exporter with balance off shows none."""
     if not state.enabled:
         return []
@@ -237,6 +237,7 @@ def balance_families(state: BalanceState, now: float) -> list[Metric]:
         out.append(amounts)
     if state.low_threshold is not None:
         out.append(family(catalogue.ACCOUNT_BALANCE_LOW_THRESHOLD, state.low_threshold))
+    out.append(family(catalogue.ACCOUNT_BALANCE_INTERVAL, state.interval))
     if state.last_success is not None:
         out.append(family(catalogue.ACCOUNT_BALANCE_LAST_SUCCESS, state.last_success))
     return out
