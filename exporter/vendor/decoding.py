@@ -336,9 +336,12 @@ def _vendor_time(obj: dict[str, Any], key: str, where: str, zone: tzinfo, reader
     value = obj.get(key)
     if isinstance(value, str) and value.strip() and not value.strip().lstrip("-").isdigit():
         try:
+            if not value.isascii():  # strptime, like int(), reads any script's digits
+                raise ValueError(value)
             return datetime.strptime(value.strip(), VENDOR_TIME_FORMAT).replace(tzinfo=zone).timestamp()
         except (ValueError, OverflowError):
-            raise decode_error(f"{where}.{key} is not a time like 2024-01-31 23:59:59") from None
+            reader.note(field, UNREADABLE, f"{where}.{key} is not a time like 2024-01-31 23:59:59")
+            return None
     number_ = reader.optional_number(obj, key, where, field)
     if number_ is None:
         return None
