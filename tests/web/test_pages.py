@@ -11,9 +11,10 @@ import pytest
 
 from exporter.simulator import Fault, SimNode, Simulator
 from exporter.text import MAX_TEXT
+from exporter.vendor.endpoints import QUERY_DETAIL
 from exporter.vendor.model import MAX_ANSWER_BYTES
 from exporter.web.pages import MAX_NODES_SHOWN, MAX_SHOWN
-from tests.conftest import fetch
+from tests.conftest import fetch, scrape, value
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -180,6 +181,9 @@ async def test_a_flow_of_100k_nodes_has_a_bounded_escaped_page(sim: Simulator, m
     assert shown.startswith("0 " + HOSTILE) and shown.endswith(f"…[cut {1_000_000 + 29 - MAX_TEXT} chars]")
     assert len(shown) < MAX_TEXT + 50, "the msg arrives capped"
     assert "too_long msg: msg has 1000029 characters, kept 4096" in html_module.unescape(html)
+    samples = await scrape(exporter.port)
+    assert value(samples, "itnio_api_schema_drift_total", endpoint=QUERY_DETAIL, field="msg", kind="too_long") == 1
+    assert sum(v for labels, v in samples["itnio_recall_flow_nodes"] if labels["key_id"] == "1") == total
     # the JSON form counts every node and is as small
     status, _, text = await page(exporter.port, "/flows/1?format=json")
     row = json.loads(text)
