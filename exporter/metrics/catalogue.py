@@ -211,7 +211,8 @@ API_SCHEMA_DRIFT = Metric(
     "counter",
     "Answers of the ITNIO API that deviated from the documented types but were still used, by endpoint, "
     "documented field (other for any other) and kind: string_number (a number sent as text), missing (an "
-    "optional documented field absent), unreadable_node (a nodeList entry dropped), excess_records (a "
+    "optional documented field absent), unreadable (an optional number that is not one, or negative: left out), "
+    "unreadable_node (a nodeList entry dropped), too_long (vendor text cut at its cap), excess_records (a "
     "queryPage page held more records than the size asked for; the rest were dropped).",
     ("endpoint", "field", "kind"),
 )

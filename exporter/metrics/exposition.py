@@ -139,8 +139,10 @@ def detail_families(snapshot: Snapshot, pause: _Pause = None) -> list[Metric]:
         current = state_name(detail.status)
         for name in ALL_STATES:
             state.add_metric([key, name], 1.0 if name == current else 0.0)
-        interval.add_metric([key], detail.recall_interval_minutes * 60)
-        attempts.add_metric([key], detail.recall_num)
+        if detail.recall_interval_minutes is not None:  # None: unreadable in the answer (drift)
+            interval.add_metric([key], detail.recall_interval_minutes * 60)
+        if detail.recall_num is not None:
+            attempts.add_metric([key], detail.recall_num)
     return [status, state, interval, attempts]
 
 

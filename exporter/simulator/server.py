@@ -47,7 +47,7 @@ BALANCE_PATHS = (DEFAULT_BALANCE_PATH, "/v3/getBalance")  # api.itniotech.com an
 ENVELOPES = ("code-int", "code-str", "status-str", "status-int")
 FAULT_KINDS = ("timeout", "http", "network", "decode", "api")
 # Scripted drift in queryDetail answers (Simulator.flow_drift): what a real API may send that the docs do not say.
-DRIFT_VARIANTS = ("string_numbers", "unreadable_node", "missing_optional")
+DRIFT_VARIANTS = ("string_numbers", "unreadable_node", "missing_optional", "unreadable_numbers")
 _FLOW_NUMBERS = ("keyId", "status", "recallInterval", "recallNum", "recallType")
 _NODE_NUMBERS = ("keyId", "nodeStatus", "taskId", "scriptId")
 DEMO_API_KEY = "demo-key"
@@ -94,6 +94,9 @@ def drifted(data: dict[str, Any], variants: set[str] | frozenset[str]) -> tuple[
     elif any(node.get(key) is None for node in nodes for key in ("taskId", "scriptId")):
         truth.update((f"data.nodeList.{key}", "missing") for key in ("taskId", "scriptId")
                      if any(node.get(key) is None for node in nodes))
+    if "unreadable_numbers" in variants:  # a negative count, and a count in full-width digits
+        data["recallNum"], data["recallInterval"] = -5, "\uff15"
+        truth.update({("data.recallNum", "unreadable"), ("data.recallInterval", "unreadable")})
     if "unreadable_node" in variants:
         nodes.append({"keyId": "node-without-a-number", "nodeStatus": 1})
         truth.add(("data.nodeList.keyId", "unreadable_node"))
@@ -158,6 +161,7 @@ class Simulator:
         self.flow_latency: dict[int, float] = {}  # key_id -> extra latency
         self.flow_drift: dict[int, set[str]] = {}  # key_id -> DRIFT_VARIANTS its queryDetail answers carry
         self.drift_served: Counter[tuple[str, str]] = Counter()  # (field, kind) of drift in successful detail answers
+        self.flow_message: dict[int, str] = {}  # key_id -> msg of its successful queryDetail answers ("success")
         self.answers: Counter[tuple[str, str]] = Counter()  # (kind, code) of every answer, "ok" for success
         self.requests_per_flow: Counter[int] = Counter()
         self.started = time.monotonic()
@@ -324,7 +328,7 @@ class Simulator:
         if variants:
             data, truth = drifted(data, variants)
             self.drift_served.update(truth)
-        return self._answer(0, "success", data)
+        return self._answer(0, self.flow_message.get(key_id, "success"), data)
 
     async def _fault_or_delay(self, request: web.Request, fault: Fault | None, delay: float) -> Decision | None:
         """Wait ``delay``, then answer with ``fault`` if there is one (None: answer normally)."""

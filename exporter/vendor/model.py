@@ -66,15 +66,15 @@ class NodeDetail:
 @dataclass(frozen=True, slots=True)
 class FlowDetail:
     status: int
-    recall_interval_minutes: int
-    recall_num: int
-    recall_type: int
+    recall_interval_minutes: int | None  # None: absent or unreadable in the answer (drift)
+    recall_num: int | None
+    recall_type: int | None
     nodes: tuple[NodeDetail, ...]
     answer: Answer | None = field(default=None, compare=False, repr=False)  # set by the client
 
     @property
     def recall_type_name(self) -> str:
-        return RECALL_TYPES.get(self.recall_type, UNKNOWN_STATE)
+        return UNKNOWN_STATE if self.recall_type is None else RECALL_TYPES.get(self.recall_type, UNKNOWN_STATE)
 
 
 VENDOR_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"

@@ -9,6 +9,9 @@ Rules:
 - Readable on a phone: one column of text, tables that scroll sideways.
 - The last answer is shown pretty-printed when it is JSON, as text otherwise, and never longer than
   :data:`MAX_SHOWN` characters.
+- Bounded whatever the API sends: ``/flows/{key_id}`` lists at most :data:`MAX_NODES_SHOWN` nodes and
+  says how many more there are; vendor text arrives capped (``exporter.vendor.decoding``), so a page
+  of one flow stays well under a few MiB and takes bounded time to render.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..vendor.errors import ApiError
 from ..vendor.model import ALL_STATES, Answer, state_name
 
 MAX_SHOWN = 64 * 1024  # characters of an answer shown on a page
+MAX_NODES_SHOWN = 2000  # nodes listed on a flow's page; the rest are counted ("… and 98,000 more nodes")
 CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'none'"
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1rem;line-height:1.4;color:#111}
@@ -183,13 +187,14 @@ def flow_html(flow: FlowState, now: float) -> str:
     if flow.record is not None:
         facts += [("task name", flow.record.task_name), ("task id", _opt(flow.record.task_id))]
     if detail is not None:
-        facts += [("recall interval", f"{detail.recall_interval_minutes} min"), ("recall attempts", str(detail.recall_num)),
-                  ("recall type", detail.recall_type_name)]
+        interval = detail.recall_interval_minutes
+        facts += [("recall interval", "unknown" if interval is None else f"{interval} min"),
+                  ("recall attempts", _opt(detail.recall_num) or "unknown"), ("recall type", detail.recall_type_name)]
     parts = [f'<p><a href="/flows">All flows</a></p>\n<h1>Flow {flow.key_id}</h1>', _facts(facts)]
     calls = dict(flow.calls)
     if detail is not None:
         node_rows = []
-        for node in detail.nodes:
+        for node in detail.nodes[:MAX_NODES_SHOWN]:
             stats = calls.get(node.key_id)
             counts = "" if stats is None else (
                 f"{_n(stats.calls)} calls, {_n(stats.succeeded)} answered, {_n(stats.failed)} failed"
@@ -203,6 +208,9 @@ def flow_html(flow: FlowState, now: float) -> str:
             '<div class="scroll"><table><thead><tr><th>node key_id</th><th>task_id</th><th>script_id</th>'
             "<th>state</th><th>calls</th></tr></thead><tbody>\n" + "\n".join(node_rows) + "\n</tbody></table></div>"
         )
+        if (rest := len(detail.nodes) - len(node_rows)) > 0:
+            parts.append(f'<p class="more">… and {rest:,} more nodes (counted by state on <a href="/flows">all flows</a>'
+                         ' and in /metrics).</p>')
     answer = flow.last_answer
     if answer is None:
         parts.append("<h2>Last answer</h2>\n<p>No answer received yet.</p>")
