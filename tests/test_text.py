@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.text import MAX_TEXT, cap, inert, safe
+from exporter.text import MAX_TEXT, cap, encodable, inert, safe
 
 
 def test_short_text_is_kept_as_it_is() -> None:
@@ -29,3 +29,10 @@ def test_anything_becomes_printable_utf8_without_controls(text: str) -> None:
     shown = safe(text)
     shown.encode("utf-8")  # never raises: no lone surrogate survives
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in shown)
+
+
+def test_what_a_stream_cannot_encode_is_escaped_not_fatal() -> None:
+    assert encodable("任务 ✓", "ascii") == "\\u4efb\\u52a1 \\u2713"
+    assert encodable("任务 ✓", "utf-8") == "任务 ✓"
+    assert encodable("café", "latin-1") == "café"
+    assert encodable("café", "no-such-codec") == "caf\\xe9"

@@ -106,10 +106,12 @@ def drifted(data: dict[str, Any], variants: set[str] | frozenset[str]) -> tuple[
 
 @dataclass
 class Fault:
-    """One injected fault: ``kind`` in FAULT_KINDS; ``code`` is the vendor code (api) or HTTP status."""
+    """One injected fault: ``kind`` in FAULT_KINDS; ``code`` is the vendor code (api) or HTTP status;
+    ``message`` the envelope's msg of an api fault (any text: a test of hostile vendor text sets it)."""
 
     kind: str
     code: int | None = None
+    message: str = "Injected fault"
 
     def record(self) -> tuple[str, str]:
         if self.kind in ("http", "api"):
@@ -352,7 +354,7 @@ class Simulator:
                 truncated = b'{"code":0,"msg":"success","data":{"keyId":'
                 return record, web.Response(body=truncated, content_type="application/json")
             return record, web.json_response(envelope(self._variant(), 0, "success", [1, 2, 3]))
-        return record, web.json_response(envelope(self._variant(), fault.code or -18, "Injected fault"))
+        return record, web.json_response(envelope(self._variant(), fault.code or -18, fault.message))
 
     def vendor_time(self, unix: float) -> str:
         return datetime.fromtimestamp(unix, ZoneInfo(self.timezone)).strftime(VENDOR_TIME_FORMAT)
