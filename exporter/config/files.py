@@ -8,6 +8,7 @@ it has settled (the API key and secret files, whose content is used as it is: se
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,7 +112,17 @@ class FileState:
 
 
 def _look(path: Path, name: str, read: bool) -> FileState:
-    target, stamp = os.path.realpath(path), _stamp(path)
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        stamp = None
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            # A pipe (a FIFO, a process substitution) is read once, at start and on a reload: reading
+            # it again would consume it, or wait for a writer. Its changes are not watched.
+            return FileState(target, FileStamp(st.st_ino, 0, 0))
+        stamp = FileStamp(st.st_ino, st.st_mtime_ns, st.st_size)
     if not read:
         return FileState(target, stamp)
     try:
@@ -134,7 +145,8 @@ class SettledFiles:
       a mounted Secret's ``..data`` symlink to a new, complete directory, atomically) is reported
       at once: nothing is half-written there;
     - a settled change is reported once, whatever it holds (an empty file, a vanished one): the
-      next report is the next change.
+      next report is the next change;
+    - a file that is not a regular file (a named pipe) is never read here: reading would consume it.
 
     :meth:`check` stats and reads, which blocks: run it in a thread. Not thread-safe: one check at
     a time. The clock is injected (monotonic seconds).
@@ -145,7 +157,7 @@ class SettledFiles:
         self.files = tuple((Path(path), name) for path, name in files)
         self.settle = settle
         self._clock = clock
-        self._reported = self._states(read=True)
+        self._reported = self._states(read=False)  # as the caller read them at start; a pipe would wait here
         self._pending: tuple[FileState, ...] | None = None
         self._since = 0.0
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from exporter.config import ConfigError, CredentialFiles, resolve_credentials, validate_config
+from exporter.config import ConfigError, CredentialFiles, Credentials, resolve_credentials, validate_config
 from exporter.config.files import SettledFiles
 from tests.helpers import FakeClock, problems_of
 
@@ -224,3 +224,14 @@ class TestSettling:
         assert files.check() is None  # seen
         states = files.check()  # settled
         assert states[0].text == "hunter2-rotated" and "hunter2" not in repr(states)
+
+    def test_a_named_pipe_is_never_read_by_the_watch(self, tmp_path):
+        pipe = tmp_path / "api-secret"
+        os.mkfifo(pipe)  # read once at start by whoever feeds it; reading again would wait for a writer
+        api = validate_config({"api": {"api_key": "k", "api_secret_file": str(pipe)}, "flows": [{"key_id": 1}]}).api
+        clock = FakeClock()
+        files = CredentialFiles(api, settle=2.0, clock=clock)
+        os.utime(pipe, ns=(1, 1))  # a writer touched it
+        for _ in range(2):
+            assert files.changed(Credentials("k", "s", "api_secret_file")) is None
+            clock.now += 3
