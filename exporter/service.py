@@ -155,6 +155,8 @@ class Exporter:
         self.discovery: Discovery | None = None
         self.balance: BalancePoller | None = None
         self._credential_files = CredentialFiles(config.api)
+        self._credential_lock = asyncio.Lock()
+        self._credential_settle: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.listener: Listener | None = None
@@ -273,16 +275,24 @@ class Exporter:
         await self.balance.apply(config, run=run)
 
     async def _check_credential_files(self) -> None:
-        """Before each cycle: sign with the key and secret files' new content if either changed."""
+        """Before each cycle: sign with the key and secret files' new content once it has settled.
+
+        A change seen but not settled yet is checked again when it will have, between cycles (a
+        long poll interval does not delay a rotation), by one task at a time.
+        """
         files = self._credential_files
         if self.client is None:
             return
-        try:
-            credentials = await asyncio.get_running_loop().run_in_executor(None, files.changed, self.credentials)
-        except ConfigError as exc:
-            field = exc.problems[0].partition(":")[0].removeprefix("api.")
-            log.error(f"{field}_unusable", problem=exc.problems[0], keeping="the previous credentials")
-            return
+        async with self._credential_lock:  # one check at a time: the files' watch is not thread-safe
+            try:
+                credentials = await asyncio.get_running_loop().run_in_executor(None, files.changed, self.credentials)
+            except ConfigError as exc:
+                field = exc.problems[0].partition(":")[0].removeprefix("api.")
+                log.error(f"{field}_unusable", problem=exc.problems[0], keeping="the previous credentials")
+                return
+            finally:
+                if not _cancelled():
+                    self._settle_credentials_later(files)
         if files is not self._credential_files:
             return  # a reload named other files meanwhile and applied what they hold: these are stale
         if credentials is not None:
@@ -292,6 +302,18 @@ class Exporter:
                 log.info("api_key_reloaded", path=str(files.key_file))
             self.credentials = credentials
             self.client.use_credentials(credentials)
+
+    def _settle_credentials_later(self, files: CredentialFiles) -> None:
+        delay = files.settles_in()
+        if delay is None or files is not self._credential_files:
+            return
+        task = self._credential_settle
+        if task is None or task.done() or task is asyncio.current_task():
+            self._credential_settle = asyncio.create_task(self._check_credential_files_in(delay + 0.05))
+
+    async def _check_credential_files_in(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._check_credential_files()
 
     def request_reload(self) -> asyncio.Future[list[str]]:
         """Ask for a reload (SIGHUP, POST /-/reload): a future for its problems, empty on success.
@@ -377,6 +399,7 @@ class Exporter:
             await self.balance.stop()
         await cancel(self._task)
         self._task = None
+        await cancel(self._credential_settle)
         for task in list(self._closing):
             task.cancel()
         if self.web_config is not None:
@@ -390,6 +413,11 @@ def _one_line(exc: BaseException) -> str:
     """An unexpected loading failure as one line. Only the exception's type: its message could
     carry what the file holds (a secret, a URL's password), which is never shown."""
     return f"config: cannot load: unexpected {type(exc).__name__} (the running config stays)"
+
+
+def _cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _close_later(client: ItnioClient, delay: float) -> None:
