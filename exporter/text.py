@@ -24,10 +24,19 @@ MAX_TEXT = 4096
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
+_CUT = re.compile(r"…\[cut (\d+) chars\]$")
+
+
 def cap(text: str, limit: int = MAX_TEXT) -> str:
-    """``text`` cut to at most about ``limit`` characters, ending ``…[cut N chars]`` if cut."""
+    """``text`` cut to at most about ``limit`` characters, ending ``…[cut N chars]`` if cut.
+    Text cut before (by the decoder, say) keeps its mark and its count when cut again."""
     if len(text) <= limit:
         return text
+    earlier = _CUT.search(text)
+    if earlier is not None:
+        if earlier.start() <= limit:
+            return text
+        return f"{text[:limit]}…[cut {earlier.start() - limit + int(earlier.group(1))} chars]"
     return f"{text[:limit]}…[cut {len(text) - limit} chars]"
 
 

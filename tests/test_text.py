@@ -19,6 +19,12 @@ def test_long_text_is_cut_and_says_so() -> None:
     assert text.endswith(f"…[cut {7_000_000 - MAX_TEXT} chars]")
 
 
+def test_text_cut_before_keeps_its_count_when_shown_with_a_smaller_cap() -> None:
+    once = cap("x" * 10_000)
+    assert cap(once) == once
+    assert cap(once, 100) == "x" * 100 + f"…[cut {10_000 - 100} chars]"
+
+
 def test_terminal_escapes_are_shown_not_acted_on() -> None:
     hostile = "a\x1b[2J\x1b]0;pwned\x07b\r\n\x00\x9b31m\x7f\ud800"
     assert inert(hostile) == "a\\x1b[2J\\x1b]0;pwned\\x07b\\x0d\\x0a\\x00\\x9b31m\\x7f\\ud800"
