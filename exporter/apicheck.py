@@ -14,6 +14,11 @@ One line per request, then the clock offset read from the answers' Date headers,
 verification in use, and a verdict. A failure the user can fix (-1, -2, -16, an unreachable
 host, a timeout) gets a sentence saying what to do. Neither the secret nor the Sign is printed.
 The exit status is 0 when every request succeeded, else 1.
+
+What the API said is shown inert (:mod:`exporter.text`): each vendor string is capped, and
+every line printed has its control characters escaped visibly (``\\x1b``) and is made
+writable in the output's encoding, so no answer can drive the terminal, forge a line, or
+stop the verdict from being printed.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TextIO
 
+from .accounts.runtime import build_client
 from .config import Config, Credentials
 from .metrics.telemetry import Telemetry
 from .polling.discovery import list_params
-from .accounts.runtime import build_client
+from .text import encodable, inert, safe
 from .vendor.client import ItnioClient
 from .vendor.endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from .vendor.errors import ApiError, ErrorKind, NotSent
@@ -132,7 +138,7 @@ def describe(outcome: Outcome) -> str:
     if answer is not None and answer.envelope is not None:
         envelope = answer.envelope
         parts.append(f"envelope {envelope.form} ({envelope.code_type})")
-        parts.append(f"code {envelope.code} {envelope.message!r}")
+        parts.append(f"code {envelope.code} '{safe(envelope.message)}'")
     result, error = outcome.result, outcome.error
     if isinstance(result, FlowDetail):
         parts.append(f"OK: state {state_name(result.status)}, {len(result.nodes)} nodes")
@@ -146,9 +152,9 @@ def describe(outcome: Outcome) -> str:
         )
         parts.append(f"OK: balance {amounts} (the account's quote currency)")
     elif isinstance(error, ApiError):
-        parts.append(f"FAILED: {error.kind.value}{' ' + error.code if error.code else ''}: {error.message}")
+        parts.append(f"FAILED: {error.kind.value}{' ' + safe(error.code, 64) if error.code else ''}: {safe(error.message)}")
     elif isinstance(error, NotSent):
-        parts.append(f"NOT SENT: {error.reason}")
+        parts.append(f"NOT SENT: {safe(error.reason)}")
     drift = answer.drift if answer is not None and result is not None else ()
     parts.append("drift: " + (", ".join(f"{d.kind} {d.field}" for d in drift) if drift else "none"))
     return " | ".join(parts)
@@ -191,10 +197,15 @@ def tls_line(config: Config) -> str:
 
 def report(config: Config, outcomes: list[Outcome], out: TextIO) -> int:
     """Print the lines, the advice for each kind of failure seen, the clock, TLS and the verdict; the exit status."""
+    encoding = getattr(out, "encoding", None)
+
+    def say(line: str) -> None:
+        print(encodable(inert(line), encoding), file=out)
+
     for outcome in outcomes:
-        print(describe(outcome), file=out)
+        say(describe(outcome))
     if not outcomes:
-        print("no request to send: no flows configured and discovery off", file=out)
+        say("no request to send: no flows configured and discovery off")
     advice = []
     for outcome in outcomes:
         error = outcome.error
@@ -206,16 +217,16 @@ def report(config: Config, outcomes: list[Outcome], out: TextIO) -> int:
         if key in ADVICE and ADVICE[key] not in advice:
             advice.append(ADVICE[key])
     for line in advice:
-        print(line, file=out)
-    print(clock_line(outcomes), file=out)
-    print(tls_line(config), file=out)
+        say(line)
+    say(clock_line(outcomes))
+    say(tls_line(config))
     failed = [o for o in outcomes if not o.ok]
     if failed or not outcomes:
-        print(f"verdict: FAILED: {len(failed)} of {len(outcomes)} requests failed", file=out)
+        say(f"verdict: FAILED: {len(failed)} of {len(outcomes)} requests failed")
         return 1
     skipped = " (group/call/detail skipped: no node with a taskId)" if (
         config.enrich.node_calls and not any(o.endpoint == GROUP_CALL_DETAIL for o in outcomes)) else ""
-    print(f"verdict: OK: {len(outcomes)} of {len(outcomes)} requests succeeded{skipped}", file=out)
+    say(f"verdict: OK: {len(outcomes)} of {len(outcomes)} requests succeeded{skipped}")
     return 0
 
 

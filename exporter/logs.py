@@ -6,6 +6,12 @@ configured format. Their exceptions become one ``error`` field (``Type: message`
 a traceback. A request aiohttp cannot parse (a client's fault) is a single debug line,
 ``http_bad_request``; any other foreign warning or error is written at most once per
 :data:`FOREIGN_INTERVAL` seconds per message, the next line saying how many were dropped.
+
+Every key and value is made safe in the renderer itself, whatever the event (see
+:mod:`exporter.text`): a string value is capped and its control characters escaped visibly
+(``\\x1b``), so vendor text (a ``msg``, a ``taskName``) can neither forge a line nor drive a
+terminal; and what the stream cannot encode is escaped too (``\\u2713`` on ASCII), so logging
+never raises.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Any
 
 import structlog
 from aiohttp import http_exceptions
+
+from .text import encodable, safe
 
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("logfmt", "json")
@@ -59,6 +67,46 @@ def _foreign_fields(logger: Any, method: str, event_dict: MutableMapping[str, An
     return event_dict
 
 
+_PLAIN = (int, float, bool, type(None))
+
+
+def _safe_value(value: Any, encoding: str | None) -> Any:
+    """A value as it may be rendered: strings capped, inert and encodable, containers item by
+    item, anything else (an exception, a path) as its text."""
+    if isinstance(value, str):
+        return encodable(safe(value), encoding)
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_safe_value(item, encoding) for item in value]
+    if isinstance(value, dict):
+        return {_safe_key(k, encoding): _safe_value(v, encoding) for k, v in value.items()}
+    return _safe_value(str(value), encoding)
+
+
+def _safe_key(key: Any, encoding: str | None) -> str:
+    """A key logfmt accepts (no space, quote or ``=``: structlog raises on whitespace)."""
+    return "".join("_" if ch in ' "=' else ch for ch in _safe_value(str(key), encoding)[:64]) or "_"
+
+
+def safe_renderer(fmt: str, encoding: str | None) -> Any:
+    """The renderer of ``fmt``, fed only safe keys and values (see the module docstring).
+
+    Text the stream cannot encode is escaped value by value, before logfmt quotes it (JSON is
+    ASCII already), so that the escape's backslash is quoted like any other."""
+    if fmt == "json":
+        render: Any = structlog.processors.JSONRenderer()  # ensure_ascii: any stream writes it
+        encoding = None
+    else:
+        render = structlog.processors.LogfmtRenderer(key_order=["ts", "level", "event"], drop_missing=True)
+
+    def renderer(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        fields = {_safe_key(key, encoding): _safe_value(value, encoding) for key, value in event_dict.items()}
+        return str(render(logger, method, fields))
+
+    return renderer
+
+
 class ForeignFilter(logging.Filter):
     """Tames the records of other libraries before they are formatted (see the module docstring)."""
 
@@ -94,13 +142,9 @@ class ForeignFilter(logging.Filter):
 
 
 def configure(level: str = "info", fmt: str = "logfmt", stream=None) -> None:
-    renderer = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.processors.LogfmtRenderer(key_order=["ts", "level", "event"], drop_missing=True)
-    )
     numeric = logging.getLevelName(level.upper())
     stream = stream or sys.stderr
+    renderer = safe_renderer(fmt, getattr(stream, "encoding", None))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

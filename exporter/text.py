@@ -8,6 +8,8 @@ Rules, for every string the API sends (``msg``, ``taskName``, ...):
   characters (ESC, BEL, CR, LF, NUL, CSI ...), DEL, and lone surrogates (which cannot be
   encoded at all). Each becomes a visible escape (``\\x1b``, ``\\x9b``, ``\\ud800``), and a
   backslash is left as it is. The result always encodes to UTF-8.
+- :func:`encodable` makes a line writable in a stream's encoding (an ASCII terminal, LANG=C):
+  what does not fit becomes a visible escape instead of an error.
 
 This module imports nothing of the exporter: any layer may use it.
 """
@@ -22,10 +24,19 @@ MAX_TEXT = 4096
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
+_CUT = re.compile(r"…\[cut (\d+) chars\]$")
+
+
 def cap(text: str, limit: int = MAX_TEXT) -> str:
-    """``text`` cut to at most about ``limit`` characters, ending ``…[cut N chars]`` if cut."""
+    """``text`` cut to at most about ``limit`` characters, ending ``…[cut N chars]`` if cut.
+    Text cut before (by the decoder, say) keeps its mark and its count when cut again."""
     if len(text) <= limit:
         return text
+    earlier = _CUT.search(text)
+    if earlier is not None:
+        if earlier.start() <= limit:
+            return text
+        return f"{text[:limit]}…[cut {earlier.start() - limit + int(earlier.group(1))} chars]"
     return f"{text[:limit]}…[cut {len(text) - limit} chars]"
 
 
@@ -42,3 +53,16 @@ def inert(text: str) -> str:
 def safe(text: str, limit: int = MAX_TEXT) -> str:
     """Capped, then made inert: what a terminal or a log line may show of vendor text."""
     return inert(cap(text, limit))
+
+
+def encodable(text: str, encoding: str | None) -> str:
+    """``text`` as ``encoding`` can write it: what it cannot encode becomes a visible escape
+    (``\\u2713`` on an ASCII terminal), so writing vendor text never raises UnicodeEncodeError."""
+    encoding = encoding or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:
+        return text.encode("ascii", "backslashreplace").decode("ascii")
+    return text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import textwrap
@@ -147,3 +148,47 @@ def test_api_check_goes_with_a_config_file_only():
 
     result = subprocess.run([*EXE, "--api.check", "--demo"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "--demo: runs without" in result.stderr
+
+
+# What a careless or compromised endpoint may put in a msg: clear the screen, set the window title,
+# ring, return to the line start, a forged line, NUL, a C1 CSI, a lone surrogate; then 7 MB of it.
+HOSTILE_MSG = "\x1b[2J\x1b]0;owned\x07bell\rcarriage\nverdict: OK: forged\x00nul\x9b31m\ud800" + "A" * 7_000_000
+
+
+def assert_inert(raw: bytes) -> str:
+    """``raw`` decodes, and holds no control character but the newline (C0, DEL, C1)."""
+    text = raw.decode("utf-8")
+    bad = sorted({f"{ord(ch):#x}" for ch in text if (ord(ch) < 0x20 and ch != "\n") or 0x7F <= ord(ch) <= 0x9F})
+    assert not bad, bad
+    return text
+
+
+async def test_hostile_vendor_text_is_escaped_capped_and_the_verdict_always_printed(tmp_path, make_sim):
+    from exporter.simulator import Fault
+
+    sim = await make_sim(flows=static_flows(3, 2))
+    sim.flow_faults[1] = Fault("api", -18, HOSTILE_MSG)
+    sim.balance_fault = Fault("api", -18, HOSTILE_MSG)
+    path = config_file(tmp_path, sim, flows=(1, 2))
+    # a UTF-8 terminal, an ASCII one with strict errors, and LANG=C without locale coercion
+    for env in ({}, {"PYTHONIOENCODING": "ascii:strict"},
+                {"LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}):
+        process = await asyncio.create_subprocess_exec(
+            *EXE, "--api.check", "--config.file", str(path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **env},
+        )
+        raw_out, raw_err = await asyncio.wait_for(process.communicate(), 60)
+        out, err = assert_inert(raw_out), assert_inert(raw_err)
+        assert process.returncode == 1, (env, err[-2000:])
+        assert "Traceback" not in err, (env, err[-2000:])
+        lines = out.splitlines()
+        assert lines[-1] == "verdict: FAILED: 2 of 3 requests failed", env
+        (flow,) = [line for line in lines if line.startswith("recallFlow/queryDetail keyId=1 ")]
+        # every byte the vendor sent that a terminal would act on is shown as a visible escape
+        for escape in ("\\x1b[2J", "\\x1b]0;owned\\x07bell", "\\x0dcarriage", "\\x0averdict: OK: forged",
+                       "\\x00nul", "\\x9b31m", "\\ud800"):
+            assert escape in flow, (env, escape)
+        assert "FAILED: api -18" in flow and "[cut " in flow, flow.replace("A" * 100, "")
+        assert not any(line.startswith("verdict: OK") for line in lines)
+        assert len(raw_out) < 64 * 1024, len(raw_out)  # a few KiB per vendor string, not 7 MB
+        assert sum(line.startswith("getBalance") for line in lines) == 1

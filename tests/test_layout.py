@@ -22,6 +22,7 @@ PACKAGE = ROOT / "exporter"
 
 LAYERS = ("config", "vendor", "polling", "metrics", "accounts", "web", "reload", "service", "apicheck", "cli", "__main__")
 LEAVES = ("exporter", "exporter.aio", "exporter.logs", "exporter.text")  # import nothing, importable by all
+ROOT_LEAF = "exporter.text"  # the other leaves may import it (the logs make vendor text safe with its rules)
 SPECIAL = {"simulator": ("config", "vendor")}  # what a side package may import
 USERS = {"simulator": ("cli",)}  # who may import a side package
 
@@ -117,8 +118,9 @@ def test_imports_run_downward_between_layers() -> None:
 
 @pytest.mark.parametrize("leaf", LEAVES)
 def test_leaves_import_nothing_of_the_exporter(leaf: str) -> None:
-    wrong = [str(imp) for imp in IMPORTS if imp.module == leaf]
-    assert not wrong, f"{leaf} must import nothing of the exporter:\n  " + "\n  ".join(wrong)
+    allowed = () if leaf == ROOT_LEAF else (ROOT_LEAF,)
+    wrong = [str(imp) for imp in IMPORTS if imp.module == leaf and imp.target not in allowed]
+    assert not wrong, f"{leaf} must import nothing of the exporter but {allowed}:\n  " + "\n  ".join(wrong)
 
 
 def test_the_service_knows_no_vendor_feature_by_name() -> None:

@@ -3,14 +3,22 @@ the standard library's loggers (aiohttp, asyncio) included."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import os
+import re
 import socket
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
+
+import pytest
 
 from exporter import logs
+from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Fault, SimFlow, Simulator, static_flows
 from tests.conftest import free_port
 from tests.helpers import wait_for_http
 
@@ -62,3 +70,121 @@ def test_other_libraries_log_one_line_without_traceback_and_repeats_are_held_bac
     assert lines[0].startswith("ts=") and "level=error" in lines[0] and "logger=asyncio" in lines[0]
     assert 'error="ValueError: first line second line"' in lines[0]
     assert "level=info" in lines[1] and "logger=aiohttp.server" in lines[1]
+
+
+# Vendor text a careless or compromised endpoint may send: terminal escapes, a forged log line
+# (in both formats), NUL, a C1 CSI, a lone surrogate, a non-ASCII letter; and far too much of it.
+HOSTILE = ("\x1b[2J\x1b]0;owned\x07\rts=2020-01-01 level=info event=forged\n"
+           '{"event": "forged"}\x00\x9b31m\ud800 ✓ ' + "A" * 100_000)
+EVENTS = ("flow_poll_failed", "node_calls_failed", "flow_discovered")
+# One logfmt line: key=value pairs, a value bare or quoted with backslash escapes, nothing else.
+LOGFMT_LINE = re.compile(r'[^\s="]+=(?:"(?:[^"\\]|\\.)*"|[^\s"]*)(?: [^\s="]+=(?:"(?:[^"\\]|\\.)*"|[^\s"]*))*')
+LOGFMT_PAIR = re.compile(r'([^\s="]+)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
+
+
+def logfmt_fields(line: str) -> dict[str, str]:
+    assert LOGFMT_LINE.fullmatch(line), line[:300]
+    fields = {}
+    for key, raw in LOGFMT_PAIR.findall(line):
+        fields[key] = re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw.startswith('"') else raw
+    return fields
+
+
+def no_controls(raw: bytes) -> str:
+    """``raw`` is UTF-8 holding no control character but the newline (C0, DEL, C1)."""
+    text = raw.decode("utf-8")
+    bad = sorted({f"{ord(ch):#x}" for ch in text if (ord(ch) < 0x20 and ch != "\n") or 0x7F <= ord(ch) <= 0x9F})
+    assert not bad, bad
+    return text
+
+
+async def hostile_sim(make_sim) -> Simulator:
+    """Flow 1 fails with the hostile msg, a node of flow 2 too, and discovery lists flow 3 named with it."""
+    sim = await make_sim(flows=[*static_flows(2, 1), SimFlow(key_id=3, task_name=HOSTILE)])
+    sim.flow_faults[1] = Fault("api", -18, HOSTILE)
+    sim.task_faults[7002000] = Fault("api", -18, HOSTILE)  # flow 2's node
+    return sim
+
+
+def hostile_config(tmp_path: Path, sim: Simulator) -> Path:
+    (tmp_path / "secret").write_text(DEMO_API_SECRET)
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        api:
+          base_url: {sim.base_url}
+          api_key: {DEMO_API_KEY}
+          api_secret_file: {tmp_path / 'secret'}
+          retries: 0
+        discovery:
+          enabled: true
+        enrich:
+          node_calls: true
+        balance:
+          enabled: false
+        flows:
+          - key_id: 1
+          - key_id: 2
+        """))
+    return path
+
+
+async def run_until_logged(path: Path, fmt: str, env: dict[str, str]) -> bytes:
+    """Run the exporter until it has logged every event of :data:`EVENTS`; its stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--config.file", str(path), "--log.format", fmt,
+        "--web.listen-address", f"127.0.0.1:{free_port()}",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env={**os.environ, **env},
+    )
+    assert process.stderr is not None
+    err = b""
+    try:
+        async with asyncio.timeout(30):
+            while not all(event.encode() in err for event in EVENTS):
+                line = await process.stderr.readline()
+                assert line, err.decode(errors="replace")[-3000:]
+                err += line
+    finally:
+        process.terminate()
+        _, rest = await process.communicate()
+    return err + rest
+
+
+@pytest.mark.parametrize("fmt, env", [
+    ("logfmt", {}),
+    ("json", {}),
+    ("logfmt", {"PYTHONIOENCODING": "ascii:strict"}),
+], ids=["logfmt", "json", "logfmt-ascii-stderr"])
+async def test_vendor_text_in_logs_is_escaped_capped_and_one_event_per_line(tmp_path, make_sim, fmt, env):
+    sim = await hostile_sim(make_sim)
+    err = no_controls(await run_until_logged(hostile_config(tmp_path, sim), fmt, env))
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    events = [json.loads(line) for line in lines] if fmt == "json" else [logfmt_fields(line) for line in lines]
+    assert all(event["ts"] and event["level"] for event in events)
+    assert not any(event["event"] == "forged" for event in events)
+    by_name = {event["event"]: event for event in events}
+    hostile = [by_name["flow_poll_failed"]["error"], by_name["node_calls_failed"]["error"],
+               by_name["flow_discovered"]["task_name"]]
+    for text in hostile:
+        # each control character is a visible escape, the forged line a part of the value it came in
+        assert text.startswith("\\x1b[2J\\x1b]0;owned\\x07\\x0dts=2020-01-01 level=info event=forged\\x0a"), text[:200]
+        assert "\\x00" in text and "\\x9b31m" in text
+        # the lone surrogate escaped, or replaced where the decoder keeps the text (taskName)
+        assert any(mark in text for mark in ("\\ud800", "\ufffd", "\\ufffd"))
+        assert ("\\u2713" if env else "✓") in text  # what the stream cannot encode is escaped, not fatal
+        assert len(text) < 8 * 1024
+    assert len(lines) < 50 and len(err) < 64 * 1024
+
+
+def test_every_value_and_key_of_any_event_is_made_safe() -> None:
+    out = io.StringIO()
+    logs.configure("info", "logfmt", stream=out)
+    logging.getLogger("aiohttp.access").warning("GET /\x1b[31m\nforged=1")
+    import structlog
+
+    structlog.get_logger().info("event\r", **{"odd key\x07": "v"}, path=Path("logs/a\nb"), items=["\x1b"])
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert "\x1b" not in out.getvalue() and "\r" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert 'event="GET /\\\\x1b[31m\\\\x0aforged=1"' in lines[0]
+    assert "event=event\\x0d" in lines[1] and "odd_key\\x07=v" in lines[1] and "path=logs/a\\x0ab" in lines[1]

@@ -191,3 +191,26 @@ async def test_an_exporter_that_cannot_listen_sends_nothing_to_the_api(sim: Simu
         finally:
             await exporter.stop()
     assert sim.answers.total() == 0 and not sim.page_requests and not sim.balance_answers
+
+
+async def test_a_rewritten_secret_file_is_used_once_settled_without_waiting_for_the_next_cycle(
+    tmp_path, sim, exporter_from_file
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("the-old-secret")
+    path = tmp_path / "config.yaml"
+    raw = exporter_config(sim)
+    raw["api"]["api_secret_file"] = str(secret)
+    raw["poll"]["interval"] = "10m"  # no cycle would come to pick it up
+    path.write_text(yaml.safe_dump(raw))
+    exporter = await exporter_from_file(path)
+    secret.write_text(DEMO_API_SECRET)
+    await exporter._check_credential_files()  # the check before a cycle sees it, not settled yet
+    assert exporter.account().credentials.secret() == "the-old-secret"
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if exporter.account().credentials.secret() == DEMO_API_SECRET:
+            break
+    assert exporter.account().credentials.secret() == DEMO_API_SECRET  # checked again once settled, 2 s on
+    await exporter.account().poller.run_cycle()
+    assert all(state.up for state in exporter.account().poller.snapshot.flows)

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 import structlog
 
+from ..aio import cancel
 from ..config import (
     AccountConfig,
     ApiConfig,
@@ -35,7 +36,6 @@ from ..config import (
 from ..metrics.exposition import Exposition
 from ..metrics.telemetry import Telemetry
 from ..polling.shard import Shard
-from ..polling.source import Source
 from ..vendor.client import ItnioClient, RequestObserver
 from ..vendor.transport import client_transport_options
 from .sources import Wiring, build_sources
@@ -134,6 +134,8 @@ class AccountRuntime:
         )
         self.poller, self.sources = build_sources(wiring)
         self._closing: set[asyncio.Task[None]] = set()
+        self._credential_lock = asyncio.Lock()
+        self._credential_settle: asyncio.Task[None] | None = None
         self._running = False
 
     def __repr__(self) -> str:
@@ -219,6 +221,7 @@ class AccountRuntime:
         self._running = False
         for source in reversed(self.sources):
             await source.stop()
+        await cancel(self._credential_settle)
         for task in list(self._closing):
             task.cancel()
         await self.client.close()
@@ -229,14 +232,22 @@ class AccountRuntime:
 
     # -- credential rotation -------------------------------------------------------------------
     async def _check_credential_files(self) -> None:
-        """Before each cycle: sign with the key and secret files' new content if either changed."""
+        """Before each cycle: sign with the key and secret files' new content once it has settled.
+
+        A change seen but not settled yet is checked again when it will have, between cycles (a
+        long poll interval does not delay a rotation), by one task at a time.
+        """
         files = self._credential_files
-        try:
-            credentials = await asyncio.get_running_loop().run_in_executor(None, files.changed, self.credentials)
-        except ConfigError as exc:
-            field = exc.problems[0].partition(":")[0].removeprefix("api.")
-            log.error(f"{field}_unusable", problem=exc.problems[0], keeping="the previous credentials")
-            return
+        async with self._credential_lock:  # one check at a time: the files' watch is not thread-safe
+            try:
+                credentials = await asyncio.get_running_loop().run_in_executor(None, files.changed, self.credentials)
+            except ConfigError as exc:
+                field = exc.problems[0].partition(":")[0].removeprefix("api.")
+                log.error(f"{field}_unusable", problem=exc.problems[0], keeping="the previous credentials")
+                return
+            finally:
+                if not _cancelled():
+                    self._settle_credentials_later(files)
         if files is not self._credential_files:
             return  # a reload named other files meanwhile and applied what they hold: these are stale
         if credentials is not None:
@@ -246,6 +257,23 @@ class AccountRuntime:
                 log.info("api_key_reloaded", path=str(files.key_file))
             self.credentials = credentials
             self.client.use_credentials(credentials)
+
+    def _settle_credentials_later(self, files: CredentialFiles) -> None:
+        delay = files.settles_in()
+        if delay is None or files is not self._credential_files:
+            return
+        task = self._credential_settle
+        if task is None or task.done() or task is asyncio.current_task():
+            self._credential_settle = asyncio.create_task(self._check_credential_files_in(delay + 0.05))
+
+    async def _check_credential_files_in(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._check_credential_files()
+
+
+def _cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _close_later(client: ItnioClient, delay: float) -> None:

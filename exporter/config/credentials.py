@@ -3,16 +3,19 @@
 The key comes from ``api.api_key_file``, else ``api.api_key``, else ``$ITNIO_API_KEY``; the
 secret from ``api.api_secret_file``, else ``api.api_secret``, else ``$ITNIO_API_SECRET``. The two
 files are watched (:class:`CredentialFiles`), so that a rotated Kubernetes Secret holding both is
-picked up without a restart.
+picked up without a restart, and read only once they have settled: never half-written, never a
+new key with an old secret.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ConfigError
-from .files import FileWatch, read_text_file
+from .files import SETTLE_SECONDS, SettledFiles, read_text_file
 from .schema import ApiConfig
 
 ENV_API_KEY = "ITNIO_API_KEY"
@@ -104,37 +107,49 @@ def resolve_credentials(api: ApiConfig, environ: dict[str, str] | None = None) -
 class CredentialFiles:
     """The key and secret files of an ``api:`` section (those it names), watched for changes.
 
-    :meth:`changed` is called before each poll cycle: Kubernetes swaps a mounted Secret's files
-    in place, so a rotated key and secret are used without a restart.
+    :meth:`changed` is called before each poll cycle, so a rotated key and secret are used without
+    a restart; they are read once settled (:class:`SettledFiles`): a file rewritten in place is
+    used once it has stayed the same for ``settle`` seconds, the key and secret together, and a
+    Kubernetes Secret's atomic symlink swap at once. Until then, and when a settled file is empty
+    or cannot be read, the caller keeps the credentials it has.
     """
 
-    def __init__(self, api: ApiConfig):
+    def __init__(self, api: ApiConfig, *, settle: float = SETTLE_SECONDS, clock: Callable[[], float] = time.monotonic):
         self.key_file = api.api_key_file
         self.secret_file = api.api_secret_file
-        self._fields = [(path, field) for path, field in (
+        fields = [(path, field) for path, field in (
             (self.key_file, "api.api_key_file"), (self.secret_file, "api.api_secret_file")) if path is not None]
-        self._watch = FileWatch(*(path for path, _ in self._fields)) if self._fields else None
+        self._files = SettledFiles(fields, settle=settle, clock=clock) if fields else None
 
     def same_files(self, api: ApiConfig) -> bool:
         return api.api_key_file == self.key_file and api.api_secret_file == self.secret_file
 
-    def changed(self, current: Credentials) -> Credentials | None:
-        """``current`` with the key and secret re-read from their files if a file changed since last
-        read, else None. Blocking: run it in a thread.
+    def settles_in(self) -> float | None:
+        """Seconds until a change seen but not yet used will have settled; None: nothing waits."""
+        return None if self._files is None else self._files.settles_in()
 
-        Raises ConfigError once when a file vanishes, and on every check while a changed file cannot
-        be read or is empty (the caller keeps the old credentials meanwhile); its problems name the field.
+    def changed(self, current: Credentials) -> Credentials | None:
+        """``current`` with the key and secret from their files if they changed and settled since
+        last reported, else None. Blocking: run it in a thread.
+
+        Raises ConfigError, once per change, when a settled file cannot be read or is empty (its
+        problems name the field; neither file is used then, so the key and secret stay a pair).
         """
-        if self._watch is None:
+        if self._files is None:
             return None
-        change = self._watch.check()
-        if change is None:
+        states = self._files.check()
+        if states is None:
             return None
-        gone = [f"{field}: cannot read {path}" for (path, field), stamp in zip(self._fields, change.stamps, strict=True)
-                if stamp is None]
-        if gone:
-            raise ConfigError(gone)
-        key = read_key_file(self.key_file) if self.key_file is not None else current.api_key
-        secret = read_secret_file(self.secret_file) if self.secret_file is not None else current.secret()
-        self._watch.accept(change)
+        texts, problems = {}, []
+        for (path, field), state in zip(self._files.files, states, strict=True):
+            text = (state.text or "").strip()
+            if state.problem:
+                problems.append(state.problem)
+            elif not text:
+                problems.append(f"{field}: {path} is empty")
+            texts[field] = text
+        if problems:
+            raise ConfigError(problems)
+        key = texts.get("api.api_key_file", current.api_key)
+        secret = texts.get("api.api_secret_file") or current.secret()
         return Credentials(key, secret, "api_secret_file" if self.secret_file is not None else current.source)

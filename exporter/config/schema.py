@@ -180,6 +180,8 @@ class DiscoveryConfig(_Model):
     refresh: Duration = 300.0  # how often the list is read
     task_name: StrictStr | None = None  # the vendor's taskName filter
     page_size: StrictInt = Field(default=100, ge=1, le=100)
+    # Most flows watched in all, flows: included; discovered ones beyond it are left out.
+    max_flows: StrictInt = Field(default=5000, ge=1, le=100_000)
 
     @field_validator("lookback")
     @classmethod

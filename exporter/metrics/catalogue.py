@@ -224,7 +224,9 @@ API_SCHEMA_DRIFT = Metric(
     "counter",
     "Answers of the ITNIO API that deviated from the documented types but were still used, by endpoint, "
     "documented field (other for any other) and kind: string_number (a number sent as text), missing (an "
-    "optional documented field absent), unreadable_node (a nodeList entry dropped).",
+    "optional documented field absent), unreadable (an optional number that is not one, or negative: left out), "
+    "unreadable_node (a nodeList entry dropped), too_long (vendor text cut at its cap), excess_records (a "
+    "queryPage page held more records than the size asked for; the rest were dropped).",
     ("account", "endpoint", "field", "kind"),
 )
 CLOCK_OFFSET = Metric(
@@ -301,6 +303,13 @@ DISCOVERED_FLOWS = Metric(
     "Recall flows watched because discovery found them (whether or not flows: lists them too).",
     ("account",),
 )
+DISCOVERED_FLOWS_DROPPED = Metric(
+    "itnio_exporter_discovered_flows_dropped",
+    "gauge",
+    "Recall flows the last discovery run found but does not watch, as discovery.max_flows leaves no room "
+    "for them (neither polled nor exported).",
+    ("account",),
+)
 
 # -- the account balance, from the balance poller's state (exporter.metrics.exposition) ------
 ACCOUNT_BALANCE = Metric(
@@ -316,6 +325,13 @@ ACCOUNT_BALANCE_LOW_THRESHOLD = Metric(
     "gauge",
     "The balance.low_threshold setting: the available balance (the sum of itnio_account_balance) below "
     "which ItnioBalanceLow fires, in the account's quote currency.",
+    ("account",),
+)
+ACCOUNT_BALANCE_INTERVAL = Metric(
+    "itnio_account_balance_interval_seconds",
+    "gauge",
+    "The balance.interval setting: how often getBalance is queried. The balance series go once the last "
+    "successful query is older than 3 x this, and ItnioBalanceUnknown fires.",
     ("account",),
 )
 ACCOUNT_BALANCE_LAST_SUCCESS = Metric(
@@ -343,7 +359,8 @@ METRICS: tuple[Metric, ...] = (
     API_REQUESTS, API_ERRORS, API_REQUEST_DURATION, API_RETRIES, API_SCHEMA_DRIFT, CLOCK_OFFSET, BACKOFF,
     CONFIG_RELOAD_SUCCESSFUL, CONFIG_RELOAD_SUCCESS_TIME, HTTP_AUTH_FAILURES, BUILD_INFO, CONFIG_INFO,
     SHARD_INDEX, SHARDS, DISCOVERY_SUCCESSFUL, DISCOVERY_SUCCESS_TIME, DISCOVERED_FLOWS,
-    ACCOUNT_BALANCE, ACCOUNT_BALANCE_LOW_THRESHOLD, ACCOUNT_BALANCE_LAST_SUCCESS, ACCOUNT_INFO,
+    DISCOVERED_FLOWS_DROPPED,
+    ACCOUNT_BALANCE, ACCOUNT_BALANCE_LOW_THRESHOLD, ACCOUNT_BALANCE_INTERVAL, ACCOUNT_BALANCE_LAST_SUCCESS,
 )
 BY_NAME: dict[str, Metric] = {metric.name: metric for metric in METRICS}
 

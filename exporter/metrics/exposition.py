@@ -137,8 +137,10 @@ def detail_families(snapshots: Sequence[Snapshot], pause: _Pause = None) -> list
         current = state_name(detail.status)
         for name in ALL_STATES:
             state.add_metric([*key, name], 1.0 if name == current else 0.0)
-        interval.add_metric(key, detail.recall_interval_minutes * 60)
-        attempts.add_metric(key, detail.recall_num)
+        if detail.recall_interval_minutes is not None:  # None: unreadable in the answer (drift)
+            interval.add_metric(key, detail.recall_interval_minutes * 60)
+        if detail.recall_num is not None:
+            attempts.add_metric(key, detail.recall_num)
     return [status, state, interval, attempts]
 
 
@@ -225,10 +227,11 @@ def cycle_families(snapshots: Sequence[Snapshot]) -> list[Metric]:
 
 
 def balance_families(states: Iterable[BalanceState], now: float) -> list[Metric]:
-    """The accounts' balances at unix time ``now`` (none once stale), thresholds and last successes:
-    only the families that have series, so an exporter with balance off shows none."""
+    """The accounts' balances at unix time ``now`` (none once stale), thresholds, intervals and last
+    successes: only the families that have series, so an exporter with balance off shows none."""
     amounts = family(catalogue.ACCOUNT_BALANCE)
     threshold = family(catalogue.ACCOUNT_BALANCE_LOW_THRESHOLD)
+    interval = family(catalogue.ACCOUNT_BALANCE_INTERVAL)
     success = family(catalogue.ACCOUNT_BALANCE_LAST_SUCCESS)
     for state in states:
         if not state.enabled:
@@ -240,9 +243,10 @@ def balance_families(states: Iterable[BalanceState], now: float) -> list[Metric]
                 amounts.add_metric([*account, kind], amount)
         if state.low_threshold is not None:
             threshold.add_metric(account, state.low_threshold)
+        interval.add_metric(account, state.interval)
         if state.last_success is not None:
             success.add_metric(account, state.last_success)
-    return [metric for metric in (amounts, threshold, success) if metric.samples]
+    return [metric for metric in (amounts, threshold, interval, success) if metric.samples]
 
 
 def _yield_gil() -> None:

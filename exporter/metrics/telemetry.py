@@ -70,20 +70,21 @@ class Telemetry:
         self.config = _live(Info, catalogue.CONFIG_INFO, registry)
         self.set_config_info(tls_insecure_skip_verify=False)
         self.account_info = _live(Info, catalogue.ACCOUNT_INFO, registry)
-        self._discovery: tuple[Gauge, Gauge, Gauge] | None = None
+        self._discovery: tuple[Gauge, Gauge, Gauge, Gauge] | None = None
 
     def account(self, name: str) -> AccountTelemetry:
         """The telemetry of one account: every series it creates carries ``account=name``."""
         return AccountTelemetry(self, name)
 
-    def discovery(self) -> tuple[Gauge, Gauge, Gauge]:
-        """(last run successful, last success time, discovered flows), registered on first use:
-        an exporter whose accounts never turned discovery on shows none of them."""
+    def discovery(self) -> tuple[Gauge, Gauge, Gauge, Gauge]:
+        """(last run successful, last success time, discovered flows, flows left out), registered
+        on first use: an exporter whose accounts never turned discovery on shows none of them."""
         if self._discovery is None:
             successful = _live(Gauge, catalogue.DISCOVERY_SUCCESSFUL, self.registry)
             success_time = _live(Gauge, catalogue.DISCOVERY_SUCCESS_TIME, self.registry)
             flows = _live(Gauge, catalogue.DISCOVERED_FLOWS, self.registry)
-            self._discovery = (successful, success_time, flows)
+            dropped = _live(Gauge, catalogue.DISCOVERED_FLOWS_DROPPED, self.registry)
+            self._discovery = (successful, success_time, flows, dropped)
         return self._discovery
 
     def set_shard(self, shard: Shard) -> None:
@@ -182,18 +183,21 @@ class AccountTelemetry:
     # -- what discovery reports (exporter.polling.discovery.DiscoveryObserver) ---------------
     def discovery_on(self) -> None:
         self.preinitialise(QUERY_PAGE)
-        successful, success_time, flows = self._telemetry.discovery()
+        successful, _, flows, dropped = self._telemetry.discovery()
         self._child(successful)
         self._child(flows)
+        self._child(dropped)
 
-    def discovered(self, flows: int) -> None:
-        self._child(self._telemetry.discovery()[2]).set(flows)
+    def discovered(self, flows: int, dropped: int) -> None:
+        _, _, watched, left_out = self._telemetry.discovery()
+        self._child(watched).set(flows)
+        self._child(left_out).set(dropped)
 
     def discovery_failed(self) -> None:
         self._child(self._telemetry.discovery()[0]).set(0)
 
     def discovery_succeeded(self, at: float) -> None:
-        successful, success_time, _ = self._telemetry.discovery()
+        successful, success_time, _, _ = self._telemetry.discovery()
         self._child(successful).set(1)
         self._child(success_time).set(at)
 

@@ -39,6 +39,7 @@ class BalanceState:
     enabled: bool = False
     balance: Balance | None = None  # the last successfully decoded answer, kept across failures
     last_success: float | None = None  # unix time
+    interval: float = 300.0  # seconds: balance.interval
     stale_after: float = 900.0  # seconds: 3 x balance.interval
     low_threshold: float | None = None  # balance.low_threshold
     last_error: ApiError | NotSent | None = field(default=None, compare=False)
@@ -99,8 +100,8 @@ class BalancePoller:
         await self.stop()
         self._settings = settings
         if settings.enabled:
-            self.state = replace(self.state, enabled=True, stale_after=settings.stale_after_seconds,
-                                 low_threshold=settings.low_threshold)
+            self.state = replace(self.state, enabled=True, interval=settings.interval,
+                                 stale_after=settings.stale_after_seconds, low_threshold=settings.low_threshold)
         else:
             self.state = BalanceState(account=self.state.account)
         self._publish(self.state)

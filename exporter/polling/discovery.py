@@ -21,6 +21,16 @@ to discovered flows as to static ones).
   matches) stays watched until it has ended (status 2, 3 or 4 in its last queryDetail
   answer, or in its last record when it was never polled), or until queryDetail says
   it does not exist (-24); then it leaves.
+- ``discovery.max_flows`` caps the flows watched in all. The ``flows:`` list is always
+  watched; discovered flows it does not list fill the room left, in this order: those
+  already watched (so the set is stable from run to run), then the newest by createTime
+  (none last), then the highest keyId. The rest are left out: not polled, not kept,
+  counted in ``itnio_exporter_discovered_flows_dropped``, and logged when the cap starts
+  or stops leaving flows out (not every run). Every shard applies the same cap to the
+  same list, so the shards still split one set.
+- A page holding more records than the ``size`` asked for is read up to ``size`` (the
+  decoder counts the rest as drift); such a list cannot be read whole, so it is not read
+  again for being shorter than its ``total``.
 """
 
 from __future__ import annotations
@@ -61,8 +71,9 @@ class DiscoveryObserver(Protocol):
     def discovery_on(self) -> None:
         """Discovery is on: its series exist from now on."""
 
-    def discovered(self, flows: int) -> None:
-        """This many flows are watched because discovery found them."""
+    def discovered(self, flows: int, dropped: int) -> None:
+        """``flows`` are watched because discovery found them; ``dropped`` more were found but
+        discovery.max_flows leaves them out."""
 
     def discovery_failed(self) -> None:
         """A run failed; the previous set is kept."""
@@ -105,6 +116,8 @@ class Discovery:
         self._clock = clock
         self._config: AccountConfig | None = None
         self._records: dict[int, FlowRecord] = {}  # discovered flows being watched
+        self._listed: dict[int, FlowRecord] = {}  # every flow the last run found (or kept): the cap's input
+        self._dropped = 0  # of _listed, left out by discovery.max_flows
         self._task: asyncio.Task[None] | None = None
         self._reading = False  # a run is reading the list
 
@@ -130,9 +143,10 @@ class Discovery:
                 log.info("discovery_run_interrupted", reason="reload changed the discovery or api settings")
         self._config = config
         if not config.discovery.enabled:
-            self._records = {}
+            self._listed = {}
         else:
             self._telemetry.discovery_on()
+        self._cap(self._listed)  # flows: or max_flows may have changed
         await self._publish()
         if run and config.discovery.enabled and not keep:
             self._task = asyncio.create_task(self.run(), name=f"discovery {config.name}")
@@ -151,7 +165,29 @@ class Discovery:
         assert self._config is not None
         await self._poller.set_discovered(self._records)
         if self._config.discovery.enabled:
-            self._telemetry.discovered(len(self._records))
+            self._telemetry.discovered(len(self._records), self._dropped)
+
+    def _cap(self, listed: dict[int, FlowRecord]) -> None:
+        """Watch what discovery.max_flows leaves room for among ``listed`` (the rules above)."""
+        assert self._config is not None
+        self._listed = listed
+        static = {flow.key_id for flow in self._config.flows}
+        room = max(0, self._config.discovery.max_flows - len(static))
+        extra = [record for key_id, record in listed.items() if key_id not in static]
+        was = self._dropped
+        self._dropped = max(0, len(extra) - room)
+        if self._dropped:
+            watched = self._records
+            extra.sort(key=lambda r: (r.key_id not in watched, r.created is None, -(r.created or 0.0), -r.key_id))
+            kept = {r.key_id for r in extra[:room]} | static
+            self._records = {key_id: record for key_id, record in listed.items() if key_id in kept}
+        else:
+            self._records = dict(listed)
+        if self._dropped and not was:
+            log.warning("discovery_capped", max_flows=self._config.discovery.max_flows, listed=len(listed),
+                        left_out=self._dropped)
+        elif was and not self._dropped:
+            log.info("discovery_cap_lifted", max_flows=self._config.discovery.max_flows, listed=len(listed))
 
     # -- running ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -197,9 +233,10 @@ class Discovery:
                 log.info("discovered_flow_left", key_id=key_id, task_name=record.task_name)
             else:
                 records[key_id] = record  # no longer listed but still running: keep watching
-        for key_id in records.keys() - self._records.keys():
+        before = set(self._records)
+        self._cap(records)
+        for key_id in self._records.keys() - before:
             log.info("flow_discovered", key_id=key_id, task_name=records[key_id].task_name)
-        self._records = records
         await self._publish()
         self._telemetry.discovery_succeeded(self._clock())
         return True
@@ -211,17 +248,19 @@ class Discovery:
         found: dict[int, FlowRecord] = {}
         for attempt in range(1, MAX_PASSES + 1):
             totals = []
+            overfull = False
             current = 1
             while True:
                 page = await client.query_page(current, size, params, zone, deadline)
                 totals.append(page.total)
+                overfull = overfull or page.excess > 0
                 for record in page.records:
                     found[record.key_id] = record
                 pages = page.pages or math.ceil(page.total / size)
                 if current >= min(pages, MAX_PAGES) or not page.records:
                     break
                 current += 1
-            if len(set(totals)) == 1 and len(found) >= totals[-1]:
+            if overfull or (len(set(totals)) == 1 and len(found) >= totals[-1]):
                 break
             log.info("discovery_list_changed_while_read", passes=attempt, totals=totals[:10])
         return found

@@ -16,7 +16,8 @@ The poller is the account's flow-polling source: it watches the account's ``flow
 the flows discovery gives it (:meth:`Poller.set_discovered`; a configured flow keeps its
 name, a discovered one is named after its taskName). The set can change while the loop
 runs (:meth:`Poller.apply`, :meth:`Poller.set_discovered`): flows that stay keep their
-data, removed flows leave the snapshot at once and added flows are polled at once. Results are always merged into the *current* snapshot, so a cycle that
+data, removed flows leave the snapshot at once and added flows are polled at once.
+Results are always merged into the *current* snapshot, so a cycle that
 was running during the change cannot bring a removed flow back.
 """
 

@@ -47,7 +47,7 @@ BALANCE_PATHS = (DEFAULT_BALANCE_PATH, "/v3/getBalance")  # api.itniotech.com an
 ENVELOPES = ("code-int", "code-str", "status-str", "status-int")
 FAULT_KINDS = ("timeout", "http", "network", "decode", "api")
 # Scripted drift in queryDetail answers (Simulator.flow_drift): what a real API may send that the docs do not say.
-DRIFT_VARIANTS = ("string_numbers", "unreadable_node", "missing_optional")
+DRIFT_VARIANTS = ("string_numbers", "unreadable_node", "missing_optional", "unreadable_numbers")
 _FLOW_NUMBERS = ("keyId", "status", "recallInterval", "recallNum", "recallType")
 _NODE_NUMBERS = ("keyId", "nodeStatus", "taskId", "scriptId")
 DEMO_API_KEY = "demo-key"
@@ -94,6 +94,9 @@ def drifted(data: dict[str, Any], variants: set[str] | frozenset[str]) -> tuple[
     elif any(node.get(key) is None for node in nodes for key in ("taskId", "scriptId")):
         truth.update((f"data.nodeList.{key}", "missing") for key in ("taskId", "scriptId")
                      if any(node.get(key) is None for node in nodes))
+    if "unreadable_numbers" in variants:  # a negative count, and a count in full-width digits
+        data["recallNum"], data["recallInterval"] = -5, "\uff15"
+        truth.update({("data.recallNum", "unreadable"), ("data.recallInterval", "unreadable")})
     if "unreadable_node" in variants:
         nodes.append({"keyId": "node-without-a-number", "nodeStatus": 1})
         truth.add(("data.nodeList.keyId", "unreadable_node"))
@@ -103,10 +106,12 @@ def drifted(data: dict[str, Any], variants: set[str] | frozenset[str]) -> tuple[
 
 @dataclass
 class Fault:
-    """One injected fault: ``kind`` in FAULT_KINDS; ``code`` is the vendor code (api) or HTTP status."""
+    """One injected fault: ``kind`` in FAULT_KINDS; ``code`` is the vendor code (api) or HTTP status;
+    ``message`` the envelope's msg of an api fault (any text: a test of hostile vendor text sets it)."""
 
     kind: str
     code: int | None = None
+    message: str = "Injected fault"
 
     def record(self) -> tuple[str, str]:
         if self.kind in ("http", "api"):
@@ -158,6 +163,7 @@ class Simulator:
         self.flow_latency: dict[int, float] = {}  # key_id -> extra latency
         self.flow_drift: dict[int, set[str]] = {}  # key_id -> DRIFT_VARIANTS its queryDetail answers carry
         self.drift_served: Counter[tuple[str, str]] = Counter()  # (field, kind) of drift in successful detail answers
+        self.flow_message: dict[int, str] = {}  # key_id -> msg of its successful queryDetail answers ("success")
         self.answers: Counter[tuple[str, str]] = Counter()  # (kind, code) of every answer, "ok" for success
         self.requests_per_flow: Counter[int] = Counter()
         self.started = time.monotonic()
@@ -168,6 +174,8 @@ class Simulator:
         self.call_stats: dict[int, dict[str, Any]] = {}  # taskId -> data of group/call/detail (else made up)
         self.requests_per_task: Counter[int] = Counter()
         self.page_requests: list[dict[str, Any]] = []  # the bodies of queryPage requests, in order
+        # Records per queryPage page whatever size was asked, as a vendor that ignores size would send.
+        self.page_overfill: int | None = None
         # Called with the page number after each queryPage page is computed, before it is sent:
         # a test can create or delete flows there, as happens between two page reads on a live account.
         self.after_page: Callable[[int], None] | None = None
@@ -322,7 +330,7 @@ class Simulator:
         if variants:
             data, truth = drifted(data, variants)
             self.drift_served.update(truth)
-        return self._answer(0, "success", data)
+        return self._answer(0, self.flow_message.get(key_id, "success"), data)
 
     async def _fault_or_delay(self, request: web.Request, fault: Fault | None, delay: float) -> Decision | None:
         """Wait ``delay``, then answer with ``fault`` if there is one (None: answer normally)."""
@@ -346,7 +354,7 @@ class Simulator:
                 truncated = b'{"code":0,"msg":"success","data":{"keyId":'
                 return record, web.Response(body=truncated, content_type="application/json")
             return record, web.json_response(envelope(self._variant(), 0, "success", [1, 2, 3]))
-        return record, web.json_response(envelope(self._variant(), fault.code or -18, "Injected fault"))
+        return record, web.json_response(envelope(self._variant(), fault.code or -18, fault.message))
 
     def vendor_time(self, unix: float) -> str:
         return datetime.fromtimestamp(unix, ZoneInfo(self.timezone)).strftime(VENDOR_TIME_FORMAT)
@@ -409,6 +417,7 @@ class Simulator:
         for record in records:
             del record["_created"]
         loose = self._served % 2 == 1  # every other answer carries numbers as strings, as the vendor may
+        size = self.page_overfill or size
         page = [
             {k: (str(v) if loose and isinstance(v, int) and k != "status" else v) for k, v in r.items()}
             for r in records[(current - 1) * size : current * size]

@@ -148,7 +148,9 @@ class ItnioClient:
     ) -> FlowPage:
         """One page of the flow list (recallFlow/queryPage); times in ``params`` are in ``zone``."""
         payload = {"current": current, "size": size, "params": params}
-        return await self._call(QUERY_PAGE, payload, lambda body, reader: parse_flow_page(body, zone, reader), deadline)
+        return await self._call(
+            QUERY_PAGE, payload, lambda body, reader: parse_flow_page(body, zone, reader, size), deadline
+        )
 
     async def group_call_detail(
         self, task_id: int, deadline: float | None = None, may_send: Callable[[], str | None] | None = None

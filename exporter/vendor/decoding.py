@@ -7,21 +7,33 @@ user-facing version is in docs/, "How answers are decoded"):
 - **Envelope.** ``code``/``msg`` or ``status``/``reason``; the code a JSON number or a
   numeric string (both are documented). Any non-zero code is a failure (kind ``api``).
   ``data.status`` is the flow state, never the envelope status.
-- **Numbers.** Every documented numeric field accepts a JSON number or a numeric string:
-  ``2``, ``"2"``, ``" 2 "``, ``2.0``, ``"2.0"``, ``"1e3"``. An integer field rejects
-  ``2.5``, booleans, objects, lists, ``NaN``/``Infinity`` and non-numeric text; every
-  number must lie within ±2**63. A number sent as text where the vendor documents a
-  number is used, and counted as drift (``string_number``).
-- **Absent fields.** ``null`` counts as absent. A required field that is absent fails the
-  answer (kind ``decode``); an optional documented field that is absent is counted as
-  drift (``missing``) and left out.
+- **Numbers.** Every documented numeric field accepts a JSON number or ASCII decimal text:
+  ``2``, ``"2"``, ``" 2 "``, ``2.0``, ``"2.0"``. Text is ASCII digits with an optional
+  fraction, nothing else: no exponent (``"1e3"``), no other script's digits (``"５"``), no
+  ``_``, no sign. Only the envelope code and the balance amounts may be negative (with a
+  leading ``-`` or ``+`` in text); every number in ``data`` (ids, states, counts) is
+  ``>= 0``. An integer field rejects ``2.5``; every field rejects booleans, objects, lists,
+  ``NaN``/``Infinity``; every number must lie within ±2**63. A number sent as text where
+  the vendor documents a number is used, and counted as drift (``string_number``).
+- **What a bad value costs.** A required field (``data.status``; a node's ``keyId`` and
+  ``nodeStatus``; a list record's ``keyId``) that is absent or unreadable fails the answer
+  (kind ``decode``), or drops the node (``unreadable_node``). An optional field that is
+  absent (``null`` counts as absent) is ``missing`` drift, one that is unreadable is
+  ``unreadable`` drift; either way only that field is lost (None), and the flow, node or
+  record keeps the rest.
+- **Text.** Every vendor string kept is capped (:func:`exporter.text.cap`): ``msg`` at
+  :data:`~exporter.text.MAX_TEXT` characters, ``taskName`` (a label value) at
+  :data:`MAX_NAME`; a cut string ends with a visible mark and is ``too_long`` drift. So
+  everything downstream (snapshot, pages, JSON, logs) only ever holds capped text.
 - **Unknown fields** are ignored.
-- **Nodes.** A ``nodeList`` entry that cannot be read (not an object; ``keyId``,
-  ``nodeStatus``, ``taskId`` or ``scriptId`` unreadable; ``keyId`` or ``nodeStatus``
-  absent; a ``keyId`` seen before in the same answer) is dropped and counted as drift
-  (``unreadable_node``); the flow keeps its other nodes. What fails a whole queryDetail
-  answer is the envelope, ``data`` not being an object, or an unreadable or absent
-  flow-level field (``status``, ``recallInterval``, ``recallNum``, ``recallType``).
+- **Nodes.** A ``nodeList`` entry that is not an object, lacks a readable ``keyId`` or
+  ``nodeStatus``, or repeats a ``keyId`` seen before in the same answer, is dropped and
+  counted as drift (``unreadable_node``); the flow keeps its other nodes. What fails a
+  whole queryDetail answer is the envelope, ``data`` not being an object, ``nodeList``
+  not being a list, or ``data.status`` absent or unreadable.
+- **Pages.** A queryPage answer holding more records than the ``size`` asked for keeps
+  the first ``size`` and counts the rest as drift (``excess_records``): the API does not
+  decide how many flows one page costs.
 
 - **Balance.** The getBalance answer is flat (``status``, ``reason``, ``balance``, ``gift``,
   ``credit``; no ``data``) and documents its amounts as strings: a numeric string there is
@@ -36,10 +48,12 @@ values are a fixed set (:data:`DRIFT_SERIES`).
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from ..text import MAX_TEXT, cap
 from .endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from .errors import ApiError, ErrorKind
 from .model import (
@@ -55,7 +69,8 @@ from .model import (
     NodeDetail,
 )
 
-MAX_TEXT = 256  # longest task name kept (label values from the vendor are bounded)
+MAX_NAME = 256  # characters of a task name kept: it is a label value (the vendor's other text: exporter.text.MAX_TEXT)
+MAX_ERROR_TEXT = 200  # characters of a vendor message kept in the error of a failed answer
 MAX_NUMBER_TEXT = 40  # longer numeric strings are not numbers worth reading (nor worth the parsing time)
 LIMIT = 2**63
 ENVELOPE_LIMIT = 2**31
@@ -63,35 +78,41 @@ ENVELOPE_LIMIT = 2**31
 # Drift kinds (the `kind` label of itnio_api_schema_drift_total).
 STRING_NUMBER = "string_number"
 MISSING = "missing"
+UNREADABLE = "unreadable"
 UNREADABLE_NODE = "unreadable_node"
-DRIFT_KINDS = (STRING_NUMBER, MISSING, UNREADABLE_NODE)
+TOO_LONG = "too_long"
+EXCESS_RECORDS = "excess_records"
+DRIFT_KINDS = (STRING_NUMBER, MISSING, UNREADABLE, UNREADABLE_NODE, TOO_LONG, EXCESS_RECORDS)
 OTHER_FIELD = "other"
 
 # Every (field, kind) of drift each endpoint can show: the documented fields and what can happen to them.
 # The `field` label takes these values or `other`; the series are pre-initialised for the endpoints in use.
 _NODE_FIELDS = ("data.nodeList.keyId", "data.nodeList.nodeStatus", "data.nodeList.taskId", "data.nodeList.scriptId")
+_NODE_OPTIONAL = ("data.nodeList.taskId", "data.nodeList.scriptId")
+_FLOW_OPTIONAL = ("data.keyId", "data.recallInterval", "data.recallNum", "data.recallType")
+_RECORD_OPTIONAL = ("data.current", "data.pages", "data.total", "data.records.taskId", "data.records.createTime",
+                    "data.records.status", "data.records.finishNum")
+_CALL_FIELDS = ("data.numCnt", "data.callTotal", "data.success", "data.fail", "data.acd")
 DRIFT_SERIES: dict[str, tuple[tuple[str, str], ...]] = {
     QUERY_DETAIL: (
-        *((name, STRING_NUMBER) for name in (
-            "data.keyId", "data.status", "data.recallInterval", "data.recallNum", "data.recallType", *_NODE_FIELDS)),
-        *((name, MISSING) for name in ("msg", "data.keyId", "data.nodeList", "data.nodeList.taskId", "data.nodeList.scriptId")),
-        *((name, UNREADABLE_NODE) for name in ("data.nodeList", *_NODE_FIELDS)),
+        *((name, STRING_NUMBER) for name in ("data.status", *_FLOW_OPTIONAL, *_NODE_FIELDS)),
+        *((name, MISSING) for name in ("msg", *_FLOW_OPTIONAL, "data.nodeList", *_NODE_OPTIONAL)),
+        *((name, UNREADABLE) for name in (*_FLOW_OPTIONAL, *_NODE_OPTIONAL)),
+        *((name, UNREADABLE_NODE) for name in ("data.nodeList", "data.nodeList.keyId", "data.nodeList.nodeStatus")),
+        ("msg", TOO_LONG),
     ),
     QUERY_PAGE: (
-        *((name, STRING_NUMBER) for name in (
-            "data.current", "data.pages", "data.total", "data.records.keyId", "data.records.taskId",
-            "data.records.createTime", "data.records.status", "data.records.finishNum")),
-        *((name, MISSING) for name in (
-            "msg", "data.current", "data.pages", "data.total", "data.records.taskId", "data.records.taskName",
-            "data.records.createTime", "data.records.status", "data.records.finishNum")),
+        *((name, STRING_NUMBER) for name in ("data.records.keyId", *_RECORD_OPTIONAL)),
+        *((name, MISSING) for name in ("msg", *_RECORD_OPTIONAL, "data.records.taskName")),
+        *((name, UNREADABLE) for name in _RECORD_OPTIONAL),
+        *((name, TOO_LONG) for name in ("msg", "data.records.taskName")),
+        ("data.records", EXCESS_RECORDS),
     ),
     GROUP_CALL_DETAIL: tuple(
-        (name, kind)
-        for name in ("data.numCnt", "data.callTotal", "data.success", "data.fail", "data.acd")
-        for kind in (STRING_NUMBER, MISSING)
-    ) + (("msg", MISSING),),
-    # Flat answer, amounts documented as strings: only an absent field is drift.
-    GET_BALANCE: tuple((name, MISSING) for name in ("msg", "gift", "credit")),
+        (name, kind) for name in _CALL_FIELDS for kind in (STRING_NUMBER, MISSING, UNREADABLE)
+    ) + (("msg", MISSING), ("msg", TOO_LONG)),
+    # Flat answer, amounts documented as strings: only an absent field or a long msg is drift.
+    GET_BALANCE: (*((name, MISSING) for name in ("msg", "gift", "credit")), ("msg", TOO_LONG)),
 }
 
 
@@ -99,8 +120,14 @@ def decode_error(message: str) -> ApiError:
     return ApiError(ErrorKind.DECODE, "", message)
 
 
-def number(raw: Any) -> tuple[int | float, bool]:
-    """``(value, sent_as_text)`` of a JSON number or numeric string; ValueError saying why not."""
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_SIGNED_DECIMAL = re.compile(r"[-+]?[0-9]+(?:\.[0-9]+)?")
+
+
+def number(raw: Any, *, signed: bool = False) -> tuple[int | float, bool]:
+    """``(value, sent_as_text)`` of a JSON number or ASCII decimal text; ValueError saying why not.
+
+    Negative values (and a sign in text) only when ``signed``."""
     if isinstance(raw, bool):
         raise ValueError("is a boolean, not a number")
     if isinstance(raw, int):
@@ -109,32 +136,28 @@ def number(raw: Any) -> tuple[int | float, bool]:
     elif isinstance(raw, float):
         value, text = raw, False
     elif isinstance(raw, str):
-        stripped = raw.strip()
-        if not stripped or len(stripped) > MAX_NUMBER_TEXT or "_" in stripped:
-            raise ValueError("is not a number")
+        stripped = raw.strip(" \t")
+        if len(stripped) > MAX_NUMBER_TEXT or not (_SIGNED_DECIMAL if signed else _DECIMAL).fullmatch(stripped):
+            raise ValueError("is not a number in ASCII decimal")
         text = True
-        try:
-            value = int(stripped)
-        except ValueError:
-            try:
-                exact = Decimal(stripped)
-            except InvalidOperation:
-                raise ValueError("is not a number") from None
-            if not exact.is_finite() or abs(exact) > LIMIT:
-                raise ValueError("is out of range") from None
-            value = int(exact) if exact == exact.to_integral_value() else float(exact)
+        exact = Decimal(stripped)
+        if abs(exact) > LIMIT:
+            raise ValueError("is out of range")
+        value = int(exact) if exact == exact.to_integral_value() else float(exact)
     else:
         raise ValueError(f"is {_json_type(raw)}, not a number")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("is out of range")
     if abs(value) > LIMIT:
         raise ValueError("is out of range")
+    if value < 0 and not signed:
+        raise ValueError("is negative")
     return value, text
 
 
-def integer(raw: Any) -> tuple[int, bool]:
+def integer(raw: Any, *, signed: bool = False) -> tuple[int, bool]:
     """``(value, sent_as_text)`` of a whole number (``2``, ``"2"``, ``2.0``); ValueError saying why not."""
-    value, text = number(raw)
+    value, text = number(raw, signed=signed)
     if isinstance(value, float):
         if not value.is_integer():
             raise ValueError("is not a whole number")
@@ -176,20 +199,9 @@ class Reader:
     # -- fields ---------------------------------------------------------------------------
     def integer(self, obj: dict[str, Any], key: str, where: str, field: str) -> int:
         """A required whole number: ApiError (decode) when absent or unreadable."""
-        value = self.optional_integer(obj, key, where, field, note_missing=False)
-        if value is None:
-            raise decode_error(f"{where}.{key} is missing")
-        return value
-
-    def optional_integer(
-        self, obj: dict[str, Any], key: str, where: str, field: str, *, note_missing: bool = True
-    ) -> int | None:
-        """An optional whole number: None (and ``missing`` drift) when absent; ApiError when unreadable."""
         raw = obj.get(key)
         if raw is None or raw == "":
-            if note_missing:
-                self.note(field, MISSING, f"{where}.{key} is absent")
-            return None
+            raise decode_error(f"{where}.{key} is missing")
         try:
             value, text = integer(raw)
         except ValueError as exc:
@@ -198,26 +210,41 @@ class Reader:
             self.note(field, STRING_NUMBER, f"{where}.{key} is a number sent as text")
         return value
 
-    def optional_number(self, obj: dict[str, Any], key: str, where: str, field: str) -> float | None:
-        """An optional number (a count, a rate, seconds): None (and ``missing`` drift) when absent."""
+    def optional_integer(self, obj: dict[str, Any], key: str, where: str, field: str) -> int | None:
+        """An optional whole number: None when absent (``missing`` drift) or unreadable (``unreadable`` drift)."""
+        value = self.optional_number(obj, key, where, field, whole=True)
+        return None if value is None else int(value)
+
+    def optional_number(
+        self, obj: dict[str, Any], key: str, where: str, field: str, *, whole: bool = False
+    ) -> int | float | None:
+        """An optional number (a count, a rate, seconds): None when absent (``missing`` drift) or
+        unreadable (``unreadable`` drift): a bad value costs that field only."""
         raw = obj.get(key)
         if raw is None or raw == "":
             self.note(field, MISSING, f"{where}.{key} is absent")
             return None
         try:
-            value, text = number(raw)
+            value, text = integer(raw) if whole else number(raw)
         except ValueError as exc:
-            raise decode_error(f"{where}.{key} {exc}") from None
+            self.note(field, UNREADABLE, f"{where}.{key} {exc}")
+            return None
         if text:
             self.note(field, STRING_NUMBER, f"{where}.{key} is a number sent as text")
-        return float(value)
+        return value if whole else float(value)
+
+    def text(self, raw: str, limit: int, field: str, where: str) -> str:
+        """``raw`` capped at ``limit`` characters (the cut marked, and ``too_long`` drift)."""
+        if len(raw) > limit:
+            self.note(field, TOO_LONG, f"{where} has {len(raw)} characters, kept {limit}")
+        return cap(raw, limit)
 
     # -- the envelope -----------------------------------------------------------------------
     def success_data(self, body: Any) -> dict[str, Any]:
         """``data`` of a successful answer; ApiError (api) for a non-zero code, (decode) for a bad shape."""
         envelope = self.read_envelope(body)
         if envelope.code != 0:
-            raise ApiError(ErrorKind.API, str(envelope.code), envelope.message[:200])
+            raise ApiError(ErrorKind.API, str(envelope.code), cap(envelope.message, MAX_ERROR_TEXT))
         data = body.get("data")
         if not isinstance(data, dict):
             raise decode_error("data is not a JSON object")
@@ -231,7 +258,7 @@ class Reader:
         if raw is None:
             raise decode_error("the response has no code or status")
         try:
-            code, _ = integer(raw)
+            code, _ = integer(raw, signed=True)
         except ValueError:
             code = ENVELOPE_LIMIT + 1
         if abs(code) > ENVELOPE_LIMIT:  # vendor codes are small: anything else is not a code
@@ -239,7 +266,9 @@ class Reader:
         message = body.get("msg", body.get("reason"))
         if message is None:
             self.note("msg", MISSING, f"the response has no {form.split('/')[1]}")
-        self.envelope = Envelope(code, message if isinstance(message, str) else "", form,
+        field = form.split("/")[1]
+        message = self.text(message, MAX_TEXT, "msg", field) if isinstance(message, str) else ""
+        self.envelope = Envelope(code, message, form,
                                  "string" if isinstance(raw, str) else "number")
         return self.envelope
 
@@ -258,15 +287,12 @@ def parse_flow_detail(body: Any, reader: Reader | None = None) -> FlowDetail:
     status = reader.integer(data, "status", "data", "data.status")
     detail = FlowDetail(
         status=status,
-        recall_interval_minutes=reader.integer(data, "recallInterval", "data", "data.recallInterval"),
-        recall_num=reader.integer(data, "recallNum", "data", "data.recallNum"),
-        recall_type=reader.integer(data, "recallType", "data", "data.recallType"),
+        recall_interval_minutes=reader.optional_integer(data, "recallInterval", "data", "data.recallInterval"),
+        recall_num=reader.optional_integer(data, "recallNum", "data", "data.recallNum"),
+        recall_type=reader.optional_integer(data, "recallType", "data", "data.recallType"),
         nodes=_nodes(data, reader),
     )
-    try:  # documented but not used: read for its drift only, never fatal
-        reader.optional_integer(data, "keyId", "data", "data.keyId")
-    except ApiError:
-        pass
+    reader.optional_integer(data, "keyId", "data", "data.keyId")  # documented but not used: read for its drift
     return detail
 
 
@@ -315,9 +341,12 @@ def _vendor_time(obj: dict[str, Any], key: str, where: str, zone: tzinfo, reader
     value = obj.get(key)
     if isinstance(value, str) and value.strip() and not value.strip().lstrip("-").isdigit():
         try:
+            if not value.isascii():  # strptime, like int(), reads any script's digits
+                raise ValueError(value)
             return datetime.strptime(value.strip(), VENDOR_TIME_FORMAT).replace(tzinfo=zone).timestamp()
         except (ValueError, OverflowError):
-            raise decode_error(f"{where}.{key} is not a time like 2024-01-31 23:59:59") from None
+            reader.note(field, UNREADABLE, f"{where}.{key} is not a time like 2024-01-31 23:59:59")
+            return None
     number_ = reader.optional_number(obj, key, where, field)
     if number_ is None:
         return None
@@ -334,7 +363,7 @@ def _text(obj: dict[str, Any], key: str, where: str, reader: Reader, field: str)
     if not isinstance(value, str):
         raise decode_error(f"{where}.{key} is not text")
     # JSON may carry lone surrogates; a label must be encodable text.
-    return value[:MAX_TEXT].encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return reader.text(value, MAX_NAME, field, f"{where}.{key}").encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _objects(data: dict[str, Any], key: str) -> list[tuple[str, dict[str, Any]]]:
@@ -353,14 +382,23 @@ def _objects(data: dict[str, Any], key: str) -> list[tuple[str, dict[str, Any]]]
     return out
 
 
-def parse_flow_page(body: Any, zone: tzinfo = UTC, reader: Reader | None = None) -> FlowPage:
+def parse_flow_page(
+    body: Any, zone: tzinfo = UTC, reader: Reader | None = None, size: int | None = None
+) -> FlowPage:
     """Decode a recallFlow/queryPage answer; raise ApiError (api or decode) unless it is a success.
 
-    Discovery reads the whole list or nothing, so an unreadable record fails the page."""
+    Discovery reads the whole list or nothing, so an unreadable record fails the page. Of a page
+    asked with ``size``, at most ``size`` records are read (the rest is ``excess_records`` drift)."""
     reader = reader or Reader(QUERY_PAGE)
     data = reader.success_data(body)
+    entries = _objects(data, "records")
+    excess = 0 if size is None else max(0, len(entries) - size)
+    if excess:
+        reader.note("data.records", EXCESS_RECORDS, f"{len(entries)} records on a page of size {size}: "
+                    f"the first {size} were read")
+        entries = entries[:size]
     records = []
-    for where, raw in _objects(data, "records"):
+    for where, raw in entries:
         key_id = reader.integer(raw, "keyId", where, "data.records.keyId")
         if key_id < 1:
             raise decode_error(f"{where}.keyId is not positive")
@@ -379,6 +417,7 @@ def parse_flow_page(body: Any, zone: tzinfo = UTC, reader: Reader | None = None)
         pages=reader.optional_integer(data, "pages", "data", "data.pages") or 0,
         total=reader.optional_integer(data, "total", "data", "data.total") or 0,
         records=tuple(records),
+        excess=excess,
     )
 
 
@@ -401,7 +440,7 @@ def parse_balance(body: Any, reader: Reader | None = None) -> Balance:
     reader = reader or Reader(GET_BALANCE)
     envelope = reader.read_envelope(body)
     if envelope.code != 0:
-        raise ApiError(ErrorKind.API, str(envelope.code), envelope.message[:200])
+        raise ApiError(ErrorKind.API, str(envelope.code), cap(envelope.message, MAX_ERROR_TEXT))
     amounts = []
     for kind, key in BALANCE_KINDS:
         raw = body.get(key)
@@ -411,7 +450,7 @@ def parse_balance(body: Any, reader: Reader | None = None) -> Balance:
             reader.note(key, MISSING, f"{key} is absent")
             continue
         try:
-            value, _ = number(raw)  # documented as a string: text is not drift here
+            value, _ = number(raw, signed=True)  # documented as a string: text is not drift here
         except ValueError as exc:
             raise decode_error(f"{key} {exc}") from None
         amounts.append((kind, float(value)))

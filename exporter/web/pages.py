@@ -9,15 +9,17 @@ Rules:
 - Readable on a phone: one column of text, tables that scroll sideways.
 - The last answer is shown pretty-printed when it is JSON, as text otherwise, and never longer than
   :data:`MAX_SHOWN` characters.
+- Bounded whatever the API sends: ``/flows/{key_id}`` lists at most :data:`MAX_NODES_SHOWN` nodes and
+  says how many more there are; vendor text arrives capped (``exporter.vendor.decoding``), so a page
+  of one flow stays well under a few MiB and takes bounded time to render.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import html
 import json
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from ..polling.snapshot import FlowState, Snapshot
@@ -25,6 +27,7 @@ from ..vendor.errors import ApiError
 from ..vendor.model import ALL_STATES, Answer, state_name
 
 MAX_SHOWN = 64 * 1024  # characters of an answer shown on a page
+MAX_NODES_SHOWN = 2000  # nodes listed on a flow's page; the rest are counted ("… and 98,000 more nodes")
 CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'none'"
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1rem;line-height:1.4;color:#111}
@@ -112,15 +115,15 @@ def not_found(key: str) -> str:
 def flows_html(snapshots: Sequence[Snapshot], now: float, links: list[tuple[str, str]]) -> str:
     """The ``/flows`` page."""
     rows = []
-    for snapshot, flow in ((snapshot, flow) for snapshot in snapshots for flow in snapshot.flows):
-        row = flow_row(flow, now, snapshot.account)
+    for account, flow in ((snapshot.account, flow) for snapshot in snapshots for flow in snapshot.flows):
+        row = flow_row(flow, now, account)
         error = row["last_error"]
         error_text = _error_text(error)
         nodes = ", ".join(f"{count} {state}" for state, count in row["nodes"].items()) or "none"
         status = '<span class="up">up</span>' if flow.up else '<span class="down">down</span>'
         rows.append(
             "<tr>"
-            f'<td>{_e(snapshot.account)}</td><td><a href="/flows/{_e(snapshot.account)}/{flow.key_id}">{flow.key_id}</a></td>'
+            f'<td>{_e(account)}</td><td><a href="/flows/{_e(account)}/{flow.key_id}">{flow.key_id}</a></td>'
             f"<td>{_e(flow.name)}</td><td>{_e(row['state'])}</td><td>{status}</td>"
             f"<td>{_e(_age(row['last_success_age_seconds']))}</td><td>{_e(error_text)}</td>"
             f"<td>{_e(nodes)}</td><td>{_e(row['task_name'] or '')}</td>"
@@ -185,13 +188,14 @@ def flow_html(flow: FlowState, now: float) -> str:
     if flow.record is not None:
         facts += [("task name", flow.record.task_name), ("task id", _opt(flow.record.task_id))]
     if detail is not None:
-        facts += [("recall interval", f"{detail.recall_interval_minutes} min"), ("recall attempts", str(detail.recall_num)),
-                  ("recall type", detail.recall_type_name)]
+        interval = detail.recall_interval_minutes
+        facts += [("recall interval", "unknown" if interval is None else f"{interval} min"),
+                  ("recall attempts", _opt(detail.recall_num) or "unknown"), ("recall type", detail.recall_type_name)]
     parts = [f'<p><a href="/flows">All flows</a></p>\n<h1>Flow {flow.key_id}</h1>', _facts(facts)]
     calls = dict(flow.calls)
     if detail is not None:
         node_rows = []
-        for node in detail.nodes:
+        for node in detail.nodes[:MAX_NODES_SHOWN]:
             stats = calls.get(node.key_id)
             counts = "" if stats is None else (
                 f"{_n(stats.calls)} calls, {_n(stats.succeeded)} answered, {_n(stats.failed)} failed"
@@ -205,6 +209,9 @@ def flow_html(flow: FlowState, now: float) -> str:
             '<div class="scroll"><table><thead><tr><th>node key_id</th><th>task_id</th><th>script_id</th>'
             "<th>state</th><th>calls</th></tr></thead><tbody>\n" + "\n".join(node_rows) + "\n</tbody></table></div>"
         )
+        if (rest := len(detail.nodes) - len(node_rows)) > 0:
+            parts.append(f'<p class="more">… and {rest:,} more nodes (counted by state on <a href="/flows">all flows</a>'
+                         ' and in /metrics).</p>')
     answer = flow.last_answer
     if answer is None:
         parts.append("<h2>Last answer</h2>\n<p>No answer received yet.</p>")

@@ -66,16 +66,25 @@ def test_promtool_unit_tests_pass() -> None:
     assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
 
 
-def test_promtool_unit_tests_catch_a_broken_alert(tmp_path: Path) -> None:
-    """The unit tests can fail: with the stale threshold raised tenfold, the stale alert no longer fires."""
-    broken = ALERTS.read_text().replace(
-        "itnio_recall_flow_last_success_timestamp_seconds > 300", "itnio_recall_flow_last_success_timestamp_seconds > 3000"
-    )
+@pytest.mark.parametrize(("sound", "broken_as", "alert"), [
+    # the stale threshold raised tenfold: the stale alert no longer fires
+    ("itnio_recall_flow_last_success_timestamp_seconds > 300",
+     "itnio_recall_flow_last_success_timestamp_seconds > 3000", "ItnioRecallFlowDataStale"),
+    # a failing balance judged against 30 x balance.interval: the low balance's alert resolves for nothing
+    ("> 3 * itnio_account_balance_interval_seconds", "> 30 * itnio_account_balance_interval_seconds",
+     "ItnioBalanceUnknown"),
+    # a balance never read is not noticed
+    ("unless on (job, instance)\n              itnio_account_balance_last_success_timestamp_seconds",
+     "unless on (job, instance)\n              itnio_account_balance_interval_seconds", "ItnioBalanceUnknown"),
+])
+def test_promtool_unit_tests_catch_a_broken_alert(tmp_path: Path, sound: str, broken_as: str, alert: str) -> None:
+    """The unit tests can fail: each alert, broken this way, no longer passes its tests."""
+    broken = ALERTS.read_text().replace(sound, broken_as)
     assert broken != ALERTS.read_text()
     (tmp_path / "alerts.yml").write_text(broken)
     (tmp_path / "alerts_test.yml").write_text(ALERTS_TEST.read_text())
     result = run([tool("promtool"), "test", "rules", str(tmp_path / "alerts_test.yml")])
-    assert result.returncode != 0 and "ItnioRecallFlowDataStale" in result.stdout + result.stderr
+    assert result.returncode != 0 and alert in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("name", ["prometheus.yml", "prometheus-tls.yml"])

@@ -4,6 +4,7 @@ schedule apart from the flows', staleness, reloads, -10/-13, and key and secret 
 import asyncio
 import os
 import textwrap
+import time
 from pathlib import Path
 
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Fault, Simulator, static_flows
@@ -97,6 +98,10 @@ async def test_a_failing_balance_keeps_its_last_value_then_goes_stale_then_recov
     # past 3 x balance.interval the balance series go; the time of the last success stays
     samples = await wait_until(scraped(exporter.port, lambda s: "itnio_account_balance" not in s), seconds=8)
     assert value(samples, "itnio_account_balance_last_success_timestamp_seconds") >= last_success
+    # what ItnioBalanceUnknown evaluates, as Prometheus would see it on this scrape
+    interval = value(samples, "itnio_account_balance_interval_seconds")
+    assert interval == 1.0
+    assert time.time() - value(samples, "itnio_account_balance_last_success_timestamp_seconds") > 3 * interval
     assert sim.balance_answers[("http", "503")] >= 2
     sim.balance_fault = None
     samples = await wait_until(scraped(exporter.port, lambda s: "itnio_account_balance" in s))

@@ -28,6 +28,7 @@ async def test_drift_counters_equal_what_the_simulator_served(make_exporter: Any
     sim.flow_drift[1] = {"string_numbers"}
     sim.flow_drift[2] = {"unreadable_node"}
     sim.flow_drift[3] = {"missing_optional", "unreadable_node"}
+    sim.flow_drift[4] = {"unreadable_numbers"}  # recallNum -5, recallInterval "５"
     stream = io.StringIO()
     logs.configure("info", "logfmt", stream)
     exporter = await make_exporter(sim, run_poller=False)
@@ -41,6 +42,12 @@ async def test_drift_counters_equal_what_the_simulator_served(make_exporter: Any
         assert value(samples, "itnio_recall_flow_up", key_id=str(key)) == 1
         assert sum(v for labels, v in samples["itnio_recall_flow_nodes"] if labels["key_id"] == str(key)) == 3
     assert value(samples, "itnio_api_errors_total", endpoint=QUERY_DETAIL, kind="decode", code="") == 0
+    # a negative count and full-width digits cost those two series only: never exported as -5 or 5
+    for name in ("itnio_recall_flow_recall_attempts", "itnio_recall_flow_recall_interval_seconds"):
+        keys = {labels["key_id"] for labels, _ in samples[name]}
+        assert keys == {"1", "2", "3"}, name
+    assert value(samples, "itnio_recall_flow_status", key_id="4") == 1
+    assert sim.drift_served[("data.recallNum", "unreadable")] == 3
     # logged once per flow, field and kind, not every cycle
     lines = [line for line in stream.getvalue().splitlines() if "event=api_schema_drift" in line]
     marks = [(line.split("key_id=")[1].split()[0], line.split("field=")[1].split()[0], line.split("kind=")[1].split()[0])

@@ -54,10 +54,12 @@ async def test_account_errors_back_off_the_whole_poller_and_a_rotated_secret_rec
             assert exporter.account().poller.backoff == expected
         assert sim.answers == {("api", "-1"): 3}
 
-        # Kubernetes rotates the mounted secret: picked up before the next cycle, no restart
-        new = tmp_path / "secret.new"
+        # Kubernetes rotates the mounted secret, switching a symlink to a complete new file:
+        # picked up before the next cycle, no restart, no settling
+        new = tmp_path / "secret.v2"
         new.write_text(DEMO_API_SECRET + "\n")
-        os.replace(new, secret)
+        (tmp_path / "secret.tmp").symlink_to(new)
+        os.replace(tmp_path / "secret.tmp", secret)
         await exporter.account().poller.run_cycle()
         assert exporter.account().poller.backoff == 0
         assert sim.answers[("ok", "")] == 5

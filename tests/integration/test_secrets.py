@@ -1,5 +1,6 @@
 """Secrets stay secret: through every failure path, at debug level, nowhere to be seen."""
 
+import asyncio
 import io
 import json
 import subprocess
@@ -25,6 +26,15 @@ def config_text(sim: Simulator, secret_file, extra: str = "") -> str:
         "poll:\n  interval: 1s\n  max_backoff: 2s\n"
         "flows:\n" + "".join(f"  - key_id: {k}\n    name: flow-{k}\n" for k in sim.flows)
     )
+
+
+async def until(condition, seconds: float = 10) -> None:
+    """Until ``condition()`` holds (a credential file settles between cycles), or fail."""
+    for _ in range(int(seconds * 10)):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("did not happen in time")
 
 
 async def post(port: int, path: str) -> bytes:
@@ -72,13 +82,16 @@ async def test_no_secret_or_sign_in_logs_metrics_pages_errors_or_reprs(tmp_path,
         sim.api_secret = SECRET_2
         await exporter.account().poller.run_cycle()
         await look()
-        # then the mounted file is rotated: picked up, flows recover
+        # then the mounted file is rotated: picked up once settled, flows recover
         secret_file.write_text(SECRET_2)
+        await exporter.account().poller.run_cycle()
+        await until(lambda: exporter.account().credentials.secret() == SECRET_2)
         await exporter.account().poller.run_cycle()
         assert all(state.up for state in exporter.account().poller.snapshot.flows)
         # a secret file that vanishes keeps the old secret, with an error logged
         secret_file.unlink()
         await exporter.account().poller.run_cycle()
+        await until(lambda: "api_secret_file_unusable" in out.getvalue())
         # a reload with the secret typed where it does not belong is refused without echoing it
         path.write_text(config_text(sim, secret_file, f"  api_secret: [{SECRET_2}]\n  proxy_url: 7\n"))
         seen.append((await post(exporter.port, "/-/reload")).decode())

@@ -82,8 +82,9 @@ async def test_before_a_cycle_and_without_discovery_their_families_are_absent(si
     families = await emitted(exporter.port)
     optional = {
         "itnio_exporter_discovery_last_run_successful", "itnio_exporter_discovery_last_success_timestamp_seconds",
-        "itnio_exporter_discovered_flows", "itnio_exporter_last_poll_timestamp_seconds",
-        "itnio_account_balance", "itnio_account_balance_low_threshold",
+        "itnio_exporter_discovered_flows", "itnio_exporter_discovered_flows_dropped",
+        "itnio_exporter_last_poll_timestamp_seconds",
+        "itnio_account_balance", "itnio_account_balance_low_threshold", "itnio_account_balance_interval_seconds",
         "itnio_account_balance_last_success_timestamp_seconds",
     }
     assert not optional & set(families)

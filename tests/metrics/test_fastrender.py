@@ -55,7 +55,8 @@ def test_without_a_helper_the_exporter_still_renders_with_prometheus_client(monk
     assert copy.render_both(families) is None
     monkeypatch.setattr(exposition, "render_both", copy.render_both)
     rendered = RenderedSnapshot.of([snapshot])  # prometheus_client renders instead
-    assert rendered.text == _render(families, openmetrics=False) and b'itnio_recall_flow_up{account="default",key_id="7"} 0.0' in rendered.text
+    assert rendered.text == _render(families, openmetrics=False)
+    assert b'itnio_recall_flow_up{account="default",key_id="7"} 0.0' in rendered.text
     assert rendered.openmetrics == _render(families, openmetrics=True)
 
 def _hostile_snapshot():

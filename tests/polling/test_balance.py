@@ -24,7 +24,7 @@ async def test_a_failed_query_keeps_the_last_balance_until_three_intervals_old(m
     config = validate_config(exporter_config(sim, balance={"interval": "1m"}))
     try:
         await poller.apply(config, run=False)
-        assert published == [BalanceState(enabled=True, stale_after=180.0)]
+        assert published == [BalanceState(enabled=True, interval=60.0, stale_after=180.0)]
         assert await poller.poll_once()
         state = published[-1]
         assert state.balance is not None and dict(state.balance.amounts) == {"actual": 80, "gift": 5, "credit": 1}

@@ -6,7 +6,9 @@ import textwrap
 import time
 
 import pytest
+from structlog.testing import capture_logs
 
+from exporter.config import ConfigError, load_config
 from exporter.polling.discovery import Discovery
 from exporter.simulator import DEMO_API_SECRET, Fault, SimFlow, static_flows
 from exporter.vendor.endpoints import QUERY_PAGE
@@ -277,3 +279,60 @@ async def test_a_run_cut_short_by_a_reload_is_not_a_success(tmp_path, exporter_f
     assert await successful() == 0
     sim.latency = 0
     await wait_for(lambda: _eq(successful(), 1.0))  # the run the reload started completes
+
+
+async def test_an_overfull_page_and_max_flows_cap_the_watched_set_stably(tmp_path, exporter_from_file, make_sim):
+    """A vendor that puts 30 records on a page of 10 decides neither how many records are read (10)
+    nor how many flows are watched (discovery.max_flows, flows: included)."""
+    sim = await make_sim(flows=listed_flows(30))  # newest = highest keyId
+    sim.page_overfill = 30  # everything on page 1, whatever size was asked
+    path = tmp_path / "config.yaml"
+
+    def write(max_flows: int) -> None:
+        path.write_text(textwrap.dedent(f"""\
+            api: {{base_url: "{sim.base_url}", api_key: demo-key, api_secret: {DEMO_API_SECRET}}}
+            discovery: {{enabled: true, lookback: 1d, page_size: 10, max_flows: {max_flows}}}
+            flows: [{{key_id: 1, name: static}}]
+            """))
+
+    write(8)
+    exporter = await exporter_from_file(path)
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert await exporter.account().source(Discovery).run_once()
+            # page 1 read up to its size: 30..21; room for 7 beside the static flow: the newest
+            assert watched(exporter) == [1, *range(24, 31)]
+        # a newer flow does not push out one already watched (31 flows make two pages of 30: 31..22 and 1)
+        (new,) = listed_flows(1, first_key=31)
+        new.created = time.time()
+        sim.flows[31] = new
+        assert await exporter.account().source(Discovery).run_once()
+        assert watched(exporter) == [1, *range(24, 31)]
+    samples = await scrape(exporter.port)
+    assert value(samples, "itnio_exporter_discovered_flows") == 8  # 24..30, and 1 that flows: lists too
+    assert value(samples, "itnio_exporter_discovered_flows_dropped") == 3  # 31, 23, 22
+    assert value(samples, "itnio_exporter_flows") == 8
+    assert value(samples, "itnio_api_schema_drift_total", endpoint=QUERY_PAGE, field="data.records",
+                 kind="excess_records") == 4  # page 1 of each run
+    assert value(samples, "itnio_api_requests_total", endpoint=QUERY_PAGE) == 5  # no pass read again
+    events = [entry["event"] for entry in logs]
+    assert events.count("discovery_capped") == 1 and "discovery_cap_lifted" not in events
+    excess = [e for e in logs if e["event"] == "api_schema_drift" and e["kind"] == "excess_records"]
+    assert [e["field"] for e in excess] == ["data.records"]  # logged once, counted every run
+
+    # a reload that makes room takes the dropped ones at once, before the next run
+    write(100)
+    with capture_logs() as logs:
+        assert await exporter.reload() == []
+    assert watched(exporter) == [1, *range(22, 32)]
+    assert value(await scrape(exporter.port), "itnio_exporter_discovered_flows_dropped") == 0
+    assert [entry["event"] for entry in logs].count("discovery_cap_lifted") == 1
+
+
+def test_max_flows_out_of_bounds_is_a_one_line_error_naming_the_field(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("api: {api_key: k, api_secret: s}\ndiscovery: {enabled: true, max_flows: 0}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    (line,) = str(raised.value).splitlines()
+    assert line.startswith("discovery.max_flows:")

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from exporter.vendor.decoding import Reader, parse_balance, parse_call_stats, parse_flow_detail, parse_flow_page
-from exporter.vendor.endpoints import GET_BALANCE, QUERY_DETAIL
+from exporter.vendor.endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from exporter.vendor.errors import ApiError, ErrorKind
 from exporter.vendor.model import FlowDetail, NodeDetail
 from tests.helpers import BIG, MISSING, base_body, mutated, roundtrip
@@ -43,7 +43,7 @@ def test_non_zero_codes_in_every_variant_are_api_errors(body, code):
         {"code": 0, "data": []},
         {"code": 0, "data": {"status": "one", "recallInterval": 1, "recallNum": 1, "recallType": 0}},
         {"code": 0, "data": {"status": 1.5, "recallInterval": 1, "recallNum": 1, "recallType": 0}},
-        {"code": 0, "data": {"status": 1, "recallNum": 1, "recallType": 0}},
+        {"code": 0, "data": {"recallInterval": 1, "recallNum": 1, "recallType": 0}},
         {"code": 0, "data": {"status": 1, "recallInterval": 1, "recallNum": 1, "recallType": 0, "nodeList": {}}},
     ],
 )
@@ -75,8 +75,7 @@ def test_a_page_decodes_loose_numbers_and_vendor_times_strictly():
     assert first.created == datetime(2024, 3, 1, 8, tzinfo=zone).timestamp() == 1709251200
     assert second.created == 1709251200 and second.task_name == "" and second.task_id is None
     assert (page.total, page.pages) == (2, 1)
-    for bad in ({"keyId": "x"}, {"keyId": 1.5}, {"taskId": 1}, {"keyId": 1, "createTime": "yesterday"},
-                {"keyId": 1, "finishNum": [1]}, {"keyId": True}):
+    for bad in ({"keyId": "x"}, {"keyId": 1.5}, {"taskId": 1}, {"keyId": True}, {"keyId": -3}, {"keyId": "３"}):
         with pytest.raises(ApiError) as info:
             parse_flow_page({"code": 0, "data": {"records": [bad]}})
         assert info.value.kind is ErrorKind.DECODE
@@ -87,43 +86,73 @@ def test_a_page_decodes_loose_numbers_and_vendor_times_strictly():
         parse_flow_page({"code": 0, "data": {"records": {}}})
 
 
+def test_a_page_with_more_records_than_asked_for_is_read_up_to_the_size_and_counted_as_drift():
+    records = [{"keyId": key} for key in range(1, 6)] + [{"keyId": "unreadable beyond the size"}]
+    reader = Reader(QUERY_PAGE)
+    page = parse_flow_page({"code": 0, "data": {"total": 6, "records": records}}, reader=reader, size=2)
+    assert [r.key_id for r in page.records] == [1, 2] and page.excess == 4
+    assert [(d.field, d.kind) for d in reader.drift if d.kind == "excess_records"] == [("data.records", "excess_records")]
+    exact = parse_flow_page({"code": 0, "data": {"records": records[:2]}}, reader=(fine := Reader(QUERY_PAGE)), size=2)
+    assert exact.excess == 0 and not [d for d in fine.drift if d.kind == "excess_records"]
+
+
 def test_call_stats_accept_numbers_or_numeric_strings_and_nothing_else():
     stats = parse_call_stats({"code": 0, "data": {"numCnt": "10", "callTotal": 12, "success": "8", "fail": 4, "acd": "37.5"}})
     assert (stats.numbers, stats.calls, stats.succeeded, stats.failed, stats.acd_seconds) == (10, 12, 8, 4, 37.5)
     assert parse_call_stats({"code": 0, "data": {}}).calls is None
-    for bad in ({"callTotal": "many"}, {"acd": float("inf")}, {"success": True}, {"fail": {}}):
-        with pytest.raises(ApiError) as info:
-            parse_call_stats({"code": 0, "data": bad})
-        assert info.value.kind is ErrorKind.DECODE
+    for bad in ({"callTotal": "many"}, {"acd": float("inf")}, {"success": True}, {"fail": {}}, {"fail": -1},
+                {"numCnt": "１０"}, {"acd": "1e3"}):
+        reader = Reader(GROUP_CALL_DETAIL)
+        stats = parse_call_stats({"code": 0, "msg": "ok", "data": {"numCnt": 10, "callTotal": 12, "success": 8, "fail": 4,
+                                                      "acd": 37.5, **bad}}, reader)
+        values = {"numCnt": stats.numbers, "callTotal": stats.calls, "success": stats.succeeded,
+                  "fail": stats.failed, "acd": stats.acd_seconds}
+        (key,) = bad
+        assert values.pop(key) is None and None not in values.values()  # that count only is lost
+        assert [(d.field, d.kind) for d in reader.drift] == [(f"data.{key}", "unreadable")]
 
 
 # Unreadable as a whole number: fractions, non-finite, booleans, containers, text that is no number, out of range.
+# Not ASCII decimal (other scripts' digits, exponents, signs), negative (no number in data may be), or a
+# negative zero written as text.
 WRONG_FOR_INT = [1.5, "1.5", math.nan, math.inf, -math.inf, "NaN", "inf", True, False, [], [1], {}, {"v": 1}, "one",
-                 "1_000", "0x10", "9" * 41, 2**70, -(2**70), BIG + 1, -BIG - 1, str(BIG + 1)]
-# Read as the whole number 1: a JSON number or a numeric string, the same rules on every field.
-READ_AS_ONE = [1, 1.0, "1", " 1 ", "1.0", "+1", "1e0", "0.1e1"]
+                 "1_000", "0x10", "9" * 41, 2**70, -(2**70), BIG + 1, str(BIG + 1),
+                 "５", "١", "1e0", "1e3", "+1", "-1", -1, -5, -100, -1.0, "-0", "12abc", "1.", ".5", "1 2", "\u00a01"]
+# Read as the whole number 1: a JSON number or ASCII decimal text, the same rules on every field.
+READ_AS_ONE = [1, 1.0, "1", " 1 ", "1.0", "01", "1.000000", 1e0]
 FLOW_INTS = [("data", "status"), ("data", "recallInterval"), ("data", "recallNum"), ("data", "recallType")]
+FLOW_OPTIONAL = FLOW_INTS[1:]
 NODE_REQUIRED = [("node", "keyId"), ("node", "nodeStatus")]
 NODE_OPTIONAL = [("node", "taskId"), ("node", "scriptId")]
 
 
 @pytest.mark.parametrize("new", [*WRONG_FOR_INT, "", None, MISSING], ids=repr)
-@pytest.mark.parametrize("where, field", FLOW_INTS)
-def test_a_flow_field_that_cannot_be_read_is_decode(where, field, new):
-    for body in (mutated(where, field, new), roundtrip(mutated(where, field, new)) if new is not MISSING else None):
+def test_a_flow_status_that_cannot_be_read_is_decode(new):
+    for body in (mutated("data", "status", new), roundtrip(mutated("data", "status", new)) if new is not MISSING else None):
         if body is None:
             continue
         with pytest.raises(ApiError) as info:
             parse_flow_detail(body)
         assert info.value.kind is ErrorKind.DECODE and info.value.code == ""
-        assert field in info.value.message
+        assert "status" in info.value.message
+
+
+@pytest.mark.parametrize("new", [*WRONG_FOR_INT, "", None, MISSING], ids=repr)
+@pytest.mark.parametrize("where, field", FLOW_OPTIONAL)
+def test_a_flow_setting_that_cannot_be_read_costs_that_setting_only(where, field, new):
+    reader = Reader(QUERY_DETAIL)
+    body = mutated(where, field, new)
+    detail = parse_flow_detail(roundtrip(body) if new is not MISSING else body, reader)
+    attribute = {"recallInterval": "recall_interval_minutes", "recallNum": "recall_num", "recallType": "recall_type"}[field]
+    assert getattr(detail, attribute) is None
+    assert detail.status == 1 and len(detail.nodes) == 2  # the flow keeps its state and nodes
+    kind = "missing" if new in (None, MISSING, "") else "unreadable"
+    assert [d.kind for d in reader.drift if d.field == f"data.{field}"] == [kind]
 
 
 @pytest.mark.parametrize("new", [*WRONG_FOR_INT, None, MISSING], ids=repr)
-@pytest.mark.parametrize("where, field", NODE_REQUIRED + NODE_OPTIONAL)
+@pytest.mark.parametrize("where, field", NODE_REQUIRED)
 def test_a_node_that_cannot_be_read_is_dropped_and_the_flow_kept(where, field, new):
-    if field in ("taskId", "scriptId") and new in (None, MISSING):
-        return  # optional: absent is fine (test_an_optional_int_may_be_null_or_absent)
     reader = Reader(QUERY_DETAIL)
     body = mutated(where, field, new)
     detail = parse_flow_detail(roundtrip(body) if new is not MISSING else body, reader)
@@ -150,14 +179,17 @@ def test_every_int_field_reads_a_number_or_numeric_text_alike(where, field, new)
     assert len(detail.nodes) == 2
 
 
-@pytest.mark.parametrize("new", [None, MISSING, ""], ids=["null", "absent", "empty"])
+@pytest.mark.parametrize("new", [None, MISSING, "", *WRONG_FOR_INT], ids=repr)
 @pytest.mark.parametrize("where, field", NODE_OPTIONAL)
-def test_an_optional_int_may_be_null_or_absent(where, field, new):
-    detail = parse_flow_detail(mutated(where, field, new))
+def test_an_optional_node_id_absent_or_unreadable_costs_that_id_only(where, field, new):
+    reader = Reader(QUERY_DETAIL)
+    detail = parse_flow_detail(mutated(where, field, new), reader)
     node = detail.nodes[1]
     assert getattr(node, {"taskId": "task_id", "scriptId": "script_id"}[field]) is None
     assert (node.key_id, node.status) == (11, 1)
     assert detail.nodes[0] == NodeDetail(10, 700, 100, 2)
+    kind = "missing" if new in (None, MISSING, "") else "unreadable"
+    assert [d.kind for d in reader.drift if d.field == f"data.nodeList.{field}"] == [kind]
 
 
 @pytest.mark.parametrize("new, nodes", [(None, 0), (MISSING, 0), ([], 0)], ids=["null", "absent", "empty"])
@@ -233,7 +265,7 @@ def test_a_top_level_that_is_not_an_object_is_decode(body):
         ({"code": "-16", "msg": "Timestamp expired"}, "-16", "Timestamp expired"),
         ({"code": -1.0}, "-1", ""),
         ({"code": " 42 ", "msg": 5}, "42", ""),
-        ({"status": 2**31, "reason": "r" * 500}, str(2**31), "r" * 200),
+        ({"status": 2**31, "reason": "r" * 500}, str(2**31), "r" * 200 + "…[cut 300 chars]"),
         ({"status": -(2**31), "reason": "\u202e🙂\x00"}, str(-(2**31)), "\u202e🙂\x00"),
     ],
 )
@@ -245,11 +277,76 @@ def test_non_zero_envelope_codes_are_api_errors_even_with_valid_data(envelope, c
 
 
 def test_the_int_range_bounds_are_exact():
-    for value_ in (BIG, -BIG):
-        assert parse_flow_detail(mutated("data", "recallNum", value_)).recall_num == value_
-    for value_ in (BIG + 1, -BIG - 1):
-        with pytest.raises(ApiError, match="out of range"):
-            parse_flow_detail(mutated("data", "recallNum", value_))
+    assert parse_flow_detail(mutated("data", "recallNum", BIG)).recall_num == BIG
+    reader = Reader(QUERY_DETAIL)
+    assert parse_flow_detail(mutated("data", "recallNum", BIG + 1), reader).recall_num is None
+    assert "out of range" in reader.drift[0].detail
+    with pytest.raises(ApiError, match="out of range"):
+        parse_flow_detail(mutated("data", "status", BIG + 1))
+
+
+@pytest.mark.parametrize("count, value", [("recallNum", -5), ("recallInterval", -100), ("recallNum", "-5"),
+                                          ("recallInterval", "５"), ("recallNum", "12abc"), ("recallNum", "1e3")])
+def test_negative_counts_and_non_ascii_digits_are_unreadable_not_exported(count, value):
+    reader = Reader(QUERY_DETAIL)
+    detail = parse_flow_detail(roundtrip(mutated("data", count, value)), reader)
+    assert (detail.recall_num if count == "recallNum" else detail.recall_interval_minutes) is None
+    assert [d.kind for d in reader.drift if d.field == f"data.{count}"] == ["unreadable"]
+
+
+def test_a_json_exponent_is_a_json_number_but_text_must_be_plain_decimal():
+    assert parse_flow_detail(roundtrip(mutated("data", "recallNum", 1e3))).recall_num == 1000  # JSON's own syntax
+    assert parse_flow_detail(roundtrip(mutated("data", "recallNum", "1e3"))).recall_num is None
+
+
+@pytest.mark.parametrize("code", ["-１", "１", "-1e0", "--1", True])
+def test_an_envelope_code_in_other_digits_is_no_code(code):
+    with pytest.raises(ApiError) as info:
+        parse_flow_detail({"code": code, "msg": "x", "data": base_body()["data"]})
+    assert info.value.kind is ErrorKind.DECODE
+
+
+def test_a_long_msg_is_capped_marked_and_counted_as_too_long():
+    reader = Reader(QUERY_DETAIL)
+    body = {**base_body(), "msg": "<b>" + "m" * 7_000_000}
+    detail = parse_flow_detail(body, reader)
+    assert detail.nodes and reader.envelope is not None
+    message = reader.envelope.message
+    assert len(message) < 4200 and message.startswith("<b>mmm") and message.endswith("…[cut 6995907 chars]")
+    assert [(d.field, d.detail) for d in reader.drift if d.kind == "too_long"] == [
+        ("msg", "msg has 7000003 characters, kept 4096")]
+    short = Reader(QUERY_DETAIL)
+    parse_flow_detail({**base_body(), "msg": "m" * 4096}, short)
+    assert short.envelope is not None and short.envelope.message == "m" * 4096
+    assert "too_long" not in {d.kind for d in short.drift}
+
+
+def test_a_long_task_name_is_capped_as_a_label_value():
+    reader = Reader(QUERY_PAGE)
+    page = parse_flow_page({"code": 0, "data": {"records": [{"keyId": 1, "taskName": "t" * 100_000}]}}, reader=reader)
+    name = page.records[0].task_name
+    assert name.startswith("t" * 256) and name.endswith("…[cut 99744 chars]") and len(name) < 300
+    assert ("data.records.taskName", "too_long") in [(d.field, d.kind) for d in reader.drift]
+
+
+def test_page_fields_that_cannot_be_read_cost_that_field_only():
+    reader = Reader(QUERY_PAGE)
+    page = parse_flow_page({"code": 0, "msg": "ok", "data": {"total": "-1", "records": [
+        {"keyId": 7, "taskId": "７０", "finishNum": -2, "status": 1.5, "createTime": -5},
+        {"keyId": 8, "createTime": "yesterday"}, {"keyId": 9, "createTime": "２０２４-03-01 08:00:00"}]}}, reader=reader)
+    record = page.records[0]
+    assert record.key_id == 7 and (record.task_id, record.finish_num, record.status, record.created) == (None,) * 4
+    assert [r.created for r in page.records[1:]] == [None, None]
+    unreadable = {d.field for d in reader.drift if d.kind == "unreadable"}
+    assert unreadable == {"data.total", "data.records.taskId", "data.records.finishNum", "data.records.status",
+                          "data.records.createTime"}
+
+
+def test_every_drift_a_reader_notes_is_a_pre_initialised_series():
+    from exporter.vendor.decoding import DRIFT_KINDS, DRIFT_SERIES
+    for series in DRIFT_SERIES.values():
+        assert {kind for _, kind in series} <= set(DRIFT_KINDS)
+    assert ("msg", "too_long") in DRIFT_SERIES[QUERY_DETAIL] and ("data.recallNum", "unreadable") in DRIFT_SERIES[QUERY_DETAIL]
 
 
 def test_deep_nesting_inside_an_unknown_field_is_ignored():
@@ -283,6 +380,8 @@ def test_balance_amounts_as_numbers_or_padded_text_read_alike():
     loose = {"status": 0, "reason": "success", "balance": 12.5, "gift": " 3 ", "credit": -4}
     balance, reader = read_balance(loose)
     assert balance.amounts == (("actual", 12.5), ("gift", 3.0), ("credit", -4.0))
+    overdrawn, _ = read_balance({**DOCUMENTED_BALANCE, "balance": "-5.50"})  # an amount may be negative
+    assert overdrawn.amount("actual") == -5.5
     assert reader.drift == ()
 
 
@@ -302,7 +401,10 @@ def test_an_absent_gift_or_credit_is_missing_drift_and_has_no_amount():
         ({"balance": "lots"}, "balance is not a number"),
         ({"gift": True}, "gift is a boolean"),
         ({"credit": {"amount": 1}}, "credit is an object"),
-        ({"balance": "NaN"}, "balance is out of range"),
+        ({"balance": "NaN"}, "balance is not a number"),
+        ({"balance": "９９.５"}, "balance is not a number"),
+        ({"balance": "1e3"}, "balance is not a number"),
+        ({"balance": math.inf}, "balance is out of range"),
     ],
 )
 def test_an_unreadable_balance_is_a_decode_error(change, message):

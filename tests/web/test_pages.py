@@ -7,10 +7,14 @@ import json
 import re
 from typing import Any
 
-from exporter.simulator import Fault, Simulator
+import pytest
+
+from exporter.simulator import Fault, SimNode, Simulator
+from exporter.text import MAX_TEXT
+from exporter.vendor.endpoints import QUERY_DETAIL
 from exporter.vendor.model import MAX_ANSWER_BYTES
-from exporter.web.pages import MAX_SHOWN
-from tests.conftest import fetch
+from exporter.web.pages import MAX_NODES_SHOWN, MAX_SHOWN
+from tests.conftest import fetch, scrape, value
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -152,3 +156,54 @@ async def test_pages_of_many_flows_or_nodes_are_built_off_the_event_loop(
     assert (await page(exporter.port, "/flows"))[0] == 200
     assert (await page(exporter.port, "/flows/2"))[0] == 200
     assert built == [("flows_html", True), ("flow_html", True), ("flows_html", False), ("flow_html", False)]
+
+
+@pytest.mark.slow
+async def test_a_flow_of_100k_nodes_has_a_bounded_escaped_page(sim: Simulator, make_exporter: Any) -> None:
+    total = 100_000
+    sim.flows[1].nodes = [SimNode(1_000_000 + i, 5_000_000 + i, 7, i % 5) for i in range(total)]
+    sim.flow_message[1] = HOSTILE + "\x1b[2J" + "m" * 1_000_000  # a huge msg with code 0, markup first
+    exporter = await make_exporter(sim, run_poller=False, api={"max_response_bytes": 64 * 1024 * 1024},
+                                   flows=[{"key_id": 1, "name": HOSTILE}])
+    await exporter.account().poller.run_cycle()
+    status, _, html = await page(exporter.port, "/flows/1")
+    assert status == 200
+    assert len(html.encode()) < 2 * 1024 * 1024, "a page of one flow stays under a few MiB"
+    assert f"<h2>Nodes ({total})</h2>" in html
+    assert html.count("<tr><td>") == MAX_NODES_SHOWN  # node rows (facts rows start with <th>)
+    assert "… and 98,000 more nodes" in html
+    # escaped: the flow name and the vendor's msg are text, never markup
+    assert HOSTILE not in html and "<script" not in html
+    assert "<h1>Flow 1</h1>" in html and "<th>name</th><td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in html
+    code = re.search(r"<th>vendor code</th><td>(.*?)</td>", html, re.S)
+    assert code, "the envelope's msg is shown"
+    shown = html_module.unescape(code.group(1))
+    assert shown.startswith("0 " + HOSTILE) and shown.endswith(f"…[cut {1_000_000 + 29 - MAX_TEXT} chars]")
+    assert len(shown) < MAX_TEXT + 50, "the msg arrives capped"
+    assert "too_long msg: msg has 1000029 characters, kept 4096" in html_module.unescape(html)
+    samples = await scrape(exporter.port)
+    assert value(samples, "itnio_api_schema_drift_total", endpoint=QUERY_DETAIL, field="msg", kind="too_long") == 1
+    assert sum(v for labels, v in samples["itnio_recall_flow_nodes"] if labels["key_id"] == "1") == total
+    # the JSON form counts every node and is as small
+    status, _, text = await page(exporter.port, "/flows/1?format=json")
+    row = json.loads(text)
+    assert status == 200 and sum(row["nodes"].values()) == total and len(text) < 64 * 1024
+    assert row["name"] == HOSTILE  # JSON carries the text; its Content-Type keeps it inert
+
+
+async def test_a_flow_within_the_node_limit_lists_every_node_and_no_more_line(sim: Simulator, make_exporter: Any) -> None:
+    sim.flows[1].nodes = [SimNode(10 + i, 500 + i, 7, 1) for i in range(MAX_NODES_SHOWN)]
+    exporter = await make_exporter(sim, run_poller=False)
+    await exporter.account().poller.run_cycle()
+    _, _, html = await page(exporter.port, "/flows/1")
+    assert html.count("<tr><td>") == MAX_NODES_SHOWN and "more nodes" not in html
+
+
+async def test_unreadable_recall_settings_show_as_unknown(sim: Simulator, make_exporter: Any) -> None:
+    sim.flow_drift[1] = {"unreadable_numbers"}  # recallNum -5, recallInterval "５"
+    exporter = await make_exporter(sim, run_poller=False)
+    await exporter.account().poller.run_cycle()
+    _, _, html = await page(exporter.port, "/flows/1")
+    assert "<th>recall interval</th><td>unknown</td>" in html and "<th>recall attempts</th><td>unknown</td>" in html
+    assert "unreadable data.recallNum: data.recallNum is negative" in html
+    assert "unreadable data.recallInterval: data.recallInterval is not a number in ASCII decimal" in html
