@@ -438,6 +438,50 @@ def report_config(c: dict[str, Any]) -> list[str]:
 
 
 # -- the orchestrator -------------------------------------------------------------------------
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+FAILING_BYTES = 768 * 1024  # every answer of the failing-flows run, good or not
+
+
+async def worker_failing(flows: int, cycles: int) -> dict[str, Any]:
+    """RSS after cycles of good answers, then of junk (not JSON) and of a gzip bomb, all of
+    FAILING_BYTES (the bomb is cut there by api.max_response_bytes). Simulator in this process."""
+    from exporter.config import Credentials, validate_config
+    from exporter.service import Exporter
+    from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Simulator, static_flows
+
+    sim = Simulator(flows=static_flows(flows, NODES), envelope_variant="code-int")
+    sim.detail_size = FAILING_BYTES
+    await sim.start()
+    config = validate_config({
+        "api": {"base_url": sim.base_url, "api_key": DEMO_API_KEY, "timeout": "30s", "retries": 0,
+                "max_concurrency": CONCURRENCY, "max_response_bytes": FAILING_BYTES + 64 * 1024},
+        "poll": {"interval": "2m", "terminal_interval": "2m"},
+        "flows": [{"key_id": key, "name": f"flow-{key}"} for key in range(1, flows + 1)],
+    })
+    exporter = Exporter(config, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "bench"), listen_address="127.0.0.1:0")
+    await exporter.start(run_poller=False)
+    poller = exporter.poller
+    assert poller is not None
+    out: dict[str, Any] = {"flows": flows, "answer_bytes": FAILING_BYTES}
+    for phase, hostile in (("good", None), ("junk", "junk"), ("gzip_bomb", "gzip_bomb")):
+        sim.serve_hostile(hostile, FAILING_BYTES if hostile == "junk" else 256 * 1024 * 1024)
+        for _ in range(cycles):
+            poller.schedule.forget(keep=())
+            snapshot = await poller.run_cycle()
+        ups = sum(state.up for state in snapshot.flows)
+        assert ups == (flows if hostile is None else 0), f"{phase}: {ups} of {flows} flows up"
+        out[f"{phase}_rss_mib"] = rss_mib()
+    await exporter.stop()
+    await sim.stop()
+    return out
+
+
 def run_worker(*args: str) -> dict[str, Any]:
     result = subprocess.run([sys.executable, str(Path(__file__)), *args], capture_output=True, text=True)
     if result.returncode != 0:
@@ -515,6 +559,9 @@ def main() -> int:
                     run_worker("cycle", url, str(flows), "3", f"{i}/{shards}", "0") for i in range(shards)
                 ]
     results["calls"] = run_worker("calls", str(sizes[-1]))
+    failing_flows = 100 if args.quick else 500
+    print(f"# {failing_flows} flows answering well, then failing ...", file=sys.stderr, flush=True)
+    results["failing"] = run_worker("failing", str(failing_flows), "2" if args.quick else "4")
     print(f"# a config of {config_flows} flows ...", file=sys.stderr, flush=True)
     results["config"] = run_config_section(config_flows, 3)
     results["bench_seconds"] = time.monotonic() - began
@@ -578,6 +625,18 @@ def report(r: dict[str, Any], sizes: tuple[int, int]) -> str:
     lines.append(f"Vendor calls per hour, {c['flows']:,} flows (60% completed, 10% cancelled, 20% in progress, "
                  f"5% pending, 5% exception), poll.interval 1m, poll.terminal_interval 15m: "
                  f"{c['calls']:,} against {c['naive']:,} naive ({c['calls'] / c['naive']:.2f}x)")
+    f = r["failing"]
+    junk_ratio = f["junk_rss_mib"] / f["good_rss_mib"]
+    bomb_ratio = f["gzip_bomb_rss_mib"] / f["good_rss_mib"]
+    lines.append("")
+    lines.append(f"Memory, {f['flows']:,} flows answering {f['answer_bytes'] // 1024} KiB each (simulator in the same "
+                 "process), RSS after the cycles of each kind of answer")
+    lines.append("")
+    lines.append("| answers | RSS MiB | vs good |")
+    lines.append("|---|---:|---:|")
+    lines.append(f"| good (valid JSON, padded) | {f['good_rss_mib']:.0f} | 1.00x |")
+    lines.append(f"| junk (not JSON) | {f['junk_rss_mib']:.0f} | {junk_ratio:.2f}x |")
+    lines.append(f"| gzip bomb (256 MiB inflated, cut at the cap) | {f['gzip_bomb_rss_mib']:.0f} | {bomb_ratio:.2f}x |")
     lines.extend(report_config(r["config"]))
     lines.append("")
     lines.append("Targets (ratios from this run):")
@@ -585,6 +644,8 @@ def report(r: dict[str, Any], sizes: tuple[int, int]) -> str:
     lines.append(f"- /metrics throughput vs bytes from memory: {vs_b:.2f}x (target >= 0.7x): {check(vs_b >= 0.7)}")
     for flows, ratio in zip(sizes, ratios, strict=True):
         lines.append(f"- cycle time at {flows:,} flows vs ideal: {ratio:.2f}x (target <= 1.25x): {check(ratio <= 1.25)}")
+    worst = max(junk_ratio, bomb_ratio)
+    lines.append(f"- RSS with every flow failing vs answering well: {worst:.2f}x (target <= 1.2x): {check(worst <= 1.2)}")
     p99 = during.get("p99_ms")
     lines.append(f"- /metrics p99 during a cycle: {_f(p99)} ms (target < 50 ms): "
                  f"{check(p99 is not None and p99 < 50)}")
@@ -608,6 +669,8 @@ def worker_main(argv: list[str]) -> int:
     elif kind == "cycle":
         index, count = (int(x) for x in argv[4].split("/"))
         out = asyncio.run(worker_cycle(argv[1], int(argv[2]), int(argv[3]), (index, count), float(argv[5])))
+    elif kind == "failing":
+        out = asyncio.run(worker_failing(int(argv[1]), int(argv[2])))
     elif kind == "calls":
         out = worker_calls_per_hour(int(argv[1]))
     elif kind == "config-check":
@@ -625,7 +688,7 @@ def worker_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] in ("metrics", "cycle", "calls", "loadgen", "config-check", "config-start",
+    if len(sys.argv) > 1 and sys.argv[1] in ("metrics", "cycle", "calls", "failing", "loadgen", "config-check", "config-start",
                                              "config-loaders"):
         sys.exit(worker_main(sys.argv[1:]))
     sys.exit(main())

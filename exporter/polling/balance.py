@@ -21,7 +21,7 @@ import structlog
 from ..aio import cancel
 from ..config import AccountConfig, BalanceConfig
 from ..vendor.endpoints import GET_BALANCE
-from ..vendor.errors import ApiError, NotSent
+from ..vendor.errors import ApiError, Failure, NotSent
 from ..vendor.model import Balance
 
 log = structlog.get_logger("exporter.polling.balance")
@@ -42,7 +42,7 @@ class BalanceState:
     interval: float = 300.0  # seconds: balance.interval
     stale_after: float = 900.0  # seconds: 3 x balance.interval
     low_threshold: float | None = None  # balance.low_threshold
-    last_error: ApiError | NotSent | None = field(default=None, compare=False)
+    last_error: Failure | NotSent | None = field(default=None, compare=False)
 
     def visible(self, now: float) -> Balance | None:
         """The balance to show at unix time ``now``: None once it is older than :attr:`stale_after`."""
@@ -132,12 +132,13 @@ class BalancePoller:
         try:
             balance = await client.get_balance(settings.path, time.monotonic() + settings.interval)
         except (ApiError, NotSent) as exc:
+            failure = exc.summary() if isinstance(exc, ApiError) else NotSent(exc.reason)  # kept: no traceback
             if settings is not self._settings:  # reloaded meanwhile: the new settings decide
                 return False
             if self.state.last_error is None:
-                log.warning("balance_query_failed", path=settings.path, error=str(exc),
+                log.warning("balance_query_failed", path=settings.path, error=str(failure),
                             keeping="the last balance" if self.state.balance is not None else "no balance yet")
-            self.state = replace(self.state, last_error=exc)
+            self.state = replace(self.state, last_error=failure)
             self._publish(self.state)
             return False
         if settings is not self._settings:  # reloaded meanwhile: the new settings decide

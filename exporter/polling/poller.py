@@ -34,7 +34,7 @@ import structlog
 from ..aio import cancel
 from ..config import AccountConfig, FlowConfig
 from ..vendor.endpoints import QUERY_DETAIL
-from ..vendor.errors import AccountGuard, ApiError, ErrorKind, NotSent
+from ..vendor.errors import AccountGuard, ApiError, ErrorKind, Failure, NotSent
 from ..vendor.model import FlowDetail, FlowRecord
 from .schedule import Schedule, spread_offsets
 from .schedule import stale_after as flow_stale_after
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("exporter.polling.poller")
 
-Result = FlowDetail | ApiError | NotSent
+Result = FlowDetail | Failure | NotSent  # a failed request is kept as its bounded summary, never the ApiError
 
 
 class FlowSource(Protocol):
@@ -226,7 +226,7 @@ class Poller:
             results[probe.key_id] = await self._query(probe.key_id, deadline)
             flows = flows[1:]
             failed = results[probe.key_id]
-            if isinstance(failed, ApiError) and failed.is_account_error():
+            if isinstance(failed, Failure) and failed.is_account_error():
                 for flow in flows:
                     results[flow.key_id] = NotSent(f"account error {failed.code}: waiting for the back-off")
                 return results
@@ -249,19 +249,21 @@ class Poller:
     ) -> Result:
         try:
             return await self._client.query_detail(key_id, deadline, may_send)
-        except (ApiError, NotSent) as outcome:
-            return outcome
+        except ApiError as error:
+            return error.summary()  # the error, its traceback and the body its frames hold go now
+        except NotSent as outcome:
+            return NotSent(outcome.reason)  # never raised: no traceback
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the daemon never dies of what it reads
             log.exception("query_failed_unexpectedly", key_id=key_id)
-            return ApiError(ErrorKind.DECODE, "", type(exc).__name__)
+            return Failure(ErrorKind.DECODE, "", type(exc).__name__)
         finally:
             self._last_progress = time.monotonic()
 
     def _adjust_backoff(self, results: Iterable[Result]) -> None:
         results = list(results)
-        account = next((r for r in results if isinstance(r, ApiError) and r.is_account_error()), None)
+        account = next((r for r in results if isinstance(r, Failure) and r.is_account_error()), None)
         succeeded = any(isinstance(r, FlowDetail) for r in results)
         if account is not None and not succeeded:
             poll = self._config.poll

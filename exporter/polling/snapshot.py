@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..vendor.errors import ApiError
+from ..vendor.errors import Failure
 from ..vendor.model import Answer, CallStats, FlowDetail, FlowRecord
 
 
@@ -19,7 +19,7 @@ class FlowState:
     stale: bool = False  # detail is older than poll.stale_after: its series are not shown
     polls: int = 0
     errors: tuple[tuple[str, int], ...] = ()  # (kind, count) since start, per flow
-    last_error: ApiError | None = field(default=None, compare=False)
+    last_error: Failure | None = field(default=None, compare=False)  # bounded: no traceback, no body
     failing_since_cycles: int = 0  # consecutive failed polls
     record: FlowRecord | None = None  # what discovery's flow list says of it (None: not listed)
     calls: tuple[tuple[int, CallStats], ...] = ()  # (node key_id, group-call counts), enrich.node_calls

@@ -14,6 +14,10 @@ every in-progress node places ``call_rate`` calls a second at ``call_cost`` each
 the actual balance, then the gift. Balance answers are recorded apart, in
 :attr:`Simulator.balance_answers`, with the amounts served in :attr:`Simulator.balances_served`.
 
+Hostile answers (:meth:`Simulator.serve_hostile`): every queryDetail answer a large body
+that is not JSON (``junk``), or a gzip bomb (``gzip_bomb``: a small gzip body that inflates
+to far more), as a broken or compromised endpoint or proxy would send them.
+
 Run it alone with ``itnio-exporter-simulator`` or ``python -m exporter.simulator``
 (:mod:`exporter.simulator.cli`); the flows it serves are in :mod:`exporter.simulator.flows`.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gzip
 import hmac
 import json
 import random
@@ -51,6 +56,7 @@ DRIFT_VARIANTS = ("string_numbers", "unreadable_node", "missing_optional", "unre
 _FLOW_NUMBERS = ("keyId", "status", "recallInterval", "recallNum", "recallType")
 _NODE_NUMBERS = ("keyId", "nodeStatus", "taskId", "scriptId")
 DEMO_API_KEY = "demo-key"
+HOSTILE_KINDS = ("junk", "gzip_bomb")
 # How an answer is to be counted (kind, code), and the answer; None: drop the connection.
 Decision = tuple[tuple[str, str], "web.StreamResponse | None"]
 DEMO_API_SECRET = "demo-secret"
@@ -191,9 +197,24 @@ class Simulator:
         self.balance_as_numbers = False  # amounts as JSON numbers instead of the documented strings
         self.balance_answers: Counter[tuple[str, str]] = Counter()  # (kind, code) of every balance answer
         self.balances_served: list[dict[str, float]] = []  # the amounts of each successful balance answer
+        self.hostile: tuple[bytes, dict[str, str]] | None = None  # body and headers of every queryDetail answer
+        self.detail_size = 0  # successful queryDetail answers are padded with whitespace to this many bytes
         self._served = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
+
+    def serve_hostile(self, kind: str | None, size: int = 7 * 1024 * 1024) -> None:
+        """From now on answer every authentic queryDetail with ``kind`` of ``size`` bytes (inflated,
+        for a gzip bomb), recorded as ``decode``; None: answer normally again."""
+        if kind is None:
+            self.hostile = None
+        elif kind == "junk":  # an HTML error page from a proxy, say: 200 OK, not JSON
+            line = b"<p>upstream said something that is not JSON</p>\n"
+            self.hostile = (line * (size // len(line) + 1))[:size], {"Content-Type": "text/html"}
+        elif kind == "gzip_bomb":
+            self.hostile = gzip.compress(b"\0" * size, 9), {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        else:
+            raise ValueError(f"unknown hostile kind {kind!r} (one of {', '.join(HOSTILE_KINDS)})")
 
     # -- set-up -------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -321,6 +342,9 @@ class Simulator:
             return self._answer(*problem)
         if key_id is None:
             return self._answer(-22, "Parameter exception")
+        if self.hostile is not None:
+            body, headers = self.hostile
+            return ("decode", ""), web.Response(body=body, headers=headers)
         flow = self.flows.get(key_id)
         if flow is None:
             return self._answer(-24, "Data not existing")
@@ -330,7 +354,11 @@ class Simulator:
         if variants:
             data, truth = drifted(data, variants)
             self.drift_served.update(truth)
-        return self._answer(0, self.flow_message.get(key_id, "success"), data)
+        message = self.flow_message.get(key_id, "success")
+        if self.detail_size:  # valid JSON as large as a hostile answer, to compare the two
+            body = json.dumps(envelope(self._variant(), 0, message, data)).encode().ljust(self.detail_size)
+            return ("ok", ""), web.Response(body=body, content_type="application/json")
+        return self._answer(0, message, data)
 
     async def _fault_or_delay(self, request: web.Request, fault: Fault | None, delay: float) -> Decision | None:
         """Wait ``delay``, then answer with ``fault`` if there is one (None: answer normally)."""

@@ -4,6 +4,13 @@ One keep-alive :class:`aiohttp.ClientSession` for the life of the client; every
 request gets a fresh ``Timestamp`` and ``Sign``; every request that is sent is
 reported to the :class:`RequestObserver` exactly once, with at most one
 error kind. The secret and the Sign header are never put in an exception or a log.
+
+Memory: an answer costs at most ``api.max_response_bytes``, counted after decompression
+(gzip and deflate are inflated here, in steps bounded by what is left of that cap, so a
+gzip bomb stops at the cap). A failed request's ApiError holds no reference cycle: no
+frame it passes through keeps it (or an exception it replaced) in a local, so it is freed
+by reference counting with the body its frames hold, as soon as its catcher drops it
+(callers keep :meth:`ApiError.summary`, not the error).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import math
 import random
 import ssl
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, tzinfo
@@ -28,6 +36,7 @@ import yarl
 
 from .. import __version__
 from ..config import Credentials, redact_url, redact_urls
+from ..text import cap
 from .decoding import UNREADABLE_NODE, Reader, parse_balance, parse_call_stats, parse_flow_detail, parse_flow_page
 from .endpoints import DEFAULT_BALANCE_PATH, GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
 from .endpoints import path as endpoint_path
@@ -106,7 +115,10 @@ class ItnioClient:
             # ssl=True: verified against the system CAs when no context is given.
             connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300, ssl=ssl_context or True),
             trust_env=False,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"},
+            # Inflated by _read_limited, within max_response_bytes (aiohttp before 3.13.3 inflates
+            # a whole network read at once: a gzip bomb).
+            auto_decompress=False,
             # The whole request, body included, is bounded by asyncio.timeout() in _attempt.
             timeout=aiohttp.ClientTimeout(total=None),
         )
@@ -197,28 +209,30 @@ class ItnioClient:
                 budget = min(self.timeout, end - time.monotonic())
                 try:
                     result = await self._attempt(endpoint, payload, parse, budget, path)
-                except ApiError as error:
-                    failure = error
+                except ApiError as failure:
+                    # Decided here, so that no local outlives the except clause holding the
+                    # error (a cycle through this frame, in the error's traceback).
+                    self._react(failure)
+                    if (self.correct_clock and failure.is_clock_skew() and not skew_corrected
+                            and failure.server_time is not None):
+                        # Sign with the vendor's idea of the time and try once more.
+                        skew_corrected = True
+                        self._clock_offset = failure.server_time - self.clock()
+                        self.telemetry.clock_offset_learnt(self._clock_offset)
+                        log.warning("clock_skew_corrected", offset_seconds=round(self._clock_offset, 1))
+                        delay = 0.0
+                    elif failure.is_retryable() and retries < self.retries:
+                        delay = self.backoff_base * 2**retries * self.random()
+                        if failure.retry_after is not None:
+                            delay = max(delay, failure.retry_after)
+                        retries += 1
+                    else:
+                        raise
+                    if time.monotonic() + delay + self.min_attempt > end:
+                        raise
                 else:
                     self._throttle_step = 0.0
                     return result
-            self._react(failure)
-            if self.correct_clock and failure.is_clock_skew() and not skew_corrected and failure.server_time is not None:
-                # Sign with the vendor's idea of the time and try once more.
-                skew_corrected = True
-                self._clock_offset = failure.server_time - self.clock()
-                self.telemetry.clock_offset_learnt(self._clock_offset)
-                log.warning("clock_skew_corrected", offset_seconds=round(self._clock_offset, 1))
-                delay = 0.0
-            elif failure.is_retryable() and retries < self.retries:
-                delay = self.backoff_base * 2**retries * self.random()
-                if failure.retry_after is not None:
-                    delay = max(delay, failure.retry_after)
-                retries += 1
-            else:
-                raise failure
-            if time.monotonic() + delay + self.min_attempt > end:
-                raise failure
             self.telemetry.retried(endpoint)
             await asyncio.sleep(delay)
 
@@ -276,52 +290,56 @@ class ItnioClient:
         server_time = retry_after = None
         answer: Answer | None = None
         try:
-            async with asyncio.timeout(budget):
-                async with self._session.request(
-                    "GET" if path else "POST",
-                    url,
-                    data=None if path else json.dumps(payload),
-                    # No redirects: the signing headers must not follow a 3xx to another host.
-                    headers=headers,
-                    allow_redirects=False,
-                    proxy=self._proxy,
-                    proxy_auth=self._proxy_auth,
-                ) as response:
-                    if response.status != 200:
-                        server_time = _http_date(response.headers.get("Date"))
-                        retry_after = _retry_after(response.headers.get("Retry-After"), server_time)
-                        answer = Answer(sent_at + time.monotonic() - started, response.status, b"", 0,
-                                        date=response.headers.get("Date"))
-                        raise ApiError(ErrorKind.HTTP, str(response.status), response.reason or "")
-                    raw = await self._read_limited(response)
-            reader = Reader(endpoint)
-            answer = Answer(sent_at + time.monotonic() - started, 200, raw[:MAX_ANSWER_BYTES], len(raw),
-                            date=response.headers.get("Date"))
             try:
-                # A large answer (thousands of nodes) takes a thread: decoding 8 MiB costs ~0.4 s.
-                result = await asyncio.to_thread(_decode, raw, parse, reader) if len(raw) > OFFLOAD_DECODE_BYTES \
-                    else _decode(raw, parse, reader)
+                async with asyncio.timeout(budget):
+                    async with self._session.request(
+                        "GET" if path else "POST",
+                        url,
+                        data=None if path else json.dumps(payload),
+                        # No redirects: the signing headers must not follow a 3xx to another host.
+                        headers=headers,
+                        allow_redirects=False,
+                        proxy=self._proxy,
+                        proxy_auth=self._proxy_auth,
+                    ) as response:
+                        if response.status != 200:
+                            server_time = _http_date(response.headers.get("Date"))
+                            retry_after = _retry_after(response.headers.get("Retry-After"), server_time)
+                            answer = Answer(sent_at + time.monotonic() - started, response.status, b"", 0,
+                                            date=response.headers.get("Date"))
+                            raise ApiError(ErrorKind.HTTP, str(response.status), response.reason or "")
+                        raw = await self._read_limited(response)
+                reader = Reader(endpoint)
+                answer = Answer(sent_at + time.monotonic() - started, 200, raw[:MAX_ANSWER_BYTES], len(raw),
+                                date=response.headers.get("Date"))
+                try:
+                    # A large answer (thousands of nodes) takes a thread: decoding 8 MiB costs ~0.4 s.
+                    result = await asyncio.to_thread(_decode, raw, parse, reader) if len(raw) > OFFLOAD_DECODE_BYTES \
+                        else _decode(raw, parse, reader)
+                except ApiError as exc:
+                    # The answer's Date is needed only to correct the clock (-16): parse it then.
+                    if exc.is_clock_skew():
+                        server_time = _http_date(response.headers.get("Date"))
+                    raise
+                finally:
+                    answer = replace(answer, envelope=reader.envelope, drift=reader.drift)
+                self._report_drift(endpoint, payload.get("keyId"), answer)
+                return replace(result, answer=answer)
             except ApiError as exc:
-                # The answer's Date is needed only to correct the clock (-16): parse it then.
-                if exc.is_clock_skew():
-                    server_time = _http_date(response.headers.get("Date"))
+                exc.note_answer(server_time, retry_after, answer)
+                error = exc
                 raise
-            finally:
-                answer = replace(answer, envelope=reader.envelope, drift=reader.drift)
-            self._report_drift(endpoint, payload.get("keyId"), answer)
-            return replace(result, answer=answer)
-        except ApiError as exc:
-            error = exc
-            error.note_answer(server_time, retry_after, answer)
-            raise
-        except TimeoutError:
-            error = ApiError(ErrorKind.TIMEOUT, "", f"no answer within {budget:.3g}s")
-            raise error from None
-        except (aiohttp.ClientError, OSError) as exc:
-            error = ApiError(ErrorKind.NETWORK, "", _describe(exc))
-            raise error from None
+            except TimeoutError:
+                error = ApiError(ErrorKind.TIMEOUT, "", f"no answer within {budget:.3g}s")
+            except (aiohttp.ClientError, OSError) as exc:
+                error = ApiError(ErrorKind.NETWORK, "", _describe(exc))
+            # Raised here, not in the except clause: the exception it replaces would be its
+            # __context__, and that one's traceback holds this frame, which holds the error.
+            raise error  # set by the except clause that was taken
         finally:
             self.telemetry.observe(endpoint, time.monotonic() - started, error)
+            # This frame stays in the error's traceback: it must not hold the error (a cycle).
+            error = None
 
     def _report_drift(self, endpoint: str, key_id: int | None, answer: Answer) -> None:
         """Count the drift of an answer that was used; log each (flow, field, kind) the first time only."""
@@ -339,30 +357,76 @@ class ItnioClient:
             )
 
     async def _read_limited(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body, inflated (gzip, deflate): at most max_response_bytes, sent or inflated."""
         limit = self.max_response_bytes
         if response.content_length is not None and response.content_length > limit:
             raise ApiError(ErrorKind.DECODE, "", f"response of {response.content_length} bytes exceeds {limit}")
-        chunks, size = [], 0
+        inflater = _Inflater.for_encoding(response.headers.get("Content-Encoding", ""))
+        chunks: list[bytes] = []
+        size = 0
         async for chunk in response.content.iter_chunked(65536):
+            if inflater is not None:
+                chunk = inflater.inflate(chunk, limit - size + 1)  # one byte over the cap is enough to know
             size += len(chunk)
             if size > limit:
-                raise ApiError(ErrorKind.DECODE, "", f"response exceeds {limit} bytes")
+                chunks.clear()  # this frame stays in the error's traceback for as long as the error lives
+                raise ApiError(ErrorKind.DECODE, "", f"response exceeds {limit} bytes"
+                               + (" once inflated" if inflater is not None else ""))
             chunks.append(chunk)
         return b"".join(chunks)
 
 
+class _Inflater:
+    """Inflates a gzip or deflate body in steps that never produce more than asked for."""
+
+    def __init__(self, encoding: str):
+        self._encoding = encoding
+        self._zlib: Any = None  # chosen at the first byte (deflate may come with or without its zlib header)
+
+    @classmethod
+    def for_encoding(cls, header: str) -> _Inflater | None:
+        encoding = header.strip().lower()
+        if encoding in ("", "identity"):
+            return None
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            return cls(encoding)
+        raise ApiError(ErrorKind.DECODE, "", f"unsupported Content-Encoding: {cap(encoding, 40)!r}")
+
+    def inflate(self, data: bytes, most: int) -> bytes:
+        """At most ``most`` bytes of what ``data`` inflates to; reaching ``most`` means the rest is not wanted."""
+        if not data:
+            return b""
+        if self._zlib is None:
+            if self._encoding == "deflate":
+                wbits = zlib.MAX_WBITS if data[0] & 0x0F == 8 else -zlib.MAX_WBITS
+            else:
+                wbits = 16 + zlib.MAX_WBITS
+            self._zlib = zlib.decompressobj(wbits)
+        try:
+            return bytes(self._zlib.decompress(data, most))
+        except zlib.error:
+            pass  # raised below, without the zlib.error as its context
+        raise ApiError(ErrorKind.DECODE, "", f"cannot inflate the {self._encoding} body")
+
+
 def _decode(raw: bytes, parse: Callable[[Any, Reader], T], reader: Reader) -> T:
-    """``parse`` of the JSON in ``raw``; every failure an ApiError (the daemon never dies of what it reads)."""
+    """``parse`` of the JSON in ``raw``; every failure an ApiError (the daemon never dies of what it reads).
+
+    The ApiError is raised outside the ``except`` that caught the cause: a JSONDecodeError
+    holds the whole document, and would ride along as the ApiError's ``__context__``."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ApiError(ErrorKind.DECODE, "", f"invalid JSON: {type(exc).__name__}") from None
-    try:
-        return parse(body, reader)
-    except ApiError:
-        raise
-    except Exception as exc:
-        raise ApiError(ErrorKind.DECODE, "", f"unexpected shape: {type(exc).__name__}") from None
+        problem = f"invalid JSON: {type(exc).__name__}"
+    else:
+        try:
+            return parse(body, reader)
+        except ApiError:
+            raise
+        except Exception as exc:
+            problem = f"unexpected shape: {type(exc).__name__}"
+        del body
+    raise ApiError(ErrorKind.DECODE, "", problem)
 
 
 def _env_proxy(base_url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:

@@ -1,9 +1,18 @@
-"""How a request to the vendor failed, or why it was not sent."""
+"""How a request to the vendor failed, or why it was not sent.
+
+Rules: an :class:`ApiError` lives only while it propagates. Whatever keeps a failure beyond
+that (a flow's last error, the balance's) keeps its :class:`Failure`, a bounded summary: an
+exception carries its traceback, whose frames hold the body read so far, and an exception
+kept in a local of one of those frames is a reference cycle that only the cyclic collector
+frees.
+"""
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, field
 
+from ..text import cap
 from .endpoints import ACCOUNT_CODES, CODE_TIMESTAMP_EXPIRED, CODE_TOO_FREQUENT
 from .model import Answer
 
@@ -18,25 +27,12 @@ class ErrorKind(enum.StrEnum):
     DECODE = "decode"  # not JSON, or JSON of the wrong shape or types
 
 
-class ApiError(Exception):
-    """A failed request. ``code`` is the vendor code (api) or HTTP status (http), else ''."""
+class _Verdicts:
+    """What a failure means, for :class:`ApiError` and its :class:`Failure` alike."""
 
-    def __init__(self, kind: ErrorKind, code: str = "", message: str = ""):
-        super().__init__(f"{kind.value}{' ' + code if code else ''}: {message}")
-        self.kind = kind
-        self.code = code
-        self.message = message
-        self.server_time: float | None = None  # the answer's Date header, as unix time
-        self.retry_after: float | None = None  # seconds, from a Retry-After header
-        self.answer: Answer | None = None  # the answer that failed, when there was one
-
-    def note_answer(self, server_time: float | None, retry_after: float | None, answer: Answer | None = None) -> None:
-        """What the answer's headers said: its Date (unix time; to correct the clock after -16)
-        and its Retry-After (seconds), and the answer itself when one was received. The client
-        that got the answer notes them, once."""
-        self.server_time = server_time
-        self.retry_after = retry_after
-        self.answer = answer
+    __slots__ = ()
+    kind: ErrorKind
+    code: str
 
     def is_retryable(self) -> bool:
         """Transport trouble worth another try: timeouts, network errors, 5xx and 429."""
@@ -57,6 +53,48 @@ class ApiError(Exception):
         return self.kind is ErrorKind.API and self.code in ACCOUNT_CODES
 
 
+@dataclass(frozen=True, slots=True)
+class Failure(_Verdicts):
+    """What is kept of a failed request: its kind, code, message (capped, exporter.text.cap),
+    the HTTP status of its answer, and that answer (whose body is cut at MAX_ANSWER_BYTES).
+    No traceback, no exception, no body beyond that cap."""
+
+    kind: ErrorKind
+    code: str = ""
+    message: str = ""
+    status: int | None = None  # the answer's HTTP status (None: no answer)
+    answer: Answer | None = field(default=None, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}{' ' + self.code if self.code else ''}: {self.message}"
+
+
+class ApiError(_Verdicts, Exception):
+    """A failed request. ``code`` is the vendor code (api) or HTTP status (http), else ''."""
+
+    def __init__(self, kind: ErrorKind, code: str = "", message: str = ""):
+        super().__init__(f"{kind.value}{' ' + code if code else ''}: {message}")
+        self.kind = kind
+        self.code = code
+        self.message = message
+        self.server_time: float | None = None  # the answer's Date header, as unix time
+        self.retry_after: float | None = None  # seconds, from a Retry-After header
+        self.answer: Answer | None = None  # the answer that failed, when there was one
+
+    def note_answer(self, server_time: float | None, retry_after: float | None, answer: Answer | None = None) -> None:
+        """What the answer's headers said: its Date (unix time; to correct the clock after -16)
+        and its Retry-After (seconds), and the answer itself when one was received. The client
+        that got the answer notes them, once."""
+        self.server_time = server_time
+        self.retry_after = retry_after
+        self.answer = answer
+
+    def summary(self) -> Failure:
+        """The bounded summary of this failure, to keep instead of the exception."""
+        answer = self.answer
+        return Failure(self.kind, self.code, cap(self.message), answer.http_status if answer else None, answer)
+
+
 class NotSent(Exception):
     """No request was sent for a flow this cycle (deadline, throttling, a broken account)."""
 
@@ -71,11 +109,11 @@ class AccountGuard:
     Pass :meth:`may_send` to the client, and :meth:`note` every outcome."""
 
     def __init__(self) -> None:
-        self.error: ApiError | None = None
+        self.error: Failure | None = None
 
     def note(self, outcome: object) -> None:
-        if self.error is None and isinstance(outcome, ApiError) and outcome.is_account_error():
-            self.error = outcome
+        if self.error is None and isinstance(outcome, ApiError | Failure) and outcome.is_account_error():
+            self.error = outcome.summary() if isinstance(outcome, ApiError) else outcome
 
     def may_send(self) -> str | None:
         return f"account error {self.error.code}: not sent this cycle" if self.error else None

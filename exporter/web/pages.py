@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..polling.snapshot import FlowState, Snapshot
-from ..vendor.errors import ApiError
+from ..vendor.errors import Failure
 from ..vendor.model import ALL_STATES, Answer, state_name
 
 MAX_SHOWN = 64 * 1024  # characters of an answer shown on a page
@@ -69,7 +69,7 @@ def _error_text(error: dict[str, str] | None) -> str:
     return " ".join(part for part in (error["kind"], error["code"], error["message"]) if part) if error else ""
 
 
-def _error(error: ApiError | None) -> dict[str, str] | None:
+def _error(error: Failure | None) -> dict[str, str] | None:
     if error is None:
         return None
     return {"kind": error.kind.value, "code": error.code, "message": error.message}

@@ -132,3 +132,43 @@ async def test_the_loop_survives_a_broken_client_and_keeps_its_pace(sim):
     last = published[-1]
     assert all(not state.up and state.last_error.kind.value == "decode" for state in last.flows)
     assert last.cycles == len(published) and len(calls) >= 3 * len(sim.flows)
+
+
+async def test_a_failing_flow_keeps_a_bounded_summary_not_the_error_and_its_body(sim):
+    """5 flows answering 900 KiB that is not JSON: what the cycle leaves behind is each flow's
+    summary and the first 64 KiB of its answer (the cyclic collector is off: nothing is left
+    for it to free)."""
+    import gc
+    import tracemalloc
+    import types
+
+    from exporter.vendor.errors import Failure
+    from exporter.vendor.model import MAX_ANSWER_BYTES
+
+    clock = FakeClock()
+    poller, _, client = await poller_for(sim, clock, poll={"interval": "10s", "terminal_interval": "10s"})
+    sim.serve_hostile("junk", 900 * 1024)
+    gc.collect()
+    gc.disable()
+    try:
+        await poller.run_cycle()  # connections and the first failures logged: not what is measured
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            clock.now += 10
+            snapshot = await poller.run_cycle()
+            await asyncio.sleep(0.1)  # the simulator, in this process, finishes writing
+            kept = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        for state in snapshot.flows:
+            error = state.last_error
+            assert isinstance(error, Failure) and error.kind.value == "decode" and error.status == 200
+            assert state.last_answer is not None and len(state.last_answer.body) == MAX_ANSWER_BYTES
+            holders = gc.get_referrers(error)
+            assert not any(isinstance(h, types.FrameType | types.TracebackType) for h in holders), holders
+    finally:
+        gc.enable()
+        await client.close()
+    per_flow = kept / len(snapshot.flows)
+    assert per_flow < MAX_ANSWER_BYTES + 16 * 1024, f"{per_flow:.0f} bytes kept per failing flow"
