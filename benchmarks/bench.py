@@ -466,7 +466,7 @@ async def worker_failing(flows: int, cycles: int) -> dict[str, Any]:
     })
     exporter = Exporter(config, Credentials(DEMO_API_KEY, DEMO_API_SECRET, "bench"), listen_address="127.0.0.1:0")
     await exporter.start(run_poller=False)
-    poller = exporter.poller
+    poller = exporter.account().poller
     assert poller is not None
     out: dict[str, Any] = {"flows": flows, "answer_bytes": FAILING_BYTES}
     for phase, hostile in (("good", None), ("junk", "junk"), ("gzip_bomb", "gzip_bomb")):
