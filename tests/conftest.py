@@ -15,7 +15,8 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import logs
-from exporter.config import Credentials, load_config, resolve_credentials, validate_config
+from exporter.accounts.runtime import load_all
+from exporter.config import Credentials, validate_config
 from exporter.service import Exporter
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Simulator, static_flows
 
@@ -123,6 +124,21 @@ def exporter_config(sim: Simulator, **sections: Any) -> dict[str, Any]:
     return raw
 
 
+def accounts_config(sims: dict[str, Simulator], *, poll: dict[str, Any] | None = None,
+                    **accounts: dict[str, Any]) -> dict[str, Any]:
+    """An ``accounts:`` config dict, one account per simulator (by account name), each watching its
+    simulator's flows; ``accounts`` (by name) override sections of that account."""
+    raw_accounts = []
+    for name, sim in sims.items():
+        account = exporter_config(sim, balance={"enabled": False})
+        del account["poll"]
+        for section, value in accounts.get(name.replace("-", "_"), {}).items():
+            current = account.get(section)
+            account[section] = {**current, **value} if isinstance(value, dict) and isinstance(current, dict) else value
+        raw_accounts.append({"name": name, **account})
+    return {"poll": {"interval": "5s", **(poll or {})}, "accounts": raw_accounts}
+
+
 ExporterFactory = Callable[..., Awaitable[Exporter]]
 
 
@@ -163,14 +179,25 @@ def make_exporter(_started: list[Exporter]) -> ExporterFactory:
 
 
 @pytest.fixture
+def make_accounts_exporter(_started: list[Exporter]) -> Callable[..., Awaitable[Exporter]]:
+    """Start an Exporter watching one account per simulator (see :func:`accounts_config`)."""
+
+    async def factory(sims: dict[str, Simulator], *, run_poller: bool = False,
+                      exporter_options: dict[str, Any] | None = None, **overrides: Any) -> Exporter:
+        config = validate_config(accounts_config(sims, **overrides))
+        credentials = {name: Credentials(DEMO_API_KEY, DEMO_API_SECRET, "test") for name in sims}
+        return await _start(_started, config, credentials, run_poller, exporter_options or {})
+
+    return factory
+
+
+@pytest.fixture
 def exporter_from_file(_started: list[Exporter]) -> ExporterFactory:
     """Start an Exporter from a config file, as the CLI does, so that reloads re-read it."""
 
     async def factory(path: Path, *, run_poller: bool = False, **options: Any) -> Exporter:
-        config = load_config(path)
-        return await _start(
-            _started, config, resolve_credentials(config.api), run_poller, {"config_path": path, **options}
-        )
+        config, credentials = load_all(path)
+        return await _start(_started, config, credentials, run_poller, {"config_path": path, **options})
 
     return factory
 

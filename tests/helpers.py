@@ -3,12 +3,14 @@ vendor answers to mutate, and certificates and requests for the web tests."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +176,12 @@ def wait_for_http(port: int, proc: subprocess.Popen, path: str = "/healthz", *, 
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, f"no answer to {path} on port {port} within {seconds} s"
         time.sleep(0.2)
+
+
+async def until(condition: Callable[[], object], seconds: float = 10) -> None:
+    """Until ``condition()`` holds, checked every 0.1 s, or fail after ``seconds``."""
+    for _ in range(int(seconds * 10)):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("did not happen in time")

@@ -1,6 +1,5 @@
 """Secrets stay secret: through every failure path, at debug level, nowhere to be seen."""
 
-import asyncio
 import io
 import json
 import subprocess
@@ -14,6 +13,7 @@ from exporter import logs
 from exporter.simulator import Fault, Simulator, static_flows
 from exporter.vendor.signing import sign
 from tests.conftest import fetch
+from tests.helpers import until
 
 SECRET_1 = "Kn0wn-s3cret-\u13da-one"
 SECRET_2 = "Kn0wn-s3cret-\u13da-two"
@@ -26,15 +26,6 @@ def config_text(sim: Simulator, secret_file, extra: str = "") -> str:
         "poll:\n  interval: 1s\n  max_backoff: 2s\n"
         "flows:\n" + "".join(f"  - key_id: {k}\n    name: flow-{k}\n" for k in sim.flows)
     )
-
-
-async def until(condition, seconds: float = 10) -> None:
-    """Until ``condition()`` holds (a credential file settles between cycles), or fail."""
-    for _ in range(int(seconds * 10)):
-        if condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("did not happen in time")
 
 
 async def post(port: int, path: str) -> bytes:
