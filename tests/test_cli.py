@@ -420,3 +420,40 @@ async def test_concurrent_reload_posts_share_one_reload_and_all_get_its_answer(t
     finally:
         await exporter.stop()
     assert exporter.reloads() == 2, exporter.reloads()
+
+
+def test_config_check_of_several_accounts_reports_each_and_names_the_broken_one(tmp_path):
+    for name in ("eu", "us"):
+        (tmp_path / f"{name}-key").write_text(f"key-{name}\n")
+        (tmp_path / f"{name}-secret").write_text(f"secret-{name}\n")
+    good = f"""
+        poll: {{interval: 60s}}
+        accounts:
+          - name: eu-main
+            api: {{api_key_file: {tmp_path / 'eu-key'}, api_secret_file: {tmp_path / 'eu-secret'}}}
+            flows: [{{key_id: 12}}]
+          - name: us-resell
+            api: {{api_key_file: {tmp_path / 'us-key'}, api_secret_file: {tmp_path / 'us-secret'}}}
+            poll: {{interval: 2m}}
+            flows: [{{key_id: 12}}, {{key_id: 13}}]
+            discovery: {{enabled: true}}
+    """
+    result = run("--config.check", "--config.file", str(write(tmp_path, good)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:2] == [
+        f"{tmp_path / 'config.yaml'}: account eu-main: OK (1 flows)",
+        f"{tmp_path / 'config.yaml'}: account us-resell: OK (2 flows, discovery on)",
+    ]
+    # a missing secret file is one line naming the account's field; the environment does not stand in
+    broken = good.replace(str(tmp_path / "us-secret"), str(tmp_path / "nowhere"))
+    result = run("--config.check", "--config.file", str(write(tmp_path, broken)),
+                 env={**os.environ, "ITNIO_API_SECRET": "from-the-environment"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("accounts[1].api.api_secret_file: "), lines
+    # the same key at the same base_url twice is one account configured twice
+    (tmp_path / "us-key").write_text("key-eu\n")
+    result = run("--config.check", "--config.file", str(write(tmp_path, good)))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "accounts[1].api: the same API key and base_url as accounts[0] (one account, twice)"]

@@ -276,6 +276,12 @@ class AccountConfig(_Model):
         )
 
 
+class ListedAccountConfig(AccountConfig):
+    """An entry of ``accounts:``: its name is required (the single-account form's is ``default``)."""
+
+    name: StrictStr
+
+
 def account_problems(account: AccountConfig, prefix: str = "") -> list[str]:
     """What is wrong across the fields of one account; each line starts with ``prefix`` and the field."""
     problems = []
@@ -326,7 +332,7 @@ class Config(AccountConfig):
     gives the accounts of either form.
     """
 
-    accounts: list[AccountConfig] | None = None
+    accounts: list[ListedAccountConfig] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -376,7 +382,7 @@ class Config(AccountConfig):
         return tuple(self.accounts)
 
 
-def _accounts_problems(accounts: list[AccountConfig]) -> list[str]:
+def _accounts_problems(accounts: list[ListedAccountConfig]) -> list[str]:
     problems = []
     if not accounts:
         problems.append("accounts: at least one account is needed")

@@ -138,3 +138,56 @@ def test_balance_problems_are_one_line_each(balance, expected):
 
 def test_a_short_balance_interval_is_fine_when_balance_is_off():
     assert not validate_config({**MINIMAL, "balance": {"enabled": False, "interval": "5s"}}).balance.enabled
+
+
+def _account(name: str, key: str = "k", **extra) -> dict:
+    return {"name": name, "api": {"api_key": key, "api_secret": "s"}, "flows": [{"key_id": 12}], **extra}
+
+
+def test_the_single_account_form_is_one_account_named_default():
+    config = validate_config(MINIMAL)
+    assert config.single_account
+    (account,) = config.accounts_resolved
+    assert account.name == "default" and account.flows == config.flows and account.api == config.api
+
+
+def test_accounts_take_the_top_level_poll_fields_they_do_not_set():
+    config = validate_config({
+        "poll": {"interval": "30s", "terminal_interval": "10m"},
+        "accounts": [_account("eu-main", poll={"interval": "2m"}), _account("us-resell", key="k2")],
+    })
+    eu, us = config.accounts_resolved
+    assert (eu.name, eu.poll.interval, eu.poll.terminal_interval) == ("eu-main", 120, 600)
+    assert (us.name, us.poll.interval, us.poll.terminal_interval) == ("us-resell", 30, 600)
+    assert not config.single_account
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({"accounts": [_account("eu"), _account("eu", key="k2")]},
+         "accounts[1].name: duplicate account name 'eu' (also accounts[0])"),
+        ({"accounts": [_account("EU Main")]}, "accounts[0].name: 'EU Main' is not an account name"),
+        ({"accounts": [_account("-eu")]}, "accounts[0].name: '-eu' is not an account name"),
+        ({"accounts": [_account("a" * 64)]}, "accounts[0].name: "),
+        ({"accounts": [{"api": {"api_key": "k"}, "flows": [{"key_id": 1}]}]}, "accounts[0].name: required field"),
+        ({"accounts": [_account("eu"), _account("us")]}, "accounts[1].api: same API key and base_url as accounts[0]"),
+        ({"accounts": [_account(f"a{i}", key=f"k{i}") for i in range(101)]}, "accounts: 101 accounts; at most 100"),
+        ({"accounts": []}, "accounts: at least one account is needed"),
+        ({**MINIMAL, "accounts": [_account("eu")]}, "accounts: give either accounts: or the single-account api, flows"),
+        ({"accounts": [_account("eu", poll={"interval": "5s"})]},
+         "accounts[0].api.timeout: 10s must not exceed poll.interval (5s)"),
+        ({"accounts": [_account("eu", flows=[])]}, "accounts[0].flows: at least one flow"),
+        ({"accounts": [_account("eu", flows=[{"key_id": "x"}])]}, "accounts[0].flows[0].key_id: "),
+        ({"name": "eu", **MINIMAL}, "name: unknown field"),
+    ],
+)
+def test_account_problems_are_one_line_naming_the_account(raw, expected):
+    problems = problems_of(raw)
+    assert any(problem.startswith(expected) for problem in problems), problems
+    assert all("\n" not in problem for problem in problems)
+
+
+def test_the_same_key_id_in_two_accounts_is_allowed():
+    config = validate_config({"accounts": [_account("eu"), _account("us", key="k2")]})
+    assert [account.flows[0].key_id for account in config.accounts_resolved] == [12, 12]
