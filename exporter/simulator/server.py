@@ -189,7 +189,6 @@ class Simulator:
         self.amounts = {"balance": balance, "gift": gift, "credit": credit}
         self.call_cost = call_cost  # per call placed
         self.call_rate = call_rate  # calls a second per in-progress node
-        self.calls_placed = 0.0
         self._charged_until = time.monotonic()
         self.balance_paths = BALANCE_PATHS + ((balance_path,) if balance_path and balance_path not in BALANCE_PATHS else ())
         self.top_up_to = top_up_to  # once the account is spent, the actual balance is topped up to this
@@ -506,7 +505,6 @@ class Simulator:
     # -- the account balance ---------------------------------------------------------------------
     def place_calls(self, calls: float) -> None:
         """Charge ``calls`` calls at call_cost: from the actual balance first, then the gift."""
-        self.calls_placed += calls
         cost = calls * self.call_cost
         for key in ("balance", "gift"):
             spent = min(cost, max(self.amounts[key], 0.0))

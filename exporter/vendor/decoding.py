@@ -82,7 +82,6 @@ UNREADABLE = "unreadable"
 UNREADABLE_NODE = "unreadable_node"
 TOO_LONG = "too_long"
 EXCESS_RECORDS = "excess_records"
-DRIFT_KINDS = (STRING_NUMBER, MISSING, UNREADABLE, UNREADABLE_NODE, TOO_LONG, EXCESS_RECORDS)
 OTHER_FIELD = "other"
 
 # Every (field, kind) of drift each endpoint can show: the documented fields and what can happen to them.
@@ -271,12 +270,6 @@ class Reader:
         self.envelope = Envelope(code, message, form,
                                  "string" if isinstance(raw, str) else "number")
         return self.envelope
-
-
-def envelope_code(body: Any) -> tuple[int, str]:
-    """The vendor code and message of a decoded response body."""
-    envelope = Reader().read_envelope(body)
-    return envelope.code, envelope.message
 
 
 # -- recallFlow/queryDetail -----------------------------------------------------------------------

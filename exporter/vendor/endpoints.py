@@ -15,7 +15,6 @@ QUERY_PAGE = "recallFlow/queryPage"
 GROUP_CALL_DETAIL = "group/call/detail"  # GET {GROUP_CALL_DETAIL}/{taskId}
 GET_BALANCE = "getBalance"  # GET {balance.path}, by default DEFAULT_BALANCE_PATH
 DEFAULT_BALANCE_PATH = "/sms/getBalance"  # api.itniotech.com; white-labels: /v3/getBalance
-ENDPOINTS = (QUERY_DETAIL, QUERY_PAGE, GROUP_CALL_DETAIL, GET_BALANCE)  # every value of the endpoint label
 
 
 def path(endpoint: str) -> str:

@@ -28,7 +28,7 @@ class Drift:
     """One way an answer deviated from the documented types but was still used."""
 
     field: str  # a documented field path without list indices (data.nodeList.nodeStatus), or "other"
-    kind: str  # one of DRIFT_KINDS (exporter.vendor.decoding)
+    kind: str  # string_number, missing, unreadable, unreadable_node, too_long, excess_records (decoding)
     detail: str  # what exactly, for the log: "data.nodeList[3].keyId is not a whole number"
 
 

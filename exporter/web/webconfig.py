@@ -12,8 +12,9 @@ checks) configures TLS, extra HTTP headers and basic auth here::
 :func:`load_web_config` validates the file (unknown keys are errors, as in the toolkit)
 and raises :class:`~exporter.config.ConfigError` with one line per problem naming the
 field. :class:`WebConfig` is the running form: it owns the one ``ssl.SSLContext`` the
-listener uses and refreshes its certificate in place when the files change, or when
-:meth:`WebConfig.reload` is called (on SIGHUP, for example).
+listener uses and refreshes its certificate in place when the files change. A reload
+(SIGHUP, ``POST /-/reload``: :mod:`exporter.reload`) loads the file off the event loop and
+hands the checked model to :meth:`WebConfig.apply`.
 
 What Python's ssl module cannot do exactly as Go's crypto/tls is listed in
 docs/security.md ("What Python's ssl module can honour"); at start, every such setting is named in one warning.
@@ -339,17 +340,10 @@ class WebConfig:
         tls = self.model.tls_server_config
         return FileWatch(tls.cert_file, tls.key_file) if tls.enabled else None
 
-    def reload(self) -> None:
-        """Re-read the file: new users and headers, and a renewed certificate into the same context.
-
-        Reads files, briefly: from a coroutine prefer :meth:`areload`. On any error the
-        running config is kept and ConfigError is raised. TLS cannot be switched on or off,
-        and client CAs can only be added, without a restart.
-        """
-        self.apply(load_web_config(self.path))
-
     async def areload(self) -> None:
-        """:meth:`reload` with the file reading and checking in a thread."""
+        """Re-read the file (in a thread): new users and headers, and a renewed certificate into the
+        same context. On any error the running config is kept and ConfigError is raised. TLS cannot
+        be switched on or off, and client CAs can only be added, without a restart."""
         self.apply(await asyncio.to_thread(load_web_config, self.path))
 
     def apply(self, model: WebConfigFile) -> None:
