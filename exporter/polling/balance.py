@@ -18,7 +18,7 @@ from typing import Protocol
 
 import structlog
 
-from ..aio import cancel
+from ..aio import cancel, every
 from ..config import AccountConfig, BalanceConfig
 from ..vendor.endpoints import GET_BALANCE
 from ..vendor.errors import ApiError, Failure, NotSent
@@ -113,16 +113,10 @@ class BalancePoller:
         self._task = None
 
     async def run(self) -> None:
-        """A query now, then one every balance.interval, until cancelled."""
-        while True:
-            interval = self._settings.interval
-            try:
-                await self.poll_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug, not an answer: keep the last balance, try again later
-                log.exception("balance_query_crashed")
-            await asyncio.sleep(interval)
+        """A query now, then one every balance.interval, until cancelled (a query that crashes keeps
+        the last balance)."""
+        settings = self._settings  # a change of them restarts this task
+        await every(lambda: settings.interval, self.poll_once, log=log, failed="balance_query_crashed")
 
     async def poll_once(self) -> bool:
         """Query the balance once and publish the outcome. False if it failed (the last balance stays)."""

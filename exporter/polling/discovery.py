@@ -44,7 +44,7 @@ from typing import Protocol
 
 import structlog
 
-from ..aio import cancel
+from ..aio import cancel, every
 from ..config import AccountConfig, DiscoveryConfig
 from ..vendor.endpoints import CODE_NOT_EXISTING, QUERY_PAGE
 from ..vendor.errors import ApiError, NotSent
@@ -191,16 +191,10 @@ class Discovery:
 
     # -- running ---------------------------------------------------------------------------
     async def run(self) -> None:
-        """A run now, then one every discovery.refresh, until cancelled."""
-        while True:
-            assert self._config is not None
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug, not an answer: keep the set, try again later
-                log.exception("discovery_run_failed")
-            await asyncio.sleep(self._config.discovery.refresh)
+        """A run now, then one every discovery.refresh, until cancelled (a run that crashes keeps the set)."""
+        config = self._config
+        assert config is not None
+        await every(lambda: config.discovery.refresh, self.run_once, log=log, failed="discovery_run_failed")
 
     async def run_once(self) -> bool:
         """Read the whole list and apply it. False (and nothing changed) if any page failed."""

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from ..aio import cancel
+from ..aio import cancel, every
 from ..config import AccountConfig, FlowConfig
 from ..vendor.endpoints import QUERY_DETAIL
 from ..vendor.errors import AccountGuard, ApiError, ErrorKind, Failure, NotSent
@@ -180,18 +180,16 @@ class Poller:
     # -- the loop --------------------------------------------------------------------------
     async def run(self) -> None:
         """Poll forever at a fixed rate (or the back-off); a cycle never outlasts the interval."""
-        try:
-            while True:
-                started = time.monotonic()
-                try:
-                    await self.run_cycle()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # a bug, not an answer: keep polling, loudly
-                    log.exception("poll_cycle_failed")
+
+        async def cycle() -> None:
+            try:
+                await self.run_cycle()
+            finally:
                 self._last_progress = time.monotonic()
-                pause = self._backoff or self._config.poll.interval
-                await asyncio.sleep(max(0.0, pause - (time.monotonic() - started)))
+
+        try:
+            await every(lambda: self._backoff or self._config.poll.interval, cycle,
+                        log=log, failed="poll_cycle_failed", fixed_rate=True)
         finally:
             for task in list(self._extra):
                 task.cancel()

@@ -32,7 +32,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
 
-from ..aio import cancel
+from ..aio import cancel, every
 from ..config import ConfigError, FileWatch, parse_yaml, read_text_file, validate_mapping
 
 log = structlog.get_logger("exporter.web.webconfig")
@@ -399,15 +399,11 @@ class WebConfig:
             return
         interval = interval or self.watch_interval
 
-        async def watch() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    await self.check_certificates()
-                except Exception as exc:  # keep watching whatever happens
-                    log.warning("certificate_check_failed", error=type(exc).__name__)
-
-        self._watch_task = asyncio.create_task(watch(), name="certificate-watch")
+        self._watch_task = asyncio.create_task(
+            every(lambda: interval, self.check_certificates, log=log, failed="certificate_check_failed",
+                  first_after=interval),
+            name="certificate-watch",
+        )
 
     async def stop_watching(self) -> None:
         await cancel(self._watch_task)
