@@ -162,7 +162,7 @@ def test_every_exporter_config_block_validates(path: Path, block: str, ca_file: 
     raw = yaml.safe_load(block)
     if raw.get("api", {}).get("tls", {}).get("ca_file"):
         raw["api"]["tls"]["ca_file"] = ca_file
-    if "flows" not in raw and not raw.get("discovery", {}).get("enabled"):
+    if "flows" not in raw and "accounts" not in raw and not raw.get("discovery", {}).get("enabled"):
         raw["flows"] = [{"key_id": 1}]
     validate_config(raw)
 
