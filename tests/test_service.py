@@ -205,7 +205,7 @@ async def test_a_rewritten_secret_file_is_used_once_settled_without_waiting_for_
     path.write_text(yaml.safe_dump(raw))
     exporter = await exporter_from_file(path)
     secret.write_text(DEMO_API_SECRET)
-    await exporter._check_credential_files()  # the check before a cycle sees it, not settled yet
+    await exporter.account()._check_credential_files()  # the check before a cycle sees it, not settled yet
     assert exporter.account().credentials.secret() == "the-old-secret"
     for _ in range(50):
         await asyncio.sleep(0.1)

@@ -267,7 +267,7 @@ def check_cycle(raw: bytes, snapshot: Snapshot, telemetry: Telemetry, exposition
     assert om.endswith("# EOF\n") and om.count("# EOF") == 1
     om_samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                   for family in parse_openmetrics(om) for s in family.samples}
-    up_key = ("itnio_recall_flow_up", (("key_id", str(KEY)),))
+    up_key = ("itnio_recall_flow_up", (("account", "default"), ("key_id", str(KEY))))
     info = value(samples, "itnio_recall_flow_info", key_id=str(KEY), name=FLOW_NAME)
     assert info == 1
 

@@ -256,7 +256,7 @@ def test_the_balance_is_rendered_on_each_scrape_and_leaves_once_stale():
     assert "itnio_account_balance{" not in body
     assert 'itnio_account_balance_low_threshold{account="default"} 50.0' in body
     assert "itnio_account_balance_last_success_timestamp_seconds" in body
-    assert "itnio_account_balance_interval_seconds 300.0" in body  # what ItnioBalanceUnknown compares it with
+    assert 'itnio_account_balance_interval_seconds{account="default"} 300.0' in body  # what ItnioBalanceUnknown compares it with
 
 
 async def test_a_snapshot_whose_render_finishes_late_never_replaces_a_newer_one(monkeypatch):
