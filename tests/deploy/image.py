@@ -207,6 +207,10 @@ def stand_in_base(tools: Tools) -> list[str]:
             tools.buildah("commit", "--quiet", "--format", "docker", container, stand_in, timeout=300)
         finally:
             subprocess.run([tools.buildah_bin, "rm", container], capture_output=True, timeout=60)
+        # Stand-ins for an older root or CA bundle (an image still in use stays).
+        stored = tools.podman("images", "--format", "{{.Repository}}:{{.Tag}}", STAND_IN, check=False).stdout.split()
+        for old in {name for name in stored if name.startswith(f"{STAND_IN}:")} - {stand_in}:
+            tools.podman("rmi", old, check=False)
     tagged = []
     for name in from_names():
         labels = tools.image_labels(name)
@@ -227,8 +231,10 @@ def build(tools: Tools) -> str:
             timeout=900,
         )
         image_id = iidfile.read_text().strip()
-    # Layers an earlier build left untagged, an hour or more ago (not those of a build running now).
-    tools.podman("image", "prune", "--force", "--filter", "until=1h", check=False, timeout=300)
+    # Layers of earlier builds on the stand-in, untagged an hour or more ago (not those of a build
+    # running now, nor anybody else's images).
+    tools.podman("image", "prune", "--force", "--filter", "until=1h", "--filter", f"label={STAND_IN_LABEL}",
+                 check=False, timeout=300)
     return image_id
 
 

@@ -12,6 +12,7 @@ podman runs it with no network, and the checks run inside the container with the
 from __future__ import annotations
 
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ class Demo:
     built: Built
     container: str
 
-    def exec(self, *command: str, check: bool = True):
+    def exec(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.built.tools.podman("exec", self.container, *command, check=check, timeout=60)
 
     def get(self, path: str, wait: float = 5) -> str:
