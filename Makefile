@@ -8,9 +8,11 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The tests run the versions the image ships: the lock's pins, without their hashes, constrain the install.
+$(STAMP): pyproject.toml deploy/requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	sed -n 's/^\([A-Za-z0-9._-]*==[^ ]*\).*/\1/p' deploy/requirements.lock > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(VENV)/constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -26,15 +26,12 @@ from pathlib import Path
 import pytest
 
 from exporter import __version__
-from tests.conftest import free_port, parse_samples
+from tests.conftest import free_port, parse_samples, require_tool
 from tests.helpers import wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "deploy" / "requirements.lock"
 NAME = "itnio_exporter"
-# What the build leaves next to the source, and what is never part of it.
-NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-                                    ".hypothesis", ".mypy_cache", ".ruff_cache")
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +49,12 @@ def artefacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
     """(sdist, wheel, what the build printed), built from a copy of the source."""
     tmp = tmp_path_factory.mktemp("release")
     source = tmp / "source"
-    shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
+    # What a commit would hold: tracked files and new ones git does not ignore (no .venv, no build output).
+    listed = run([require_tool("git"), "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT).stdout
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     built = run([sys.executable, "-m", "build", "--outdir", str(tmp / "dist"), str(source)], cwd=tmp)
     (sdist,) = (tmp / "dist").glob("*.tar.gz")
     (wheel,) = (tmp / "dist").glob("*.whl")

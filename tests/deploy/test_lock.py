@@ -175,7 +175,7 @@ def test_the_lock_was_resolved_for_the_images_python() -> None:
 def test_this_venv_runs_the_pinned_versions() -> None:
     """What the tests run is what the image ships, and the metadata check above saw every pin.
 
-    After `make lock`, reinstall (`make clean install`) when this fails.
+    `make install` constrains .venv to the lock, and reinstalls it when the lock changes.
     """
     pins = parse_lock(RUNTIME_LOCK.read_text())
     unchecked = sorted(f"{name}=={pin.version}" for name, pin in pins.items() if installed_requires(name, pin.version) is None)
