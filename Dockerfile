@@ -7,6 +7,12 @@
 # Two stages: the first builds a virtualenv with the exporter and its dependencies, the
 # second copies only that virtualenv onto a clean slim Python. Nothing secret is copied in:
 # the API key and secret are mounted at run time (see deploy/kubernetes/).
+#
+# Every third-party package comes from a lock with hashes (`make lock` writes both):
+# deploy/requirements.lock, the runtime dependencies, and deploy/build-requirements.lock,
+# setuptools, which turns the source into a wheel. pip refuses anything whose hash is not
+# in the lock, and --no-deps makes a lock that misses a dependency fail `pip check` here
+# instead of fetching it unpinned.
 
 # The base is pinned by version; bump both FROM lines together.
 FROM python:3.11.10-slim-bookworm AS build
@@ -14,10 +20,19 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-RUN python -m venv /opt/itnio-exporter
-COPY pyproject.toml README.md ./
+COPY deploy/requirements.lock deploy/build-requirements.lock ./deploy/
+# /opt/build holds the build tools; the exporter's virtualenv gets no pip and no setuptools
+# of its own: the build venv's pip installs into it (--python).
+RUN python -m venv /opt/build \
+    && /opt/build/bin/pip install --no-cache-dir --require-hashes --no-deps -r deploy/build-requirements.lock \
+    && python -m venv --without-pip /opt/itnio-exporter \
+    && /opt/build/bin/pip --python /opt/itnio-exporter/bin/python install --no-cache-dir \
+       --require-hashes --no-deps -r deploy/requirements.lock
+COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
-RUN /opt/itnio-exporter/bin/pip install --no-cache-dir . \
+RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir dist . \
+    && /opt/build/bin/pip --python /opt/itnio-exporter/bin/python install --no-cache-dir --no-deps dist/*.whl \
+    && /opt/build/bin/pip --python /opt/itnio-exporter/bin/python check \
     && /opt/itnio-exporter/bin/itnio-exporter --version
 
 FROM python:3.11.10-slim-bookworm

@@ -1,3 +1,3 @@
 """itnio-exporter: Prometheus metrics for ITNIO TECH automatic-redial (recall) flows."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,4 +1,4 @@
-"""The documentation is real: README.md and every docs/*.md.
+"""The documentation is real: README.md, SECURITY.md and every docs/*.md.
 
 Every ```promql block parses with promtool; every ```yaml block is recognised and, when it is an
 exporter config, validates; every relative link and #anchor resolves; every metric the docs name is
@@ -24,7 +24,7 @@ from tests.conftest import fetch, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [README, ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 
 FENCE = re.compile(r"^([ \t]*)```(\w*)\n(.*?)^[ \t]*```", re.S | re.M)

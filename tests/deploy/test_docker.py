@@ -1,6 +1,6 @@
 """The Dockerfile: hadolint finds nothing, and it has what the issue asks of the image.
 
-There is no Docker engine where these tests run: the image build is checked by lint only.
+The image itself is built and run by test_image.py.
 """
 
 from __future__ import annotations
