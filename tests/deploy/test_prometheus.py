@@ -2,7 +2,8 @@
 alerts follow the monitoring-mixin conventions with runbook links that resolve in the docs.
 
 One exporter may watch several accounts, and two accounts may both watch keyId 12: every rule keeps
-``account``."""
+``account`` and every PromQL in the repository (rules, dashboard, docs) that groups or joins flows
+does so on ``(account, key_id)``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from tests.deploy.helpers import (
     DOCS,
     RUNBOOK_BASE,
     alerts,
+    dashboard,
+    dashboard_queries,
     label_lists,
     metric_names,
     process_wide_names,
@@ -28,6 +31,7 @@ from tests.deploy.helpers import (
     run,
     tool,
 )
+from tests.test_docs import promql_expressions, rel
 
 # The alerts the issue asks for, by what they watch.
 REQUIRED_ALERTS = {
@@ -192,6 +196,38 @@ def test_every_rule_keeps_the_account() -> None:
         if "alert" in rule:
             assert "{{ $labels.account }}" in rule["annotations"]["description"], f"{name}: the description names no account"
     assert without_account == PROCESS_ALERTS
+
+
+def promql_in_the_repository() -> list[tuple[str, str]]:
+    """(where, expr) of every PromQL: rules, dashboard panels and variables, and the docs' promql blocks."""
+    found = [(f"rule {rule.get('alert') or rule.get('record')}", rule["expr"]) for rule in rules()]
+    found += [(f"panel {title!r}", expr) for title, expr in dashboard_queries()]
+    found += [(f"variable {v['name']}", v["query"]["query"]) for v in dashboard()["templating"]["list"] if v["type"] == "query"]
+    found += [(rel(path), expr) for path, expr in promql_expressions()]
+    return found
+
+
+def flow_lists_without_account(expr: str) -> list[str]:
+    """The by/on lists that name key_id but not account: a flow identified without its account."""
+    return [
+        f"{clause} ({', '.join(sorted(labels))})"
+        for clause, labels in label_lists(expr)
+        if clause in ("by", "on") and "key_id" in labels and "account" not in labels
+    ]
+
+
+def test_flow_lists_without_account_are_found() -> None:
+    assert flow_lists_without_account("a * on (key_id) group_left (name) b") == ["on (key_id)"]
+    assert flow_lists_without_account('max by (key_id, kind) (a{x="by (key_id)"})') == ["by (key_id, kind)"]
+    assert flow_lists_without_account("a * on (account, key_id) group_left (name) max by (account, key_id) (b)") == []
+
+
+def test_every_promql_groups_and_joins_flows_on_account_and_key_id() -> None:
+    """Two accounts may both watch keyId 12: a flow is (account, key_id) in every query of the repository."""
+    found = promql_in_the_repository()
+    assert {where.split()[0] for where, _ in found} >= {"rule", "panel", "variable", "docs/metrics.md"}
+    wrong = [f"{where}: {expr}" for where, expr in found if flow_lists_without_account(expr)]
+    assert not wrong, f"flows grouped or joined without their account: {wrong}"
 
 
 def test_per_account_alerts_are_tested_with_two_accounts() -> None:
