@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from exporter.metrics.catalogue import METRICS, Metric
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
@@ -164,6 +166,36 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(word)
     return names
+
+
+_LABEL_LIST = re.compile(r"\b(by|without|on|ignoring)\s*\(([^)]*)\)")
+
+
+def label_lists(expr: str) -> list[tuple[str, set[str]]]:
+    """(clause, labels) of every ``by``/``without``/``on``/``ignoring`` list of a PromQL expression
+    (``group_left``/``group_right`` lists copy labels: they are not among them)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expr)
+    return [
+        (match.group(1), {label.strip() for label in match.group(2).split(",") if label.strip()})
+        for match in _LABEL_LIST.finditer(text)
+    ]
+
+
+def sample_names(metric: Metric) -> set[str]:
+    """The sample names of a catalogue entry as a query selects them."""
+    if metric.type == "histogram":
+        return {metric.name + suffix for suffix in ("_bucket", "_sum", "_count")}
+    return {metric.exposed_name}
+
+
+def per_account_names() -> set[str]:
+    """Sample names of the series that carry ``account``: everything about one vendor account."""
+    return {name for metric in METRICS if "account" in metric.labels for name in sample_names(metric)}
+
+
+def process_wide_names() -> set[str]:
+    """Sample names without ``account`` (build, config, reload, HTTP auth, shard), and Prometheus' ``up``."""
+    return {"up"} | {name for metric in METRICS if "account" not in metric.labels for name in sample_names(metric)}
 
 
 def exposed_names(metrics_text: str) -> set[str]:

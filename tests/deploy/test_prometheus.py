@@ -1,5 +1,9 @@
 """deploy/prometheus: the rules pass promtool, every alert is unit-tested both ways, and the
-alerts follow the monitoring-mixin conventions with runbook links that resolve in the docs."""
+alerts follow the monitoring-mixin conventions with runbook links that resolve in the docs.
+
+One exporter may watch several accounts, and two accounts may both watch keyId 12: every rule keeps
+``account`` and every PromQL in the repository (rules, dashboard, docs) that groups or joins flows
+does so on ``(account, key_id)``."""
 
 from __future__ import annotations
 
@@ -17,10 +21,17 @@ from tests.deploy.helpers import (
     DOCS,
     RUNBOOK_BASE,
     alerts,
+    dashboard,
+    dashboard_queries,
+    label_lists,
+    metric_names,
+    process_wide_names,
     recorded_names,
+    rules,
     run,
     tool,
 )
+from tests.test_docs import promql_expressions, rel
 
 # The alerts the issue asks for, by what they watch.
 REQUIRED_ALERTS = {
@@ -31,6 +42,16 @@ REQUIRED_ALERTS = {
     "ItnioApiErrorRatioHigh": "API error ratio high",
     "ItnioRecallFlowDataStale": "data stale",
     "ItnioExporterDown": "exporter down",
+    "ItnioBalanceLow": "an account's balance below its threshold",
+    "ItnioBalanceUnknown": "an account's balance not read",
+    "ItnioAccountBackoff": "an account backing off (credentials broken) for 15 minutes",
+}
+# About the process, not an account: the only alerts without `account`.
+PROCESS_ALERTS = {"ItnioExporterDown"}
+# Tested with two accounts on one exporter, one firing and one quiet.
+TWO_ACCOUNT_ALERTS = {
+    "ItnioRecallFlowException", "ItnioRecallNodesException", "ItnioRecallFlowDataStale",
+    "ItnioBalanceLow", "ItnioBalanceUnknown", "ItnioBalanceRunningOut", "ItnioAccountBackoff",
 }
 
 
@@ -74,15 +95,32 @@ def test_promtool_unit_tests_pass() -> None:
     ("> 3 * itnio_account_balance_interval_seconds", "> 30 * itnio_account_balance_interval_seconds",
      "ItnioBalanceUnknown"),
     # a balance never read is not noticed
-    ("unless on (job, instance)\n              itnio_account_balance_last_success_timestamp_seconds",
-     "unless on (job, instance)\n              itnio_account_balance_interval_seconds", "ItnioBalanceUnknown"),
+    ("unless on (job, instance, account)\n              itnio_account_balance_last_success_timestamp_seconds",
+     "unless on (job, instance, account)\n              itnio_account_balance_interval_seconds", "ItnioBalanceUnknown"),
+    # one account's balance read hides another's, never read, on the same exporter
+    ("unless on (job, instance, account)", "unless on (job, instance)", "ItnioBalanceUnknown"),
+    # drift summed over the accounts: the alert no longer says which account's answers drifted
+    ("sum by (job, instance, account, endpoint, field, kind)", "sum by (job, instance, endpoint, field, kind)",
+     "ItnioApiSchemaDrift"),
+    # a back-off alert that also fires for the accounts polled at the normal pace
+    ("(itnio_exporter_backoff_seconds > 0)", "(itnio_exporter_backoff_seconds >= 0)", "ItnioAccountBackoff"),
+    # one threshold for all accounts of an exporter
+    ("sum without (kind) (itnio_account_balance) < itnio_account_balance_low_threshold",
+     "sum without (kind, account) (itnio_account_balance)\n"
+     "          < on (job, instance) group_left max without (account) (itnio_account_balance_low_threshold)",
+     "ItnioBalanceLow"),
 ])
 def test_promtool_unit_tests_catch_a_broken_alert(tmp_path: Path, sound: str, broken_as: str, alert: str) -> None:
-    """The unit tests can fail: each alert, broken this way, no longer passes its tests."""
+    """The unit tests can fail: each alert, broken this way, no longer passes its tests. Only the test
+    groups of that alert run (the others cannot notice, and the long balance trends take seconds)."""
     broken = ALERTS.read_text().replace(sound, broken_as)
     assert broken != ALERTS.read_text()
     (tmp_path / "alerts.yml").write_text(broken)
-    (tmp_path / "alerts_test.yml").write_text(ALERTS_TEST.read_text())
+    unit_tests = yaml.safe_load(ALERTS_TEST.read_text())
+    unit_tests["tests"] = [
+        group for group in unit_tests["tests"] if any(case["alertname"] == alert for case in group.get("alert_rule_test", []))
+    ]
+    (tmp_path / "alerts_test.yml").write_text(yaml.safe_dump(unit_tests, sort_keys=False))
     result = run([tool("promtool"), "test", "rules", str(tmp_path / "alerts_test.yml")])
     assert result.returncode != 0 and alert in result.stdout + result.stderr
 
@@ -138,3 +176,71 @@ def test_every_alert_is_unit_tested_firing_and_silent() -> None:
     names = {rule["alert"] for rule in alerts()}
     assert names - fires == set(), "alerts never tested firing"
     assert names - silent == set(), "alerts never tested staying silent"
+
+
+def test_every_rule_keeps_the_account() -> None:
+    """Every rule about an account groups and joins by ``account`` and never aggregates it away, and every
+    alert names it in its description; only the process-wide alerts leave it out."""
+    process_wide = process_wide_names()
+    without_account = set()
+    for rule in rules():
+        name = rule.get("alert") or rule["record"]
+        if metric_names(rule["expr"]) <= process_wide:
+            without_account.add(name)
+            continue
+        for clause, labels in label_lists(rule["expr"]):
+            if clause in ("by", "on"):
+                assert "account" in labels, f"{name}: {clause} ({', '.join(sorted(labels))}) drops the account"
+            else:
+                assert "account" not in labels, f"{name}: {clause} (account) drops the account"
+        if "alert" in rule:
+            assert "{{ $labels.account }}" in rule["annotations"]["description"], f"{name}: the description names no account"
+    assert without_account == PROCESS_ALERTS
+
+
+def promql_in_the_repository() -> list[tuple[str, str]]:
+    """(where, expr) of every PromQL: rules, dashboard panels and variables, and the docs' promql blocks."""
+    found = [(f"rule {rule.get('alert') or rule.get('record')}", rule["expr"]) for rule in rules()]
+    found += [(f"panel {title!r}", expr) for title, expr in dashboard_queries()]
+    found += [(f"variable {v['name']}", v["query"]["query"]) for v in dashboard()["templating"]["list"] if v["type"] == "query"]
+    found += [(rel(path), expr) for path, expr in promql_expressions()]
+    return found
+
+
+def flow_lists_without_account(expr: str) -> list[str]:
+    """The by/on lists that name key_id but not account: a flow identified without its account."""
+    return [
+        f"{clause} ({', '.join(sorted(labels))})"
+        for clause, labels in label_lists(expr)
+        if clause in ("by", "on") and "key_id" in labels and "account" not in labels
+    ]
+
+
+def test_flow_lists_without_account_are_found() -> None:
+    assert flow_lists_without_account("a * on (key_id) group_left (name) b") == ["on (key_id)"]
+    assert flow_lists_without_account('max by (key_id, kind) (a{x="by (key_id)"})') == ["by (key_id, kind)"]
+    assert flow_lists_without_account("a * on (account, key_id) group_left (name) max by (account, key_id) (b)") == []
+
+
+def test_every_promql_groups_and_joins_flows_on_account_and_key_id() -> None:
+    """Two accounts may both watch keyId 12: a flow is (account, key_id) in every query of the repository."""
+    found = promql_in_the_repository()
+    assert {where.split()[0] for where, _ in found} >= {"rule", "panel", "variable", "docs/metrics.md"}
+    wrong = [f"{where}: {expr}" for where, expr in found if flow_lists_without_account(expr)]
+    assert not wrong, f"flows grouped or joined without their account: {wrong}"
+
+
+def test_per_account_alerts_are_tested_with_two_accounts() -> None:
+    """For each of these alerts a test feeds two or more accounts to one exporter and expects it to fire for
+    some of them only."""
+    covered = set()
+    for group in yaml.safe_load(ALERTS_TEST.read_text())["tests"]:
+        accounts = {
+            match.group(1) for series in group["input_series"] for match in [re.search(r'account="([^"]+)"', series["series"])]
+            if match
+        }
+        for case in group.get("alert_rule_test", []):
+            fired = {alert["exp_labels"].get("account") for alert in case.get("exp_alerts", [])}
+            if fired and fired < accounts:
+                covered.add(case["alertname"])
+    assert TWO_ACCOUNT_ALERTS - covered == set()
