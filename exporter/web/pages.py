@@ -190,6 +190,7 @@ class FlowsView:
 
     filters: Filters
     accounts: list[tuple[Snapshot, AccountCounts]]
+    rows: list[tuple[Snapshot, FlowState]]  # the page's flows, problems first
     matching: int
     total: int
 
@@ -207,8 +208,9 @@ class FlowsView:
         matching.sort(key=lambda item: item[:3])
         per_account = Counter(snapshot.account for _, _, _, snapshot, _ in matching)
         start = (filters.page - 1) * PAGE_SIZE
+        rows = [(snapshot, flow) for _, _, _, snapshot, flow in matching[start:start + PAGE_SIZE]]
         shown: dict[str, list[FlowState]] = {snapshot.account: [] for snapshot in snapshots}
-        for _, _, _, snapshot, flow in matching[start:start + PAGE_SIZE]:
+        for snapshot, flow in rows:
             shown[snapshot.account].append(flow)
         accounts = [
             (snapshot, AccountCounts(len(snapshot.flows), sum(not flow.up for flow in snapshot.flows),
@@ -216,7 +218,7 @@ class FlowsView:
             for snapshot in snapshots
             if not filters.problems and (not filters.account or snapshot.account == filters.account)
         ]
-        return cls(filters, accounts, len(matching), sum(len(snapshot.flows) for snapshot in snapshots))
+        return cls(filters, accounts, rows, len(matching), sum(len(snapshot.flows) for snapshot in snapshots))
 
     @property
     def notes(self) -> list[str]:
@@ -280,7 +282,7 @@ def _account_facts(head: dict[str, Any], now: float) -> list[str]:
     facts.append(f"clock offset {head['clock_offset_seconds']:+.1f}s")
     balance = head["balance"]
     if balance is None:
-        facts.append("balance not read here")
+        facts.append("balance not read here (off, or read by another shard replica)")
     else:
         threshold = "" if balance["low_threshold"] is None else f" (low below {balance['low_threshold']:g})"
         available = balance["available"]
@@ -327,7 +329,7 @@ def _flows_data(
         "page_size": PAGE_SIZE,
         "accounts": [account_json(snapshot, balances.get(snapshot.account), counts, now)
                      for snapshot, counts in view.accounts],
-        "flows": [flow_row(flow, now, snapshot.account) for snapshot, counts in view.accounts for flow in counts.shown],
+        "flows": [flow_row(flow, now, snapshot.account) for snapshot, flow in view.rows],
     }
 
 
