@@ -313,12 +313,17 @@ def flows_json(
     balances: Mapping[str, BalanceState] | None = None,
 ) -> dict[str, Any]:
     """The JSON of ``/flows``: the accounts' headers and one page of rows, under ``filters``."""
-    return _flows_data(FlowsView.of(snapshots, filters or Filters()), snapshots, now, balances or {})
+    view = FlowsView.of(snapshots, filters or Filters())
+    return {
+        **_summary(view, snapshots, now, balances or {}),
+        "flows": [flow_row(flow, now, snapshot.account) for snapshot, flow in view.rows],
+    }
 
 
-def _flows_data(
+def _summary(
     view: FlowsView, snapshots: Sequence[Snapshot], now: float, balances: Mapping[str, BalanceState]
 ) -> dict[str, Any]:
+    """All of the JSON of ``/flows`` but the rows."""
     return {
         "ready": bool(snapshots) and all(snapshot.ready for snapshot in snapshots),
         "filters": view.filters.as_json(),
@@ -329,7 +334,6 @@ def _flows_data(
         "page_size": PAGE_SIZE,
         "accounts": [account_json(snapshot, balances.get(snapshot.account), counts, now)
                      for snapshot, counts in view.accounts],
-        "flows": [flow_row(flow, now, snapshot.account) for snapshot, flow in view.rows],
     }
 
 
@@ -377,7 +381,7 @@ def flows_html(
     """The ``/flows`` page: a group per account (its header, then its flows on this page)."""
     view_filters = filters or Filters()
     view = FlowsView.of(snapshots, view_filters)
-    data = _flows_data(view, snapshots, now, balances or {})
+    data = _summary(view, snapshots, now, balances or {})
     accounts = [snapshot.account for snapshot in snapshots]
     nav = " · ".join(f'<a href="{_e(href)}">{_e(text)}</a>' for href, text in links)
     ready = "" if data["ready"] else "<p>Waiting for the first poll cycle.</p>\n"
@@ -394,34 +398,44 @@ def flows_html(
         f'(down, then state exception). <a href="{_e(json_href)}">JSON</a></p>\n'
         f'<p class="filters">{choose}</p>',
         *(f'<p class="note">{_e(note)}</p>' for note in data["notes"]),
-        _pager(data, view_filters),
+        _pager(view),
     ]
     for (snapshot, counts), head in zip(view.accounts, data["accounts"], strict=True):
-        rows = "\n".join(_row(snapshot.account, flow, now) for flow in counts.shown)
-        more = counts.matching - len(counts.shown)
-        parts.append(
-            f'<section><h2><a href="{_e(view_filters.href(account=snapshot.account))}">{_e(snapshot.account)}</a></h2>\n'
-            f'<p class="account">{" · ".join(_account_facts(head, now))}</p>\n'
-            + (
-                '<div class="scroll"><table>\n<thead><tr><th>key_id</th><th>name</th><th>state</th><th>up</th>'
-                "<th>last success</th><th>last error</th><th>nodes</th><th>task name</th></tr></thead>\n<tbody>\n"
-                + rows + "\n</tbody></table></div>" if counts.shown else "<p>No matching flow on this page.</p>"
-            )
-            + (f'\n<p class="more">… and {more:,} more matching flows of this account on other pages.</p>' if more > 0
-               and counts.shown else "")
-            + "</section>"
-        )
-    parts.append(_pager(data, view_filters))
+        parts.append(_group(snapshot, counts, head, view_filters, now))
+    parts.append(_pager(view))
     return _page("itnio-exporter: recall flows", "\n".join(part for part in parts if part))
 
 
-def _pager(data: dict[str, Any], filters: Filters) -> str:
+_TABLE_HEAD = (
+    '<div class="scroll"><table>\n<thead><tr><th>key_id</th><th>name</th><th>state</th><th>up</th>'
+    "<th>last success</th><th>last error</th><th>nodes</th><th>task name</th></tr></thead>\n<tbody>\n"
+)
+
+
+def _group(snapshot: Snapshot, counts: AccountCounts, head: dict[str, Any], filters: Filters, now: float) -> str:
+    """An account's group on ``/flows``: its header, then its flows on this page."""
+    parts = [f'<section><h2><a href="{_e(filters.href(account=snapshot.account))}">{_e(snapshot.account)}</a></h2>',
+             f'<p class="account">{" · ".join(_account_facts(head, now))}</p>']
+    more = counts.matching - len(counts.shown)
+    if counts.shown:
+        rows = "\n".join(_row(snapshot.account, flow, now) for flow in counts.shown)
+        parts.append(_TABLE_HEAD + rows + "\n</tbody></table></div>")
+        if more:
+            parts.append(f'<p class="more">… and {more:,} more matching flows of this account on other pages.</p>')
+    else:
+        parts.append(f"<p>None of its {more:,} matching flows is on this page.</p>" if more
+                     else "<p>None of its flows matches.</p>")
+    return "\n".join(parts) + "</section>"
+
+
+def _pager(view: FlowsView) -> str:
     """"Rows 501–1,000 of 5,000 · page 2 of 10 · first · previous · next · last", with the filters."""
-    page, pages, matching = data["page"], data["pages"], data["matching"]
+    filters, pages, matching = view.filters, view.pages, view.matching
+    page = filters.page
     if matching <= PAGE_SIZE and page == 1:
         return ""
     first = (page - 1) * PAGE_SIZE
-    shown = len(data["flows"])
+    shown = len(view.rows)
     links = [f"rows {first + 1:,}–{first + shown:,} of {matching:,}" if shown else f"no rows of {matching:,}",
              f"page {page:,} of {pages:,}"]
     for target, text in ((1, "first"), (page - 1, "previous"), (page + 1, "next"), (pages, "last")):

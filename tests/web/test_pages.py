@@ -280,10 +280,14 @@ async def test_flows_are_grouped_by_account_under_a_header_of_its_host_backoff_c
     assert heads["us-resell"]["host"] == f"127.0.0.1:{us_sim.port}" and heads["us-resell"]["flows"] == 6
 
     us_sim.page_faults.clear()
+    us_sim.flow_faults.clear()
     assert await us.source(Discovery).run_once()
+    await us.poller.run_cycle()  # its probe passes: the account recovers
     _, data = await json_of(exporter.port, "/flows?account=us-resell")
-    run = data["accounts"][0]["discovery"]
-    assert run["succeeded"] is True and run["error"] is None and run["last_run"] is not None
+    head = data["accounts"][0]
+    assert head["discovery"]["succeeded"] is True and head["discovery"]["error"] is None
+    assert head["discovery"]["last_run"] is not None
+    assert (head["backoff_seconds"], head["backoff_since"]) == (0, None)
 
 
 async def test_one_keyid_in_two_accounts_has_a_page_in_each_and_bare_key_id_lists_them(two_accounts: Any) -> None:
