@@ -24,4 +24,3 @@ def start(sim: Simulator, make_exporter) -> Start:
         return await make_exporter(sim, run_poller=False, exporter_options=options)
 
     return factory
-
