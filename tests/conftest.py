@@ -259,3 +259,36 @@ def value(samples: dict[str, list[tuple[dict[str, str], float]]], metric: str, /
     found = [v for sample_labels, v in samples.get(metric, []) if all(sample_labels.get(k) == w for k, w in labels.items())]
     assert len(found) <= 1, f"{metric}{labels} matches {len(found)} samples"
     return found[0] if found else None
+
+
+TWO_ACCOUNTS = ("eu-main", "us-resell")  # the accounts of two_accounts
+
+
+@pytest.fixture
+def two_accounts(
+    make_sim: SimFactory, _started: list[Exporter]
+) -> Callable[..., Awaitable[tuple[Exporter, Simulator, Simulator]]]:
+    """Two simulators (two hosts) serving the same keyIds, and an exporter watching them as the
+    accounts ``eu-main`` and ``us-resell`` (the cycles are left to the test).
+
+    ``flows``: how many flows each simulator serves (keyIds 1..flows; ``us-resell`` one more, or
+    ``us_flows``); ``eu``/``us``: extra account settings (balance, discovery, ...)."""
+
+    async def factory(
+        flows: int = 5, nodes: int = 3, *, us_flows: int | None = None,
+        eu: dict[str, Any] | None = None, us: dict[str, Any] | None = None, poll: dict[str, Any] | None = None,
+    ) -> tuple[Exporter, Simulator, Simulator]:
+        sims = [await make_sim(flows=static_flows(count, nodes)) for count in (flows, us_flows or flows + 1)]
+        accounts = []
+        for name, simulator, settings in zip(TWO_ACCOUNTS, sims, (eu, us), strict=True):
+            accounts.append({
+                "name": name,
+                "api": {"base_url": simulator.base_url, "api_key": DEMO_API_KEY, "timeout": "2s", "max_concurrency": 16},
+                "flows": [{"key_id": key, "name": f"{name}-{key}"} for key in sorted(simulator.flows)],
+                **(settings or {}),
+            })
+        config = validate_config({"poll": {"interval": "5s", **(poll or {})}, "accounts": accounts})
+        credentials = {name: Credentials(DEMO_API_KEY, DEMO_API_SECRET, "test") for name in TWO_ACCOUNTS}
+        return await _start(_started, config, credentials, False, {}), sims[0], sims[1]
+
+    return factory

@@ -18,7 +18,6 @@ import time
 from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import structlog
 
@@ -64,11 +63,6 @@ def build_client(
         telemetry=telemetry,
         **client_transport_options(api),
     )
-
-
-def api_host(api: ApiConfig) -> str:
-    """The host (and port) an account is read from: what ``itnio_account_info`` and the pages show."""
-    return urlsplit(api.base_url).netloc.rpartition("@")[2]
 
 
 def resolve_account_credentials(config: Config) -> dict[str, Credentials]:
@@ -139,12 +133,12 @@ class AccountRuntime:
         self._running = False
 
     def __repr__(self) -> str:
-        return f"AccountRuntime(name={self.name!r}, host={api_host(self.config.api)!r})"
+        return f"AccountRuntime(name={self.name!r}, host={self.host!r})"
 
     # -- what others read ----------------------------------------------------------------------
     @property
     def host(self) -> str:
-        return api_host(self.config.api)
+        return self.config.api.host
 
     @property
     def backoff(self) -> float:

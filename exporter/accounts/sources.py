@@ -39,6 +39,11 @@ class Wiring:
 def flow_poller(wiring: Wiring) -> Poller:
     client = wiring.client()
     assert client is not None
+
+    def clock_offset() -> float:  # of the account's current client
+        current = wiring.client()
+        return current.clock_offset if current is not None else 0.0
+
     return Poller(
         wiring.config,
         client,
@@ -46,6 +51,7 @@ def flow_poller(wiring: Wiring) -> Poller:
         before_cycle=wiring.before_cycle,
         on_backoff=wiring.telemetry.backoff_set,
         shard=wiring.shard,
+        clock_offset=clock_offset,
     )
 
 

@@ -13,6 +13,7 @@ import zoneinfo
 from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -97,6 +98,12 @@ class ApiConfig(_Model):
     @property
     def zone(self) -> tzinfo:
         return UTC if self.timezone == "UTC" else zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def host(self) -> str:
+        """The host (and port) the account is read from, without any user:password@: what
+        ``itnio_account_info`` and the flows pages show."""
+        return urlsplit(self.base_url).netloc.rpartition("@")[2]
 
     @field_validator("api_key_file", "api_secret_file", mode="before")
     @classmethod

@@ -50,13 +50,14 @@ from ..vendor.endpoints import CODE_NOT_EXISTING, QUERY_PAGE
 from ..vendor.errors import ApiError, NotSent
 from ..vendor.model import NODE_ENDED_STATUSES, VENDOR_TIME_FORMAT, FlowPage, FlowRecord
 from .poller import Poller
-from .snapshot import FlowState
+from .snapshot import DiscoveryRun, FlowState
 
 log = structlog.get_logger("exporter.polling.discovery")
 
 MAX_PASSES = 3  # reads of the whole list in one run while it keeps changing under us
 MAX_PAGES = 1000  # 100,000 flows at 100 a page: a `pages` beyond this is not believed
 END_MARGIN = 3600.0  # seconds
+MAX_ERROR = 300  # characters of a failed run's error kept for the flows page
 
 
 class PageSource(Protocol):
@@ -118,6 +119,7 @@ class Discovery:
         self._records: dict[int, FlowRecord] = {}  # discovered flows being watched
         self._listed: dict[int, FlowRecord] = {}  # every flow the last run found (or kept): the cap's input
         self._dropped = 0  # of _listed, left out by discovery.max_flows
+        self._last_run = DiscoveryRun()  # how the last run went (the flows page shows it)
         self._task: asyncio.Task[None] | None = None
         self._reading = False  # a run is reading the list
 
@@ -139,11 +141,12 @@ class Discovery:
             interrupted = self._reading and self._task is not None
             await self.stop()
             if interrupted and config.discovery.enabled:
-                self._telemetry.discovery_failed()
+                self._failed("interrupted: a reload changed the discovery or api settings")
                 log.info("discovery_run_interrupted", reason="reload changed the discovery or api settings")
         self._config = config
         if not config.discovery.enabled:
             self._listed = {}
+            self._last_run = DiscoveryRun()
         else:
             self._telemetry.discovery_on()
         self._cap(self._listed)  # flows: or max_flows may have changed
@@ -163,7 +166,7 @@ class Discovery:
 
     async def _publish(self) -> None:
         assert self._config is not None
-        await self._poller.set_discovered(self._records)
+        await self._poller.set_discovered(self._records, self._last_run if self._config.discovery.enabled else None)
         if self._config.discovery.enabled:
             self._telemetry.discovered(len(self._records), self._dropped)
 
@@ -210,13 +213,15 @@ class Discovery:
             found = await self._read_all(client, params, settings.page_size, zone,
                                          time.monotonic() + settings.refresh)
         except (ApiError, NotSent) as exc:
-            self._telemetry.discovery_failed()
+            self._failed(str(exc))
             log.warning("discovery_failed", error=str(exc), keeping=f"{len(self._records)} discovered flows")
+            await self._publish()
             return False
         finally:
             self._reading = False
         if not _same_source(self._config, config):  # reloaded while the list was read: the new settings decide
-            self._telemetry.discovery_failed()
+            self._failed("interrupted: a reload changed the discovery or api settings")
+            await self._publish()
             return False
         records = dict(found)
         states = {state.key_id: state for state in self._poller.snapshot.flows}  # one index, not a scan per flow
@@ -231,9 +236,16 @@ class Discovery:
         self._cap(records)
         for key_id in self._records.keys() - before:
             log.info("flow_discovered", key_id=key_id, task_name=records[key_id].task_name)
+        finished = self._clock()
+        self._last_run = DiscoveryRun(finished, True, len(self._records), self._dropped)
         await self._publish()
-        self._telemetry.discovery_succeeded(self._clock())
+        self._telemetry.discovery_succeeded(finished)
         return True
+
+    def _failed(self, why: str) -> None:
+        """A run failed: the previous set is kept; the next snapshot says why."""
+        self._telemetry.discovery_failed()
+        self._last_run = DiscoveryRun(self._clock(), False, len(self._records), self._dropped, why[:MAX_ERROR])
 
     async def _read_all(
         self, client: PageSource, params: dict[str, str], size: int, zone: tzinfo, deadline: float

@@ -39,7 +39,7 @@ from ..vendor.model import FlowDetail, FlowRecord
 from .schedule import Schedule, spread_offsets
 from .schedule import stale_after as flow_stale_after
 from .shard import Shard
-from .snapshot import FlowState, Snapshot
+from .snapshot import DiscoveryRun, FlowState, Snapshot
 
 if TYPE_CHECKING:
     from .enrich import NodeCallEnricher
@@ -72,6 +72,7 @@ class Poller:
         before_cycle: Hook | None = None,
         on_backoff: Callable[[float], None] | None = None,
         shard: Shard | None = None,
+        clock_offset: Callable[[], float] = lambda: 0.0,
     ):
         self._config = config
         self._client = client
@@ -80,9 +81,11 @@ class Poller:
         self._before_cycle = before_cycle
         self._on_backoff = on_backoff or (lambda seconds: None)
         self._shard = shard or Shard()  # only this shard's flows are polled (exporter.polling.shard)
+        self._clock_offset = clock_offset  # the client's learnt offset, read into each snapshot
         self._account = config.name
         # Given by discovery (set_discovered): the discovered flows' list records, by keyId.
         self._records: Mapping[int, FlowRecord] = {}
+        self._discovery: DiscoveryRun | None = None  # how its last run went (None: discovery is off)
         self._flows: tuple[FlowConfig, ...] = self._watched(config)
         self._schedule = Schedule()  # terminal flows: every poll.terminal_interval (exporter.polling.schedule)
         self._snapshot = Snapshot(
@@ -91,6 +94,7 @@ class Poller:
             max_nodes_per_flow=config.poll.max_nodes_per_flow,
         )
         self._backoff = 0.0  # seconds; > 0 while the account is failing
+        self._backoff_since: float | None = None  # unix time it started failing
         self._last_progress = time.monotonic()  # for /healthz: moves on every answer and cycle
         self._extra: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -156,10 +160,12 @@ class Poller:
         ``api:`` changes on reload); requests in flight finish on the old one."""
         self._client = client
 
-    async def set_discovered(self, records: Mapping[int, FlowRecord]) -> None:
+    async def set_discovered(self, records: Mapping[int, FlowRecord], run: DiscoveryRun | None = None) -> None:
         """Watch the discovered flows of these list records (by keyId) besides ``flows:``; their
-        records are shown with their flows (discovery calls this after each run)."""
+        records are shown with their flows, and ``run`` (how the last run went; None: discovery
+        is off) in the snapshot (discovery calls this after each run)."""
         self._records = dict(records)
+        self._discovery = run
         await self._set_flows(self._config)
 
     def _watched(self, config: AccountConfig) -> tuple[FlowConfig, ...]:
@@ -266,10 +272,13 @@ class Poller:
         if account is not None and not succeeded:
             poll = self._config.poll
             self._backoff = min(poll.max_backoff, max(2 * poll.interval, 2 * self._backoff))
+            if self._backoff_since is None:
+                self._backoff_since = self._clock()
             log.warning("account_backoff", code=account.code, error=account.message, backoff_seconds=self._backoff)
         elif succeeded and self._backoff:
             log.info("account_recovered", previous_backoff_seconds=self._backoff)
             self._backoff = 0.0
+            self._backoff_since = None
         self._on_backoff(self._backoff)
 
     # -- changing the set of flows ---------------------------------------------------------
@@ -318,6 +327,11 @@ class Poller:
             cycle_started=cycle[0] if cycle else current.cycle_started,
             cycle_duration=cycle[1] if cycle else current.cycle_duration,
             max_nodes_per_flow=self._config.poll.max_nodes_per_flow,
+            host=self._config.api.host,
+            backoff=self._backoff,
+            backoff_since=self._backoff_since,
+            clock_offset=self._clock_offset(),
+            discovery=self._discovery,
         )
         self._snapshot = snapshot
         await self.publish(snapshot)

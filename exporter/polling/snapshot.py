@@ -1,4 +1,9 @@
-"""The immutable result of a poll cycle: what /metrics shows until the next cycle ends."""
+"""The immutable result of a poll cycle: what /metrics shows until the next cycle ends.
+
+Besides the flows, a snapshot says how its account stands when it was made (its host, back-off,
+clock offset and last discovery run), so that the flows pages read everything from snapshots and
+never ask a runtime.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,17 @@ class FlowState:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscoveryRun:
+    """How the account's last discovery run went (discovery hands it to the poller with its flows)."""
+
+    finished: float | None = None  # unix time the last run ended; None: none has yet
+    succeeded: bool = False
+    discovered: int = 0  # flows watched because discovery found them
+    dropped: int = 0  # found, but left out by discovery.max_flows
+    error: str = ""  # why the last run failed (bounded text, no secret)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     account: str = "default"  # the account whose flows these are
     flows: tuple[FlowState, ...] = ()
@@ -39,6 +55,11 @@ class Snapshot:
     cycle_started: float = 0.0  # unix time
     cycle_duration: float = 0.0  # seconds
     max_nodes_per_flow: int = 200  # nodes beyond this get no per-node series
+    host: str = ""  # where the account is read from (host and port of api.base_url)
+    backoff: float = 0.0  # seconds between cycles while the account is failing (-1, -2, -13); 0.0: it is not
+    backoff_since: float | None = None  # unix time the account started failing
+    clock_offset: float = 0.0  # seconds: the vendor's clock minus ours, as the client learnt it
+    discovery: DiscoveryRun | None = None  # None: discovery is off
 
     @property
     def ready(self) -> bool:

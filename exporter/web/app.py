@@ -12,7 +12,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..metrics.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
-from ..polling.snapshot import FlowState
+from ..polling.snapshot import FlowState, Snapshot
 from . import pages
 
 # Pages of more flows than this are built in a worker thread, not on the event loop.
@@ -131,38 +131,44 @@ def make_app(
         return await asyncio.to_thread(render) if large else render()
 
     async def flows(request: web.Request) -> web.Response:
-        snapshots, now = exposition.snapshots, clock()
+        snapshots, balances, now = exposition.snapshots, exposition.balances, clock()
+        filters = pages.Filters.parse(request.query, [snapshot.account for snapshot in snapshots])
         large = sum(len(snapshot.flows) for snapshot in snapshots) > OFFLOAD_FLOWS
         if wants_json(request):
             return web.json_response(
-                text=await build(lambda: pages.json_text(pages.flows_json(snapshots, now)), large)
+                text=await build(lambda: pages.json_text(pages.flows_json(snapshots, now, filters, balances)), large)
             )
         links = [("/", "Home"), (telemetry_path, "Metrics")]
-        text = await build(lambda: pages.flows_html(snapshots, now, links), large)
+        text = await build(lambda: pages.flows_html(snapshots, now, links, filters, balances), large)
         return html_response(text)
 
-    def find(account: str | None, key: str) -> tuple[str, FlowState] | None:
-        """The flow ``key`` of ``account`` (None: of whichever account has it, if only one does)."""
-        if not (key.isdigit() and len(key) < 20):
-            return None
-        found = [
-            (snapshot.account, state) for snapshot in exposition.snapshots
+    def find(account: str | None, key: str) -> list[tuple[Snapshot, FlowState]]:
+        """The flows ``key`` of ``account`` (None: of every account that has one)."""
+        if not (key.isascii() and key.isdigit() and len(key) < 20):
+            return []
+        return [
+            (snapshot, state) for snapshot in exposition.snapshots
             if account is None or snapshot.account == account
             for state in (snapshot.flow(int(key)),) if state is not None
         ]
-        return found[0] if len(found) == 1 else None
 
     async def flow(request: web.Request) -> web.Response:
-        key = request.match_info["key_id"]
-        hit = find(request.match_info.get("account"), key)
-        if hit is None:
-            text = pages.not_found(key)
-            return html_response(text, status=404)
-        account, state = hit
+        key, account = request.match_info["key_id"], request.match_info.get("account")
+        found = find(account, key)
+        if not found:
+            return html_response(pages.not_found(key, account), status=404)
+        if len(found) > 1:  # /flows/{key_id} of a keyId several accounts watch: which one?
+            names = [snapshot.account for snapshot, _ in found]
+            if wants_json(request):
+                links = [f"/flows/{name}/{int(key)}" for name in names]
+                return web.json_response(text=pages.json_text({"key_id": int(key), "accounts": names, "links": links}),
+                                         status=300)
+            return html_response(pages.ambiguous(int(key), names), status=300)
+        snapshot, state = found[0]
         if wants_json(request):
-            return web.json_response(text=pages.json_text(pages.flow_row(state, clock(), account)))
+            return web.json_response(text=pages.json_text(pages.flow_row(state, clock(), snapshot.account)))
         large = state.detail is not None and len(state.detail.nodes) > OFFLOAD_NODES
-        return html_response(await build(lambda: pages.flow_html(state, clock()), large))
+        return html_response(await build(lambda: pages.flow_html(state, clock(), snapshot.account, snapshot.host), large))
 
     async def do_reload(request: web.Request) -> web.Response:
         assert reload is not None
