@@ -103,7 +103,7 @@ def test_demo_serves_a_state_for_every_flow(demo: Demo) -> None:
 def test_demo_flows_page_lists_every_flow(demo: Demo) -> None:
     page = demo.get("/flows")
     for flow, name in demo_flows():
-        assert f'href="/flows/{flow.key_id}"' in page, f"flow {flow.key_id} has no link on /flows"
+        assert f'href="/flows/default/{flow.key_id}"' in page, f"flow {flow.key_id} has no link on /flows"
         assert f">{name}<" in page, f"flow {flow.key_id}'s name {name!r} is not on /flows"
 
 
