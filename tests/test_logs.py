@@ -188,3 +188,121 @@ def test_every_value_and_key_of_any_event_is_made_safe() -> None:
     assert "\x1b" not in out.getvalue() and "\r" not in out.getvalue() and "\x07" not in out.getvalue()
     assert 'event="GET /\\\\x1b[31m\\\\x0aforged=1"' in lines[0]
     assert "event=event\\x0d" in lines[1] and "odd_key\\x07=v" in lines[1] and "path=logs/a\\x0ab" in lines[1]
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Lines:
+    """A logger keeping what it is told: (level, event, fields) per line."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, object]]] = []
+
+    def __getattr__(self, level: str):
+        return lambda event, **fields: self.lines.append((level, event, fields))
+
+
+def test_one_line_per_key_and_interval_the_next_saying_how_many_were_left_out() -> None:
+    clock, out = Clock(), Lines()
+    limit = logs.RateLimitedLog(out, interval=10, clock=clock)
+    for i in range(4):
+        limit.log("http_accept_failed", error=f"e{i}")
+    limit.log("http_connection_limit_reached", max_connections=2)  # another key: its own interval
+    clock.now += 9.9
+    limit.log("http_accept_failed", error="e4")  # still within the interval
+    clock.now += 0.1
+    limit.log("http_accept_failed", error="e5")
+    limit.log("http_accept_failed", error="e6")
+    clock.now += 10
+    limit.log("http_accept_failed", error="e7")
+    assert out.lines == [
+        ("warning", "http_accept_failed", {"error": "e0"}),
+        ("warning", "http_connection_limit_reached", {"max_connections": 2}),
+        ("warning", "http_accept_failed", {"error": "e5", "suppressed": 4}),  # e1..e4
+        ("warning", "http_accept_failed", {"error": "e7", "suppressed": 1}),  # e6
+    ]
+
+
+def test_admit_decides_for_a_caller_writing_its_own_lines() -> None:
+    clock = Clock()
+    limit = logs.RateLimitedLog(None, interval=10, clock=clock)
+    key = ("asyncio", "Task exception was never retrieved")
+    assert [limit.admit(key) for _ in range(3)] == [0, None, None]
+    clock.now += 10
+    assert limit.admit(key) == 2
+
+
+def test_a_tally_counts_a_field_per_value_and_a_line_says_every_event_it_stands_for() -> None:
+    clock, out = Clock(), Lines()
+    limit = logs.RateLimitedLog(out, interval=60, clock=clock, tally="reason", level="info")
+    limit.log("http_auth_failed", reason="wrong_password", last_remote="10.0.0.1", last_user="alice")
+    for reason in ("wrong_password", "unknown_user", "wrong_password", "missing"):
+        limit.log("http_auth_failed", reason=reason, last_remote="10.0.0.2")
+    clock.now += 60
+    limit.flush()
+    limit.flush()  # nothing held back: no line
+    assert out.lines == [
+        ("info", "http_auth_failed", {"last_remote": "10.0.0.1", "last_user": "alice", "count": 1,
+                                      "reasons": "wrong_password:1"}),
+        ("info", "http_auth_failed", {"last_remote": "10.0.0.2", "count": 4,
+                                      "reasons": "missing:1,unknown_user:1,wrong_password:2"}),
+    ]
+
+
+async def test_what_is_held_back_is_written_when_the_interval_ends_and_never_after_stop() -> None:
+    out = Lines()
+    limit = logs.RateLimitedLog(out, interval=0.2, flush=True)  # the loop's clock: real timers
+    limit.log("http_accept_failed", error="e0")
+    limit.log("http_accept_failed", error="e1")
+    limit.log("http_accept_failed", error="e2")
+    assert len(out.lines) == 1
+    await asyncio.sleep(0.5)
+    assert out.lines[1:] == [("warning", "http_accept_failed", {"error": "e2", "suppressed": 1})]
+    await asyncio.sleep(0.3)  # nothing held back: the timer is not armed again
+    assert len(out.lines) == 2
+    limit.log("http_accept_failed", error="e3")  # due: written at once
+    limit.log("http_accept_failed", error="e4")  # held back, its timer armed
+    limit.stop()
+    limit.log("http_accept_failed", error="e5")  # held back, no timer after stop
+    await asyncio.sleep(0.5)
+    assert [fields["error"] for _, _, fields in out.lines] == ["e0", "e2", "e3"]
+
+
+def test_its_memory_is_bounded_forgetting_the_key_written_longest_ago() -> None:
+    clock, out = Clock(), Lines()
+    limit = logs.RateLimitedLog(out, interval=10, clock=clock, max_keys=3)
+    for key in ("a", "b", "c"):
+        limit.log(key)
+    limit.log("a")  # held back
+    limit.log("d")  # "a" is written longest ago: forgotten, with the one it held back
+    assert len(limit) == 3
+    limit.log("a")  # a key anew: written at once, nothing to report
+    limit.log("c")  # still remembered: held back
+    assert out.lines[-1] == ("warning", "a", {}) and len(out.lines) == 5
+    for i in range(10_000):
+        limit.admit(("aiohttp.server", f"message {i}"))
+    assert len(limit) == 3
+
+
+def test_a_foreign_message_repeated_is_let_through_once_per_interval_with_the_number_dropped() -> None:
+    clock = Clock()
+    foreign = logs.ForeignFilter(logging.INFO, interval=10, clock=clock)
+
+    def record(msg: str, level: int = logging.WARNING) -> logging.LogRecord:
+        return logging.makeLogRecord({"name": "asyncio", "msg": msg, "levelno": level})
+
+    assert [foreign.filter(record("Unclosed client session")) for _ in range(3)] == [True, False, False]
+    assert foreign.filter(record("another message"))  # its own interval
+    assert all(foreign.filter(record("Unclosed client session", logging.INFO)) for _ in range(3))  # info: never held back
+    assert not foreign.filter(record("a debug line", logging.DEBUG))  # below the level
+    clock.now += 10
+    again = record("Unclosed client session")
+    assert foreign.filter(again) and vars(again)["suppressed"] == 2

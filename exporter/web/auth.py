@@ -29,7 +29,6 @@ import ipaddress
 import os
 import secrets
 import ssl
-import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 
@@ -37,6 +36,7 @@ import bcrypt
 import structlog
 from aiohttp import web
 
+from ..logs import RateLimitedLog
 from ..metrics.telemetry import AUTH_FAILURE_REASONS
 from .webconfig import WebConfig, python_limitations
 
@@ -120,47 +120,6 @@ class _Check:
         self.started = True
 
 
-class FailureLog:
-    """Failed logins as one warning at most every ``interval`` seconds, with their count."""
-
-    def __init__(self, interval: float = FAILURE_LOG_INTERVAL, clock: Callable[[], float] = time.monotonic):
-        self.interval = interval
-        self.clock = clock
-        self.pending: Counter[str] = Counter()
-        self._last: dict[str, str] = {}
-        self._flush: asyncio.TimerHandle | None = None
-
-    def failed(self, reason: str, *, user: str | None, remote: str | None) -> None:
-        self.pending[reason] += 1
-        self._last = {"remote": remote or ""} | ({"user": user[:64]} if user is not None else {})
-        if self._flush is None:
-            self.write()
-
-    def write(self) -> None:
-        """Log what was counted since the last line, and hold the next line back for ``interval``."""
-        self._flush = None
-        if not self.pending:
-            return
-        counts, self.pending = self.pending, Counter()
-        log.warning(
-            "http_auth_failed",
-            count=sum(counts.values()),
-            reasons=",".join(f"{reason}:{n}" for reason, n in sorted(counts.items())),
-            last_remote=self._last.get("remote"),
-            **({"last_user": self._last["user"]} if "user" in self._last else {}),
-        )
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._flush = loop.call_later(self.interval, self.write)
-
-    def stop(self) -> None:
-        if self._flush is not None:
-            self._flush.cancel()
-            self._flush = None
-
-
 class BasicAuth:
     """Checks credentials against the users of a :class:`WebConfig` (re-read on each request, so reloads apply)."""
 
@@ -177,7 +136,8 @@ class BasicAuth:
         self.on_failure = on_failure
         self.max_pending = max_pending
         self.per_source = per_source
-        self.failures = FailureLog()
+        # One http_auth_failed line at once, then at most one a minute: count, reasons, the last client.
+        self.failures = RateLimitedLog(log, interval=FAILURE_LOG_INTERVAL, tally="reason", flush=True)
         self._key = os.urandom(32)
         self._cache: OrderedDict[bytes, None] = OrderedDict()
         self._failed: OrderedDict[bytes, None] = OrderedDict()
@@ -213,7 +173,8 @@ class BasicAuth:
         """Count and (rate-limited) log one refused request."""
         if self.on_failure is not None:
             self.on_failure(reason)
-        self.failures.failed(reason, user=user, remote=remote)
+        last_user = {"last_user": user[:64]} if user is not None else {}
+        self.failures.log("http_auth_failed", reason=reason, last_remote=remote or "", **last_user)
 
     async def check(self, user: str, password: str, remote: str | None = None) -> Verdict:
         users = self.web_config.users

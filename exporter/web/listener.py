@@ -10,8 +10,9 @@ limit, no deadline for request headers, and logs a multi-line traceback for ever
   being accepted, or of the first byte of its next request (Go's ``ReadHeaderTimeout``),
   else it is closed; a TLS handshake gets the same time;
 - a failed ``accept()`` is one log line at most every :data:`LOG_INTERVAL` seconds
-  (with the number of failures since the last line), and accepting resumes, after a
-  pause, once descriptors free up.
+  (the failures in between are counted, ``suppressed``, on a line written once the
+  interval ends), and accepting resumes, after a pause, once descriptors free up; so is
+  reaching the connection limit.
 
 Each connection's protocol is aiohttp's own (``runner.server()``), wrapped in a
 :class:`_Guard` that only watches it. Whether a request is in progress comes from
@@ -23,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+
+from ..logs import RateLimitedLog
 
 log = structlog.get_logger("exporter.web.listener")
 
@@ -38,26 +40,6 @@ LOG_INTERVAL = 10.0
 BACKLOG = 128
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class RateLimitedLog:
-    """One warning per event name at most every ``interval`` seconds, counting the ones left out."""
-
-    def __init__(self, interval: float = LOG_INTERVAL, clock: Callable[[], float] = time.monotonic):
-        self.interval = interval
-        self.clock = clock
-        self._last: dict[str, float] = {}
-        self._dropped: dict[str, int] = {}
-
-    def warning(self, event: str, **fields: object) -> None:
-        now = self.clock()
-        last = self._last.get(event)
-        if last is not None and now - last < self.interval:
-            self._dropped[event] = self._dropped.get(event, 0) + 1
-            return
-        self._last[event] = now
-        dropped = self._dropped.pop(event, 0)
-        log.warning(event, **fields, **({"suppressed": dropped} if dropped else {}))
 
 
 class _Slot:
@@ -168,7 +150,7 @@ class Listener:
         self._slots = asyncio.Semaphore(max_connections)
         self._sockets: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._warn = RateLimitedLog()
+        self._warn = RateLimitedLog(log, interval=LOG_INTERVAL, flush=True)
 
     def __repr__(self) -> str:
         return f"Listener({self.host or ''}:{self.port}, open={len(self.guards)}/{self.max_connections})"
@@ -233,7 +215,7 @@ class Listener:
         pause = 0.05
         while True:
             if self._slots.locked():
-                self._warn.warning("http_connection_limit_reached", max_connections=self.max_connections)
+                self._warn.log("http_connection_limit_reached", max_connections=self.max_connections)
             await self._slots.acquire()
             slot = _Slot(self._slots)
             try:
@@ -241,7 +223,7 @@ class Listener:
             except OSError as exc:
                 slot.release()
                 # EMFILE, ENFILE, ENOBUFS ...: wait for resources to free up, as Go's http.Server does.
-                self._warn.warning("http_accept_failed", error=exc.strerror or str(exc), retry_in=pause)
+                self._warn.log("http_accept_failed", error=exc.strerror or str(exc), retry_in=pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
                 continue
@@ -280,3 +262,4 @@ class Listener:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._close_sockets()
+        self._warn.stop()

@@ -206,7 +206,7 @@ async def test_failures_are_logged_once_a_minute_with_a_count_never_with_the_pas
         for i in range(3):
             assert (await get(url, headers=basic("alice", f"secret-{i}")))[0] == 401
         assert (await get(url, headers=basic("typed-password-as-user", "x")))[0] == 401
-        exporter.auth.failures.write()  # what the timer does a minute after the first line
+        exporter.auth.failures.flush()  # what the timer does a minute after the first line
     lines = [entry for entry in logged if entry["event"] == "http_auth_failed"]
     assert [line["count"] for line in lines] == [1, 3]
     assert lines[1]["reasons"] == "unknown_user:1,wrong_password:2"
