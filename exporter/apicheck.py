@@ -51,9 +51,9 @@ from .vendor.model import BALANCE_KINDS, Answer, Balance, CallStats, FlowDetail,
 MAX_FLOWS = 20
 
 ADVICE = {
-    "-1": "Authentication failed (-1): check api.api_key and the secret (api.api_secret_file, api.api_secret or "
-    "$ITNIO_API_SECRET); they are the API key and secret of the account's API settings, and the key must belong "
-    "to the host in api.base_url.",
+    "-1": "Authentication failed (-1): check api.api_key and the secret (api.api_secret_file, api.api_secret or, "
+    "in the single-account form, $ITNIO_API_SECRET); they are the API key and secret of the account's API "
+    "settings, and the key must belong to the host in api.base_url.",
     "-2": "This machine's IP address is not allowed (-2): add its public address to the account's IP allowlist "
     "in the vendor's console, or send the requests through an allowed proxy (api.proxy_url).",
     "-13": "The account is locked (-13): contact the vendor's support.",
