@@ -256,6 +256,15 @@ async def test_an_unknown_account_is_one_line_naming_the_flag_and_the_accounts(t
     assert code == 0 and out.splitlines()[-1].startswith("verdict: OK")
 
 
+async def test_an_account_with_many_flows_is_checked_on_its_first_20_and_says_so(tmp_path, make_sim):
+    sim = await make_sim(flows=static_flows(22, 2))
+    code, out, _ = await api_check(config_file(tmp_path, sim, flows=tuple(range(1, 23))))
+    assert code == 0, out
+    assert out.splitlines()[1] == "checking the first 20 of 22 flows"
+    assert sorted(sim.requests_per_flow) == list(range(1, 21))
+    assert out.splitlines()[-1] == "verdict: OK: 21 of 21 requests succeeded"
+
+
 def test_api_check_goes_with_a_config_file_only():
     import subprocess
 
