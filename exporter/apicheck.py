@@ -1,19 +1,27 @@
 """``--api.check``: one signed request to every endpoint the config uses, and what came back.
 
 For a new user with real credentials: does the key work, is the clock right, what does the
-API actually send? One request per endpoint and flow, sent concurrently, with no retries and
-no clock correction, so that what is printed is what the API said:
+API actually send? For each account, one request per endpoint and flow, sent concurrently,
+with no retries and no clock correction, so that what is printed is what the API said:
 
-- queryDetail for each configured flow (the first :data:`MAX_FLOWS`);
+- queryDetail for each configured flow (the first :data:`MAX_FLOWS` of each account);
 - queryPage (the first page, with the configured filters) when discovery is on;
 - one group/call/detail when node call outcomes are on, for the task of a node seen in a
   queryDetail answer;
 - getBalance (at balance.path) when balance polling is on, with the three amounts decoded.
 
-One line per request, then the clock offset read from the answers' Date headers, the TLS
-verification in use, and a verdict. A failure the user can fix (-1, -2, -16, an unreachable
-host, a timeout) gets a sentence saying what to do. Neither the secret nor the Sign is printed.
-The exit status is 0 when every request succeeded, else 1.
+Every account is one section, headed ``account NAME (host)``: one line per request, the advice
+for each failure the user can fix (-1, -2, -13, -16, -24, an unreachable host, a timeout, HTTP
+errors), the clock offset read from the answers' Date headers, the TLS verification in use and
+the account's verdict. The single-account form (one account, ``default``) ends there, with
+``verdict:``; with ``accounts:`` an overall verdict follows, naming the accounts that failed.
+The exit status is 0 when every request of every account checked succeeded, else 1.
+Neither a secret nor a Sign is printed.
+
+Accounts are isolated as in the exporter: each is checked with its own client (own connection
+pool, token bucket and timeout), all at once, so an account that times out delays no other's
+requests. Sections are printed in the config's order, each as soon as it and those before it
+are done, written off the event loop so that a slow reader of the output holds up no request.
 
 What the API said is shown inert (:mod:`exporter.text`): each vendor string is capped, and
 every line printed has its control characters escaped visibly (``\\x1b``) and is made
@@ -26,12 +34,12 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
-from .accounts.runtime import build_client
-from .config import Config, Credentials
+from .accounts.runtime import api_host, build_client
+from .config import AccountConfig, Config, Credentials
 from .metrics.telemetry import Telemetry
 from .polling.discovery import list_params
 from .text import encodable, inert, safe
@@ -43,9 +51,9 @@ from .vendor.model import BALANCE_KINDS, Answer, Balance, CallStats, FlowDetail,
 MAX_FLOWS = 20
 
 ADVICE = {
-    "-1": "Authentication failed (-1): check api.api_key and the secret (api.api_secret_file, api.api_secret or "
-    "$ITNIO_API_SECRET); they are the API key and secret of the account's API settings, and the key must belong "
-    "to the host in api.base_url.",
+    "-1": "Authentication failed (-1): check api.api_key and the secret (api.api_secret_file, api.api_secret or, "
+    "in the single-account form, $ITNIO_API_SECRET); they are the API key and secret of the account's API "
+    "settings, and the key must belong to the host in api.base_url.",
     "-2": "This machine's IP address is not allowed (-2): add its public address to the account's IP allowlist "
     "in the vendor's console, or send the requests through an allowed proxy (api.proxy_url).",
     "-13": "The account is locked (-13): contact the vendor's support.",
@@ -97,16 +105,17 @@ async def _timed(
     return Outcome(endpoint, subject, time.monotonic() - started, result, None)
 
 
-async def run_checks(config: Config, credentials: Credentials) -> list[Outcome]:
-    """Send the requests (see the module docstring) and return their outcomes, in a stable order."""
-    client = build_client(config.api, credentials, Telemetry().account(config.name), single_requests=True)
+async def run_checks(account: AccountConfig, credentials: Credentials) -> list[Outcome]:
+    """Send one account's requests (see the module docstring) with a client of its own, and
+    return their outcomes, in a stable order."""
+    client = build_client(account.api, credentials, Telemetry().account(account.name), single_requests=True)
     try:
-        return await _checks(config, client)
+        return await _checks(account, client)
     finally:
         await client.close()
 
 
-async def _checks(config: Config, client: ItnioClient) -> list[Outcome]:
+async def _checks(config: AccountConfig, client: ItnioClient) -> list[Outcome]:
     calls = [
         _timed(QUERY_DETAIL, f"keyId={flow.key_id}", client.query_detail(flow.key_id))
         for flow in config.flows[:MAX_FLOWS]
@@ -184,7 +193,7 @@ def clock_line(outcomes: list[Outcome]) -> str:
             f"from the Date headers of {len(offsets)} answers")
 
 
-def tls_line(config: Config) -> str:
+def tls_line(config: AccountConfig) -> str:
     if not config.api.base_url.startswith("https://"):
         return "TLS: none (api.base_url is http://): the key and every signed request cross the network in clear"
     tls = config.api.tls
@@ -195,13 +204,13 @@ def tls_line(config: Config) -> str:
     return "TLS: verified against the system's CA certificates"
 
 
-def report(config: Config, outcomes: list[Outcome], out: TextIO) -> int:
-    """Print the lines, the advice for each kind of failure seen, the clock, TLS and the verdict; the exit status."""
-    encoding = getattr(out, "encoding", None)
-
-    def say(line: str) -> None:
-        print(encodable(inert(line), encoding), file=out)
-
+def section(account: AccountConfig, outcomes: list[Outcome], say: Callable[[str], None], *, last: bool) -> bool:
+    """Print one account's section: its header, a line per request, the advice for each kind of
+    failure seen, the clock, TLS and its verdict (``verdict:`` when it is the ``last`` word, i.e.
+    the single-account form); whether every request succeeded."""
+    say(f"account {account.name} ({api_host(account.api)})")
+    if len(account.flows) > MAX_FLOWS:
+        say(f"checking the first {MAX_FLOWS} of {len(account.flows)} flows")
     for outcome in outcomes:
         say(describe(outcome))
     if not outcomes:
@@ -219,16 +228,48 @@ def report(config: Config, outcomes: list[Outcome], out: TextIO) -> int:
     for line in advice:
         say(line)
     say(clock_line(outcomes))
-    say(tls_line(config))
+    say(tls_line(account))
+    verdict = "verdict" if last else f"account {account.name} verdict"
     failed = [o for o in outcomes if not o.ok]
     if failed or not outcomes:
-        say(f"verdict: FAILED: {len(failed)} of {len(outcomes)} requests failed")
-        return 1
+        say(f"{verdict}: FAILED: {len(failed)} of {len(outcomes)} requests failed")
+        return False
     skipped = " (group/call/detail skipped: no node with a taskId)" if (
-        config.enrich.node_calls and not any(o.endpoint == GROUP_CALL_DETAIL for o in outcomes)) else ""
-    say(f"verdict: OK: {len(outcomes)} of {len(outcomes)} requests succeeded{skipped}")
-    return 0
+        account.enrich.node_calls and not any(o.endpoint == GROUP_CALL_DETAIL for o in outcomes)) else ""
+    say(f"{verdict}: OK: {len(outcomes)} of {len(outcomes)} requests succeeded{skipped}")
+    return True
 
 
-async def api_check(config: Config, credentials: Credentials, out: TextIO) -> int:
-    return report(config, await run_checks(config, credentials), out)
+async def api_check(
+    config: Config, credentials: Mapping[str, Credentials], out: TextIO, only: Collection[str] = ()
+) -> int:
+    """Check every account of ``config`` (only those named in ``only``, when given: names the
+    caller has checked), print a section per account in the config's order and the overall
+    verdict; the exit status (0: every request of every account succeeded)."""
+    accounts = [account for account in config.accounts_resolved if not only or account.name in only]
+    checks = [asyncio.create_task(run_checks(account, credentials[account.name])) for account in accounts]
+    encoding = getattr(out, "encoding", None)
+    failed = []
+    try:
+        for number, (account, check) in enumerate(zip(accounts, checks, strict=True)):
+            lines: list[str] = [""] if number else []
+            if not section(account, await check, lines.append, last=config.single_account):
+                failed.append(account.name)
+            await asyncio.to_thread(_write, out, [encodable(inert(line), encoding) for line in lines])
+    finally:
+        for check in checks:
+            check.cancel()
+        await asyncio.gather(*checks, return_exceptions=True)
+    if not config.single_account:
+        if failed:
+            verdict = f"verdict: FAILED: {len(failed)} of {len(accounts)} accounts failed: {', '.join(failed)}"
+        else:
+            verdict = f"verdict: OK: {len(accounts)} of {len(accounts)} accounts passed"
+        await asyncio.to_thread(_write, out, ["", verdict])
+    return 1 if failed else 0
+
+
+def _write(out: TextIO, lines: list[str]) -> None:
+    for line in lines:
+        print(line, file=out)
+    out.flush()

@@ -17,13 +17,13 @@ from .accounts.runtime import load_all
 from .config import ConfigError
 from .polling.shard import Shard, index_from_hostname
 from .service import DEFAULT_LISTEN_ADDRESS, Exporter, parse_listen_address
+from .text import safe
 from .web.listener import DEFAULT_MAX_CONNECTIONS
 from .web.webconfig import WebConfig
 
 log = structlog.get_logger("exporter.cli")
 
 DEMO_LISTEN_ADDRESS = "127.0.0.1:8437"
-MAX_API_CHECK_FLOWS = 20  # exporter.apicheck.MAX_FLOWS
 
 # Paths the exporter serves itself: metrics there would crash the start or replace a page.
 # "/" is allowed: metrics then take the landing page's place.
@@ -57,8 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--api.check",
         dest="api_check",
         action="store_true",
-        help="send one signed request to every endpoint --config.file uses, print what the API answered "
-        "(status, envelope, decoded state, drift), the clock offset and a verdict, and exit (0: all succeeded)",
+        help="send one signed request to every endpoint --config.file uses, for every account, print what the "
+        "API answered (status, envelope, decoded state, drift), the clock offset and a verdict per account, "
+        "then an overall one, and exit (0: every account passed)",
+    )
+    parser.add_argument(
+        "--api.check.account",
+        dest="api_check_accounts",
+        metavar="NAME",
+        action="append",
+        help="with --api.check: check only this account (repeatable)",
     )
     parser.add_argument(
         "--web.listen-address",
@@ -186,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         problems.append("--demo: runs without --config.file, --config.check and --api.check")
     if args.config_check and args.api_check:
         problems.append("--api.check: give either it or --config.check (--api.check checks the config first)")
+    if args.api_check_accounts and not args.api_check:
+        problems.append("--api.check.account: goes with --api.check")
     if not args.demo and not args.config_file:
         problems.append("--config.file: required (or run --demo to try the exporter without credentials)")
     path_problem = telemetry_path_problem(args.telemetry_path)
@@ -238,9 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.api_check:
         from .apicheck import api_check
 
-        if len(config.flows) > MAX_API_CHECK_FLOWS:
-            print(f"checking the first {MAX_API_CHECK_FLOWS} of {len(config.flows)} flows")
-        return asyncio.run(api_check(config, credentials[config.name], sys.stdout))
+        only = args.api_check_accounts or []
+        names = [account.name for account in config.accounts_resolved]
+        unknown = [name for name in dict.fromkeys(only) if name not in names]
+        if unknown:
+            quoted = ", ".join(f"'{safe(name, 80)}'" for name in unknown)
+            return _fail([f"--api.check.account: no account {quoted} in {args.config_file} "
+                          f"(its accounts: {', '.join(names)})"])
+        return asyncio.run(api_check(config, credentials, sys.stdout, only))
     exporter = Exporter(
         config,
         credentials,

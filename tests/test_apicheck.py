@@ -30,9 +30,24 @@ def config_file(tmp_path: Path, sim: Simulator, *, secret: str = DEMO_API_SECRET
     return path
 
 
-async def api_check(path: Path) -> tuple[int, str, str]:
+def accounts_file(tmp_path: Path, *sims: tuple[str, Simulator], flows: tuple[int, ...] = (1, 2)) -> Path:
+    """An ``accounts:`` config: one account per (name, simulator), the same key, keyIds and secret file."""
+    (tmp_path / "secret").write_text(DEMO_API_SECRET + "\n")
+    accounts = "".join(
+        f"  - name: {name}\n"
+        f"    api: {{base_url: '{sim.base_url}', api_key: {DEMO_API_KEY}, api_secret_file: '{tmp_path / 'secret'}', "
+        "timeout: 2s}\n"
+        f"    flows: [{', '.join(f'{{key_id: {key}}}' for key in flows)}]\n"
+        for name, sim in sims
+    )
+    path = tmp_path / "accounts.yaml"
+    path.write_text("accounts:\n" + accounts)
+    return path
+
+
+async def api_check(path: Path, *flags: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        *EXE, "--api.check", "--config.file", str(path),
+        *EXE, "--api.check", "--config.file", str(path), *flags,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
@@ -73,6 +88,9 @@ async def test_every_endpoint_in_use_is_asked_once_and_a_good_setup_exits_0(tmp_
     assert "OK: balance actual 100, gift 50, credit 0 (the account's quote currency)" in balance
     assert sum(sim.balance_answers.values()) == 1
     assert lines[-1] == "verdict: OK: 5 of 5 requests succeeded"
+    # the single-account form: one section, headed by its account and host, its verdict the last word
+    assert lines[0] == f"account default ({sim.base_url.removeprefix('http://')})"
+    assert not any(line.startswith("account default verdict") for line in lines)
     assert DEMO_API_SECRET not in out + err
     assert not any(sign in out + err for sign in sim.signs_seen if sign)
 
@@ -141,6 +159,110 @@ async def test_the_balance_at_a_white_label_path_and_a_wrong_path_and_balance_of
     assert code == 0 and "getBalance" not in out
     assert out.splitlines()[-1] == "verdict: OK: 1 of 1 requests succeeded"
     assert sim.balance_answers == {("ok", ""): 1}, "a wrong path never reaches the balance handler"
+
+
+def sections(out: str) -> dict[str, list[str]]:
+    """The lines of each ``account NAME (host)`` section, by name; the overall verdict under ""."""
+    found: dict[str, list[str]] = {"": []}
+    current = ""
+    for line in out.splitlines():
+        header = re.fullmatch(r"account (\S+) \(([^)]*)\)", line)
+        if header:
+            current = header.group(1)
+            found[current] = [line]
+        elif line.startswith("verdict: "):
+            found[""].append(line)
+        elif line:
+            found[current].append(line)
+    return found
+
+
+async def test_each_account_gets_its_section_and_verdict_and_a_broken_one_fails_the_whole(tmp_path, make_sim):
+    good = await make_sim(flows=static_flows(3, 2))
+    wrong_secret = await make_sim(flows=static_flows(3, 2), api_secret="the-account-was-rotated")
+    path = accounts_file(tmp_path, ("eu-main", good), ("us-resell", wrong_secret))
+    code, out, err = await api_check(path)
+    assert code == 1, out + err
+    found = sections(out)
+    assert list(found) == ["", "eu-main", "us-resell"], out  # in the config's order
+    eu, us = found["eu-main"], found["us-resell"]
+    assert eu[0] == f"account eu-main ({good.base_url.removeprefix('http://')})"
+    assert us[0] == f"account us-resell ({wrong_secret.base_url.removeprefix('http://')})"
+    # both hosts asked for the same keyIds, each through its own client
+    assert good.requests_per_flow == {1: 1, 2: 1} and wrong_secret.answers == {("api", "-1"): 2}
+    assert good.balance_answers == {("ok", ""): 1} and wrong_secret.balance_answers == {("api", "-1"): 1}
+    assert sum(line.startswith("recallFlow/queryDetail keyId=") and "OK: state" in line for line in eu) == 2
+    assert eu[-1] == "account eu-main verdict: OK: 3 of 3 requests succeeded"
+    assert not any("Authentication failed" in line for line in eu), "the other account's advice stays in its section"
+    assert sum("FAILED: api -1" in line for line in us) == 3
+    assert any(line.startswith("Authentication failed (-1): check api.api_key") for line in us)
+    assert any(line.startswith("clock: ") for line in us) and any(line.startswith("TLS: none") for line in us)
+    assert us[-1] == "account us-resell verdict: FAILED: 3 of 3 requests failed"
+    assert found[""] == ["verdict: FAILED: 1 of 2 accounts failed: us-resell"]
+    assert out.splitlines()[-1] == "verdict: FAILED: 1 of 2 accounts failed: us-resell"
+
+    # only the healthy account: its section alone, and it passes
+    code, out, err = await api_check(path, "--api.check.account", "eu-main")
+    assert code == 0, out + err
+    assert list(sections(out)) == ["", "eu-main"]
+    assert out.splitlines()[-1] == "verdict: OK: 1 of 1 accounts passed"
+    assert wrong_secret.answers == {("api", "-1"): 2}, "an account not named is not asked"
+
+    # both named, in any order: the config's order, each once
+    code, out, _ = await api_check(path, "--api.check.account", "us-resell", "--api.check.account", "eu-main",
+                                   "--api.check.account", "us-resell")
+    assert code == 1 and list(sections(out)) == ["", "eu-main", "us-resell"]
+
+
+async def test_an_account_that_times_out_leaves_the_others_section_whole(tmp_path, make_sim):
+    from exporter.simulator import Fault
+
+    hanging = await make_sim(flows=static_flows(3, 2), hang_seconds=10)
+    hanging.flow_faults.update({1: Fault("timeout"), 2: Fault("timeout")})
+    hanging.balance_fault = Fault("timeout")
+    good = await make_sim(flows=static_flows(3, 2))
+    # the hanging account comes first: its section waits for its timeout, the other's requests do not
+    code, out, err = await api_check(accounts_file(tmp_path, ("slow", hanging), ("fast", good)))
+    assert code == 1, out + err
+    found = sections(out)
+    assert list(found) == ["", "slow", "fast"], out
+    assert sum("FAILED: timeout" in line for line in found["slow"]) == 3
+    assert any(line.startswith("No answer within api.timeout") for line in found["slow"])
+    assert found["slow"][-1] == "account slow verdict: FAILED: 3 of 3 requests failed"
+    fast = found["fast"]
+    assert sum(line.startswith("recallFlow/queryDetail keyId=") and "HTTP 200" in line for line in fast) == 2
+    assert any(line.startswith("getBalance path=/sms/getBalance | HTTP 200") for line in fast)
+    assert not any("timeout" in line.lower() for line in fast)
+    assert fast[-1] == "account fast verdict: OK: 3 of 3 requests succeeded"
+    assert found[""] == ["verdict: FAILED: 1 of 2 accounts failed: slow"]
+
+
+async def test_an_unknown_account_is_one_line_naming_the_flag_and_the_accounts(tmp_path, make_sim):
+    sim = await make_sim(flows=static_flows(3, 2))
+    other = await make_sim(flows=static_flows(3, 2))
+    path = accounts_file(tmp_path, ("eu-main", sim), ("us-resell", other))
+    code, out, err = await api_check(path, "--api.check.account", "eu-main", "--api.check.account", "ap\x1bsouth")
+    assert code == 1 and out == ""
+    assert err.splitlines() == [
+        f"--api.check.account: no account 'ap\\x1bsouth' in {path} (its accounts: eu-main, us-resell)"
+    ]
+    assert sim.requests_per_flow == {} and other.requests_per_flow == {}, "nothing is sent"
+    # the single-account form's one account is named default
+    code, out, err = await api_check(config_file(tmp_path, sim), "--api.check.account", "eu-main")
+    assert code == 1 and err.splitlines() == [
+        f"--api.check.account: no account 'eu-main' in {tmp_path / 'config.yaml'} (its accounts: default)"
+    ]
+    code, out, _ = await api_check(config_file(tmp_path, sim), "--api.check.account", "default")
+    assert code == 0 and out.splitlines()[-1].startswith("verdict: OK")
+
+
+async def test_an_account_with_many_flows_is_checked_on_its_first_20_and_says_so(tmp_path, make_sim):
+    sim = await make_sim(flows=static_flows(22, 2))
+    code, out, _ = await api_check(config_file(tmp_path, sim, flows=tuple(range(1, 23))))
+    assert code == 0, out
+    assert out.splitlines()[1] == "checking the first 20 of 22 flows"
+    assert sorted(sim.requests_per_flow) == list(range(1, 21))
+    assert out.splitlines()[-1] == "verdict: OK: 21 of 21 requests succeeded"
 
 
 def test_api_check_goes_with_a_config_file_only():

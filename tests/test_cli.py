@@ -114,6 +114,7 @@ def test_running_with_a_bad_config_starts_nothing(tmp_path):
         ((), "--config.file: required"),
         (("--demo", "--web.listen-address", "nowhere"), "--web.listen-address:"),
         (("--demo", "--web.telemetry-path", "metrics"), "--web.telemetry-path:"),
+        (("--api.check.account", "eu-main"), "--api.check.account: goes with --api.check\n"),
     ],
 )
 def test_bad_flags(args, expected):
