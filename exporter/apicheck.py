@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
-from .accounts.runtime import api_host, build_client
+from .accounts.runtime import build_client
 from .config import AccountConfig, Config, Credentials
 from .metrics.telemetry import Telemetry
 from .polling.discovery import list_params
@@ -208,7 +208,7 @@ def section(account: AccountConfig, outcomes: list[Outcome], say: Callable[[str]
     """Print one account's section: its header, a line per request, the advice for each kind of
     failure seen, the clock, TLS and its verdict (``verdict:`` when it is the ``last`` word, i.e.
     the single-account form); whether every request succeeded."""
-    say(f"account {account.name} ({api_host(account.api)})")
+    say(f"account {account.name} ({account.api.host})")
     if len(account.flows) > MAX_FLOWS:
         say(f"checking the first {MAX_FLOWS} of {len(account.flows)} flows")
     for outcome in outcomes:
