@@ -54,8 +54,8 @@ def peak_rss_mib() -> float:
 
 def synthetic_snapshot(flows: int, nodes: int = NODES, account: str = "default"):
     """An account's snapshot as a cycle over ``flows`` flows of the simulator's static flows leaves it."""
+    from exporter.itnio.model import FlowDetail, NodeDetail
     from exporter.polling.snapshot import FlowState, Snapshot
-    from exporter.vendor.model import FlowDetail, NodeDetail
 
     states = []
     for i in range(flows):
@@ -358,9 +358,9 @@ async def worker_accounts(sims: dict[str, Any], flows: int, pairs: int) -> dict[
     import aiohttp
 
     from exporter.config import Credentials, validate_config
+    from exporter.itnio.endpoints import QUERY_DETAIL
     from exporter.service import Exporter
     from exporter.simulator import DEMO_API_SECRET
-    from exporter.vendor.endpoints import QUERY_DETAIL
 
     names = account_names(len(sims["ports"]))
     config = validate_config({
@@ -484,8 +484,8 @@ def worker_overhead() -> dict[str, Any]:
 def worker_calls_per_hour(flows: int) -> dict[str, Any]:
     """Vendor calls in one simulated hour for a realistic mix, with the real Poller and a fake clock."""
     from exporter.config import validate_config
+    from exporter.itnio.model import FlowDetail
     from exporter.polling.poller import Poller
-    from exporter.vendor.model import FlowDetail
 
     # A day's campaign seen at some hour: most flows are finished.
     mix = [(2, 0.60), (3, 0.10), (1, 0.20), (0, 0.05), (4, 0.05)]  # (status, share)

@@ -40,13 +40,13 @@ from typing import TextIO
 
 from .accounts.runtime import build_client
 from .config import AccountConfig, Config, Credentials
+from .itnio.client import ItnioClient
+from .itnio.endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
+from .itnio.errors import ApiError, ErrorKind, NotSent
+from .itnio.model import BALANCE_KINDS, Answer, Balance, CallStats, FlowDetail, FlowPage, state_name
 from .metrics.telemetry import Telemetry
 from .polling.discovery import list_params
 from .text import encodable, inert, safe
-from .vendor.client import ItnioClient
-from .vendor.endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
-from .vendor.errors import ApiError, ErrorKind, NotSent
-from .vendor.model import BALANCE_KINDS, Answer, Balance, CallStats, FlowDetail, FlowPage, state_name
 
 MAX_FLOWS = 20
 

@@ -20,9 +20,9 @@ import pytest
 import trustme
 
 from exporter.config import ConfigError, Credentials, validate_config
+from exporter.itnio.client import ItnioClient
 from exporter.metrics.telemetry import Telemetry
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET
-from exporter.vendor.client import ItnioClient
 from tests.conftest import parse_samples
 
 

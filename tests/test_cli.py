@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from exporter import __version__, cli
+from exporter.itnio.model import STATES
 from exporter.simulator import DEMO_API_SECRET
-from exporter.vendor.model import STATES
 from tests.conftest import fetch, free_port, parse_samples, post, scrape, value
 from tests.helpers import TLS, USERS, Pki, wait_for_http, write_web_config
 

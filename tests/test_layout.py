@@ -1,9 +1,10 @@
 """The layout of exporter/ holds: imports run downward only, no cycles, no aiohttp internals,
 and no module sets another object's attributes.
 
-Layers, bottom to top: config < vendor < polling < metrics < web < service < apicheck < cli < __main__.
+Layers, bottom to top: config < itnio < polling < metrics < accounts < web < reload < service < apicheck
+< cli < __main__.
 A module may import its own package and the layers below its own. The simulator uses config
-and vendor only, and only cli (for --demo) uses the simulator. ``exporter`` itself (the
+and itnio only, and only cli (for --demo) uses the simulator. ``exporter`` itself (the
 version), ``aio``, ``logs`` and ``text`` import nothing of the exporter, and anything may import them.
 Every import counts: absolute and relative, at the top, inside functions and under
 TYPE_CHECKING.
@@ -20,10 +21,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "exporter"
 
-LAYERS = ("config", "vendor", "polling", "metrics", "accounts", "web", "reload", "service", "apicheck", "cli", "__main__")
+LAYERS = ("config", "itnio", "polling", "metrics", "accounts", "web", "reload", "service", "apicheck", "cli", "__main__")
 LEAVES = ("exporter", "exporter.aio", "exporter.logs", "exporter.text")  # import nothing, importable by all
 ROOT_LEAF = "exporter.text"  # the other leaves may import it (the logs make vendor text safe with its rules)
-SPECIAL = {"simulator": ("config", "vendor")}  # what a side package may import
+SPECIAL = {"simulator": ("config", "itnio")}  # what a side package may import
 USERS = {"simulator": ("cli",)}  # who may import a side package
 
 
@@ -104,15 +105,15 @@ def test_the_scan_sees_every_kind_of_import() -> None:
     assert ("exporter.cli", "exporter.logs") in found  # `from . import logs`: a module
     assert ("exporter.cli", "exporter.simulator.demo") in found  # inside a function
     assert ("exporter.polling.poller", "exporter.polling.enrich") in found  # under TYPE_CHECKING
-    assert ("exporter.vendor.client", "exporter.config") in found  # `from ..config import`: the package
+    assert ("exporter.itnio.client", "exporter.config") in found  # `from ..config import`: the package
     assert all(layer(module) in (*LAYERS, *SPECIAL, *LEAVES, "aio", "logs", "text") for module in MODULES), sorted(MODULES)
 
 
 def test_imports_run_downward_between_layers() -> None:
     wrong = [str(imp) for imp in IMPORTS if not allowed(imp)]
     assert not wrong, (
-        "imports against the layering (config < vendor < polling < metrics < web < service < cli; "
-        "simulator uses config and vendor; see tests/test_layout.py):\n  " + "\n  ".join(wrong)
+        "imports against the layering (config < itnio < polling < metrics < accounts < web < reload < service < cli; "
+        "simulator uses config and itnio; see tests/test_layout.py):\n  " + "\n  ".join(wrong)
     )
 
 
@@ -129,7 +130,7 @@ def test_the_service_knows_no_vendor_feature_by_name() -> None:
     wrong = [
         str(imp) for imp in IMPORTS
         if imp.module in ("exporter.service", "exporter.reload")
-        and (layer(imp.target) == "vendor" or (layer(imp.target) == "polling" and imp.target not in allowed_polling))
+        and (layer(imp.target) == "itnio" or (layer(imp.target) == "polling" and imp.target not in allowed_polling))
     ]
     assert not wrong, "the service must reach features through account runtimes:\n  " + "\n  ".join(wrong)
 

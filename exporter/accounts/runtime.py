@@ -32,11 +32,11 @@ from ..config import (
     load_config,
     resolve_credentials,
 )
+from ..itnio.client import ItnioClient, RequestObserver
+from ..itnio.transport import client_transport_options
 from ..metrics.exposition import Exposition
 from ..metrics.telemetry import Telemetry
 from ..polling.shard import Shard
-from ..vendor.client import ItnioClient, RequestObserver
-from ..vendor.transport import client_transport_options
 from .sources import Wiring, build_sources
 
 log = structlog.get_logger("exporter.accounts.runtime")

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..config import AccountConfig
+from ..itnio.client import ItnioClient
 from ..metrics.telemetry import AccountTelemetry
 from ..polling.balance import BalancePoller, BalanceState
 from ..polling.discovery import Discovery
@@ -20,7 +21,6 @@ from ..polling.poller import Poller
 from ..polling.shard import Shard
 from ..polling.snapshot import Snapshot
 from ..polling.source import Source
-from ..vendor.client import ItnioClient
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
+from ..itnio.errors import ErrorKind
+from ..itnio.model import STATES, UNKNOWN_STATE, state_name
 from ..polling.balance import BalanceState
 from ..polling.snapshot import FlowState, Snapshot
-from ..vendor.errors import ErrorKind
-from ..vendor.model import STATES, UNKNOWN_STATE, state_name
 from . import catalogue
 from .fastrender import render_both
 

@@ -16,10 +16,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.metrics import MetricWrapperBase
 
 from .. import __version__
+from ..itnio.decoding import DRIFT_SERIES
+from ..itnio.endpoints import DOCUMENTED_CODES, QUERY_DETAIL, QUERY_PAGE
+from ..itnio.errors import ApiError, ErrorKind
 from ..polling.shard import Shard
-from ..vendor.decoding import DRIFT_SERIES
-from ..vendor.endpoints import DOCUMENTED_CODES, QUERY_DETAIL, QUERY_PAGE
-from ..vendor.errors import ApiError, ErrorKind
 from . import catalogue
 
 # `_created` series double every counter for little use here.
@@ -162,7 +162,7 @@ class AccountTelemetry:
     def backoff_set(self, seconds: float) -> None:
         self._child(self._telemetry.backoff).set(seconds)
 
-    # -- what the client reports (exporter.vendor.client.RequestObserver) -------------------
+    # -- what the client reports (exporter.itnio.client.RequestObserver) -------------------
     def observe(self, endpoint: str, seconds: float, error: ApiError | None) -> None:
         """Count one request that was sent, with its outcome."""
         telemetry = self._telemetry

@@ -20,9 +20,9 @@ import structlog
 
 from ..aio import cancel, every
 from ..config import AccountConfig, BalanceConfig
-from ..vendor.endpoints import GET_BALANCE
-from ..vendor.errors import ApiError, Failure, NotSent
-from ..vendor.model import Balance
+from ..itnio.endpoints import GET_BALANCE
+from ..itnio.errors import ApiError, Failure, NotSent
+from ..itnio.model import Balance
 
 log = structlog.get_logger("exporter.polling.balance")
 

@@ -46,9 +46,9 @@ import structlog
 
 from ..aio import cancel, every
 from ..config import AccountConfig, DiscoveryConfig
-from ..vendor.endpoints import CODE_NOT_EXISTING, QUERY_PAGE
-from ..vendor.errors import ApiError, NotSent
-from ..vendor.model import NODE_ENDED_STATUSES, VENDOR_TIME_FORMAT, FlowPage, FlowRecord
+from ..itnio.endpoints import CODE_NOT_EXISTING, QUERY_PAGE
+from ..itnio.errors import ApiError, NotSent
+from ..itnio.model import NODE_ENDED_STATUSES, VENDOR_TIME_FORMAT, FlowPage, FlowRecord
 from .poller import Poller
 from .snapshot import DiscoveryRun, FlowState
 

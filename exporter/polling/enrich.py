@@ -32,9 +32,9 @@ from typing import Protocol
 import structlog
 
 from ..config import AccountConfig
-from ..vendor.endpoints import GROUP_CALL_DETAIL
-from ..vendor.errors import AccountGuard, ApiError, NotSent
-from ..vendor.model import NODE_ENDED_STATUSES, CallStats, FlowDetail
+from ..itnio.endpoints import GROUP_CALL_DETAIL
+from ..itnio.errors import AccountGuard, ApiError, NotSent
+from ..itnio.model import NODE_ENDED_STATUSES, CallStats, FlowDetail
 from .snapshot import Snapshot
 
 log = structlog.get_logger("exporter.polling.enrich")

@@ -33,9 +33,9 @@ import structlog
 
 from ..aio import cancel, every
 from ..config import AccountConfig, FlowConfig
-from ..vendor.endpoints import QUERY_DETAIL
-from ..vendor.errors import AccountGuard, ApiError, ErrorKind, Failure, NotSent
-from ..vendor.model import FlowDetail, FlowRecord
+from ..itnio.endpoints import QUERY_DETAIL
+from ..itnio.errors import AccountGuard, ApiError, ErrorKind, Failure, NotSent
+from ..itnio.model import FlowDetail, FlowRecord
 from .schedule import Schedule, spread_offsets
 from .schedule import stale_after as flow_stale_after
 from .shard import Shard

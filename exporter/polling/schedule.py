@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ..config import PollConfig
-from ..vendor.model import TERMINAL_STATUSES, FlowDetail
+from ..itnio.model import TERMINAL_STATUSES, FlowDetail
 
 
 def is_terminal(detail: FlowDetail | None) -> bool:

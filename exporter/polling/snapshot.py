@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..vendor.errors import Failure
-from ..vendor.model import Answer, CallStats, FlowDetail, FlowRecord
+from ..itnio.errors import Failure
+from ..itnio.model import Answer, CallStats, FlowDetail, FlowRecord
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """A fake ITNIO voice API (the simulator) and the ``--demo`` that runs the exporter against it.
 
 Used by the tests, the demo and the benchmarks; the exporter itself never imports it
-except for ``--demo``. It imports :mod:`exporter.vendor` (signing, paths) and
+except for ``--demo``. It imports :mod:`exporter.itnio` (signing, paths) and
 :mod:`exporter.config` only.
 """
 

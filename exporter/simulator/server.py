@@ -40,10 +40,10 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from ..vendor.endpoints import DEFAULT_BALANCE_PATH, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
-from ..vendor.endpoints import path as endpoint_path
-from ..vendor.model import VENDOR_TIME_FORMAT
-from ..vendor.signing import sign
+from ..itnio.endpoints import DEFAULT_BALANCE_PATH, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
+from ..itnio.endpoints import path as endpoint_path
+from ..itnio.model import VENDOR_TIME_FORMAT
+from ..itnio.signing import sign
 
 QUERY_DETAIL_PATH = endpoint_path(QUERY_DETAIL)
 QUERY_PAGE_PATH = endpoint_path(QUERY_PAGE)

@@ -18,7 +18,7 @@ Rules:
 - The last answer is shown pretty-printed when it is JSON, as text otherwise, and never longer than
   :data:`MAX_SHOWN` characters.
 - Bounded whatever the API sends: a flow's page lists at most :data:`MAX_NODES_SHOWN` nodes and
-  says how many more there are; vendor text arrives capped (``exporter.vendor.decoding``), so a page
+  says how many more there are; vendor text arrives capped (``exporter.itnio.decoding``), so a page
   of one flow stays well under a few MiB and takes bounded time to render.
 """
 
@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from ..itnio.errors import Failure
+from ..itnio.model import ALL_STATES, Answer, state_name
 from ..polling.balance import BalanceState
 from ..polling.snapshot import FlowState, Snapshot
-from ..vendor.errors import Failure
-from ..vendor.model import ALL_STATES, Answer, state_name
 
 MAX_SHOWN = 64 * 1024  # characters of an answer shown on a page
 MAX_NODES_SHOWN = 2000  # nodes listed on a flow's page; the rest are counted ("… and 98,000 more nodes")

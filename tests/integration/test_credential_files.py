@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from exporter.itnio.signing import sign
 from exporter.simulator import DEMO_API_KEY, static_flows
-from exporter.vendor.signing import sign
 from tests.conftest import fetch, free_port
 
 OLD_SECRET = "old-secret-0123456789"

@@ -8,9 +8,9 @@ from collections import Counter
 from typing import Any
 
 from exporter import logs
+from exporter.itnio.endpoints import QUERY_DETAIL
 from exporter.simulator import SimFlow, SimNode, Simulator
 from exporter.simulator.demo import DEMO_DRIFT_FLOW, start_demo_simulator
-from exporter.vendor.endpoints import QUERY_DETAIL
 from tests.conftest import scrape, value
 
 

@@ -6,10 +6,10 @@ import subprocess
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.itnio.model import STATES
 from exporter.metrics import catalogue
 from exporter.polling.balance import BalancePoller
 from exporter.simulator import SimNode
-from exporter.vendor.model import STATES
 from tests.conftest import fetch, parse_samples, require_tool, scrape, value
 
 

@@ -2,7 +2,7 @@
 the whole pipeline (a real server answering hostile bytes, the real client, poller and exposition).
 The poller never raises out of a cycle, a wrong shape is counted once as ``decode``, and /metrics
 always parses (both formats) and passes ``promtool check metrics``. The decoder's hand-picked cases
-are in tests/vendor/test_decoding.py.
+are in tests/itnio/test_decoding.py.
 
 Hypothesis runs derandomized and without an example database, so every run (and CI) sees the
 same examples and nothing is written to the working tree.
@@ -27,15 +27,15 @@ from exporter.config import (
     Credentials,
     validate_config,
 )
+from exporter.itnio.client import ItnioClient
+from exporter.itnio.decoding import parse_call_stats, parse_flow_detail, parse_flow_page
+from exporter.itnio.endpoints import QUERY_DETAIL
+from exporter.itnio.errors import ApiError, ErrorKind
+from exporter.itnio.model import FlowDetail, NodeDetail
 from exporter.metrics.exposition import Exposition, RenderedSnapshot
 from exporter.metrics.telemetry import Telemetry, code_label
 from exporter.polling.poller import Poller
 from exporter.polling.snapshot import FlowState, Snapshot
-from exporter.vendor.client import ItnioClient
-from exporter.vendor.decoding import parse_call_stats, parse_flow_detail, parse_flow_page
-from exporter.vendor.endpoints import QUERY_DETAIL
-from exporter.vendor.errors import ApiError, ErrorKind
-from exporter.vendor.model import FlowDetail, NodeDetail
 from tests.conftest import parse_samples, require_tool, serve, value
 from tests.helpers import BIG, mutated, roundtrip
 
@@ -171,7 +171,7 @@ def test_valid_bodies_with_unknown_fields_decode_to_exactly_their_values(pair):
     assert parse_flow_detail(roundtrip(body)) == expected
 
 
-@pytest.mark.parametrize("status", [5, 99, 2**40, 2**63])  # negative ones are unreadable (tests/vendor)
+@pytest.mark.parametrize("status", [5, 99, 2**40, 2**63])  # negative ones are unreadable (tests/itnio)
 def test_statuses_outside_the_documented_scale_are_accepted_and_rendered_unknown(status):
     body = mutated("data", "status", status)
     body["data"]["nodeList"][0]["nodeStatus"] = status
@@ -423,9 +423,9 @@ def test_hostile_list_and_call_answers_are_api_errors_or_render_cleanly():
     from hypothesis import strategies as st
     from prometheus_client.parser import text_string_to_metric_families
 
+    from exporter.itnio.model import FlowDetail, NodeDetail
     from exporter.metrics.exposition import RenderedSnapshot
     from exporter.polling.snapshot import FlowState, Snapshot
-    from exporter.vendor.model import FlowDetail, NodeDetail
 
     fields = st.sampled_from(["keyId", "taskId", "taskName", "createTime", "finishNum", "status", "numCnt",
                               "callTotal", "success", "fail", "acd"])
@@ -461,10 +461,10 @@ def test_hostile_balance_answers_are_api_errors_or_render_cleanly():
     from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
     from prometheus_client.parser import text_string_to_metric_families
 
+    from exporter.itnio.decoding import parse_balance
     from exporter.metrics.exposition import Exposition
     from exporter.metrics.telemetry import Telemetry
     from exporter.polling.balance import BalanceState
-    from exporter.vendor.decoding import parse_balance
 
     fields = st.sampled_from(["status", "code", "reason", "msg", "balance", "gift", "credit", "data"])
     body = st.dictionaries(fields, scalars, max_size=8) | st.fixed_dictionaries(

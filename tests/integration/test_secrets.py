@@ -10,8 +10,8 @@ import aiohttp
 import structlog
 
 from exporter import logs
+from exporter.itnio.signing import sign
 from exporter.simulator import Fault, Simulator, static_flows
-from exporter.vendor.signing import sign
 from tests.conftest import fetch
 from tests.helpers import until
 

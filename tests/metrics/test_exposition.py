@@ -26,13 +26,13 @@ from exporter.config import (
     parse_yaml,
     validate_config,
 )
+from exporter.itnio.client import ItnioClient
+from exporter.itnio.model import FlowDetail, NodeDetail
 from exporter.metrics.exposition import Exposition, RenderedSnapshot
 from exporter.metrics.telemetry import Telemetry
 from exporter.polling.poller import Poller
 from exporter.polling.snapshot import FlowState, Snapshot
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET
-from exporter.vendor.client import ItnioClient
-from exporter.vendor.model import FlowDetail, NodeDetail
 from tests.conftest import exporter_config, require_tool
 
 HOSTILE_NAMES = [
@@ -234,8 +234,8 @@ async def test_large_answers_are_reused_briefly_and_dropped_with_each_new_snapsh
 
 
 def test_the_balance_is_rendered_on_each_scrape_and_leaves_once_stale():
+    from exporter.itnio.model import Balance
     from exporter.polling.balance import BalanceState
-    from exporter.vendor.model import Balance
 
     exposition = Exposition(Telemetry().registry)
     assert b"itnio_account_balance" not in exposition.body(openmetrics=False, gzip=False)

@@ -60,9 +60,9 @@ def test_without_a_helper_the_exporter_still_renders_with_prometheus_client(monk
     assert rendered.openmetrics == _render(families, openmetrics=True)
 
 def _hostile_snapshot():
+    from exporter.itnio.errors import ApiError, ErrorKind
+    from exporter.itnio.model import FlowDetail, NodeDetail
     from exporter.polling.snapshot import FlowState, Snapshot
-    from exporter.vendor.errors import ApiError, ErrorKind
-    from exporter.vendor.model import FlowDetail, NodeDetail
 
     names = ['plain', 'quote " and \\ backslash', "new\nline", "tab\tand unicode \u00e9\u4e2d\U0001f642", "", "\\n not a newline",
              "\ud83d\ude42".encode("utf-16", "surrogatepass").decode("utf-16"), '"}{,=']

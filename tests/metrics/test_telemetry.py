@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from exporter.itnio.endpoints import QUERY_DETAIL
+from exporter.itnio.errors import ApiError, ErrorKind
 from exporter.metrics.telemetry import Telemetry, code_label
-from exporter.vendor.endpoints import QUERY_DETAIL
-from exporter.vendor.errors import ApiError, ErrorKind
 
 
 def test_error_codes_beyond_any_known_one_share_one_label_value():

@@ -9,9 +9,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from exporter.config import ConfigError, load_config
+from exporter.itnio.endpoints import QUERY_PAGE
 from exporter.polling.discovery import Discovery
 from exporter.simulator import DEMO_API_SECRET, Fault, SimFlow, static_flows
-from exporter.vendor.endpoints import QUERY_PAGE
 from tests.conftest import scrape, value
 
 DAY = 86400

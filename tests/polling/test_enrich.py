@@ -2,8 +2,8 @@
 
 import pytest
 
+from exporter.itnio.endpoints import GROUP_CALL_DETAIL
 from exporter.simulator import Fault, SimFlow, SimNode, static_flows
-from exporter.vendor.endpoints import GROUP_CALL_DETAIL
 from tests.conftest import scrape, value
 
 

@@ -6,11 +6,11 @@ from exporter.config import (
     Credentials,
     validate_config,
 )
+from exporter.itnio.client import ItnioClient
 from exporter.metrics.exposition import Exposition
 from exporter.metrics.telemetry import Telemetry
 from exporter.polling.poller import Poller
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Fault, Simulator, static_flows
-from exporter.vendor.client import ItnioClient
 from tests.conftest import exporter_config, parse_samples, scrape, value
 from tests.helpers import FakeClock
 
@@ -142,8 +142,8 @@ async def test_a_failing_flow_keeps_a_bounded_summary_not_the_error_and_its_body
     import tracemalloc
     import types
 
-    from exporter.vendor.errors import Failure
-    from exporter.vendor.model import MAX_ANSWER_BYTES
+    from exporter.itnio.errors import Failure
+    from exporter.itnio.model import MAX_ANSWER_BYTES
 
     clock = FakeClock()
     poller, _, client = await poller_for(sim, clock, poll={"interval": "10s", "terminal_interval": "10s"})

@@ -9,12 +9,12 @@ from exporter.config import (
     Credentials,
     validate_config,
 )
+from exporter.itnio.client import ItnioClient
 from exporter.metrics.exposition import Exposition
 from exporter.metrics.telemetry import Telemetry
 from exporter.polling.poller import Poller
 from exporter.polling.schedule import spread_offsets
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, static_flows
-from exporter.vendor.client import ItnioClient
 from tests.conftest import exporter_config, parse_samples, value
 from tests.helpers import FakeClock
 

@@ -88,7 +88,7 @@ class _FakeSource:
         self.statuses = statuses or {}
 
     async def query_detail(self, key_id, deadline=None, may_send=None):
-        from exporter.vendor.model import FlowDetail
+        from exporter.itnio.model import FlowDetail
 
         self.calls.append(key_id)
         return FlowDetail(status=self.statuses.get(key_id, 1), recall_interval_minutes=1, recall_num=1,

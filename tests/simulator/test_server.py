@@ -6,8 +6,8 @@ import time
 
 import aiohttp
 
+from exporter.itnio.signing import signed_headers
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Fault, static_flows
-from exporter.vendor.signing import signed_headers
 
 
 async def get(url: str, secret: str = DEMO_API_SECRET) -> tuple[int, dict]:

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from exporter.itnio.endpoints import QUERY_DETAIL
+from exporter.itnio.model import MAX_ANSWER_BYTES
 from exporter.polling.balance import BalancePoller
 from exporter.polling.discovery import Discovery
 from exporter.simulator import Fault, SimNode, Simulator
 from exporter.text import MAX_TEXT
-from exporter.vendor.endpoints import QUERY_DETAIL
-from exporter.vendor.model import MAX_ANSWER_BYTES
 from exporter.web.pages import MAX_NODES_SHOWN, MAX_SHOWN, PAGE_SIZE
 from tests.conftest import fetch, scrape, value
 

@@ -1,4 +1,4 @@
-"""The signed client (exporter/vendor/client.py) against the simulator: envelopes, retries, pauses,
+"""The signed client (exporter/itnio/client.py) against the simulator: envelopes, retries, pauses,
 every endpoint, and each failure kind counted once."""
 
 import asyncio
@@ -13,10 +13,10 @@ from aiohttp import web
 from exporter.config import (
     Credentials,
 )
+from exporter.itnio.endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
+from exporter.itnio.errors import ApiError, ErrorKind, NotSent
 from exporter.metrics.telemetry import Telemetry
 from exporter.simulator import ENVELOPES, Fault, Simulator, static_flows
-from exporter.vendor.endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
-from exporter.vendor.errors import ApiError, ErrorKind, NotSent
 from tests.conftest import value
 from tests.helpers import counters, make_client
 
@@ -338,7 +338,7 @@ async def test_failures_of_the_new_endpoints_are_counted_like_the_rest(make_sim)
 def test_a_transport_error_never_shows_a_url_password():
     import aiohttp
 
-    from exporter.vendor.client import _describe
+    from exporter.itnio.client import _describe
 
     text = _describe(aiohttp.InvalidURL("http://proxy-user:Pr0xyPw@proxy:3128 x"))
     assert "Pr0xyPw" not in text and "***@proxy:3128" in text
@@ -397,7 +397,7 @@ async def test_the_balance_at_the_simulators_default_path_and_its_failures(make_
 async def test_a_large_answer_is_decoded_in_a_worker_thread_and_a_small_one_on_the_loop(make_sim, monkeypatch):
     import threading
 
-    from exporter.vendor import client as client_module
+    from exporter.itnio import client as client_module
 
     sim = await make_sim(flows=static_flows(2, 3))
     threads = []

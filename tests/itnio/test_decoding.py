@@ -1,4 +1,4 @@
-"""Decoding the vendor's answers (exporter/vendor/decoding.py): every envelope variant, one set of number
+"""Decoding the vendor's answers (exporter/itnio/decoding.py): every envelope variant, one set of number
 rules for every field, unreadable nodes dropped and counted as drift, and wrong shapes that raise ApiError
 and nothing else. (Fuzzed in tests/integration/test_hostile_input.py.)"""
 
@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from exporter.vendor.decoding import Reader, parse_balance, parse_call_stats, parse_flow_detail, parse_flow_page
-from exporter.vendor.endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
-from exporter.vendor.errors import ApiError, ErrorKind
-from exporter.vendor.model import FlowDetail, NodeDetail
+from exporter.itnio.decoding import Reader, parse_balance, parse_call_stats, parse_flow_detail, parse_flow_page
+from exporter.itnio.endpoints import GET_BALANCE, GROUP_CALL_DETAIL, QUERY_DETAIL, QUERY_PAGE
+from exporter.itnio.errors import ApiError, ErrorKind
+from exporter.itnio.model import FlowDetail, NodeDetail
 from tests.helpers import BIG, MISSING, base_body, mutated, roundtrip
 
 
@@ -343,8 +343,8 @@ def test_page_fields_that_cannot_be_read_cost_that_field_only():
 
 
 def test_every_drift_a_reader_notes_is_a_pre_initialised_series():
+    from exporter.itnio.decoding import DRIFT_SERIES
     from exporter.metrics.catalogue import API_SCHEMA_DRIFT
-    from exporter.vendor.decoding import DRIFT_SERIES
     for series in DRIFT_SERIES.values():  # every kind is one the metric's help explains
         assert all(f"{kind} (" in API_SCHEMA_DRIFT.help for _, kind in series), series
     assert ("msg", "too_long") in DRIFT_SERIES[QUERY_DETAIL] and ("data.recallNum", "unreadable") in DRIFT_SERIES[QUERY_DETAIL]

@@ -45,7 +45,7 @@ from .model import MAX_ANSWER_BYTES, Answer, Balance, CallStats, FlowDetail, Flo
 from .ratelimit import TokenBucket
 from .signing import signed_headers
 
-log = structlog.get_logger("exporter.vendor.client")
+log = structlog.get_logger("exporter.itnio.client")
 
 USER_AGENT = f"itnio-exporter/{__version__}"
 T = TypeVar("T", FlowDetail, FlowPage, CallStats, Balance)
@@ -67,7 +67,7 @@ class RequestObserver(Protocol):
         """Requests are now signed with the local clock plus ``seconds`` (after a -16 answer)."""
 
     def drifted(self, endpoint: str, field: str, kind: str) -> None:
-        """An answer that was used deviated from the documented types (exporter.vendor.decoding)."""
+        """An answer that was used deviated from the documented types (exporter.itnio.decoding)."""
 
 
 class ItnioClient:

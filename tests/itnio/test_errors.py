@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
+from exporter.itnio.errors import ApiError, ErrorKind, Failure
+from exporter.itnio.model import MAX_ANSWER_BYTES
 from exporter.simulator import Fault, static_flows
 from exporter.text import MAX_TEXT
-from exporter.vendor.errors import ApiError, ErrorKind, Failure
-from exporter.vendor.model import MAX_ANSWER_BYTES
 from tests.helpers import make_client
 
 MIB = 1024 * 1024

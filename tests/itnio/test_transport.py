@@ -1,4 +1,4 @@
-"""How the client reaches the vendor (exporter/vendor/transport.py): verified TLS, a private CA,
+"""How the client reaches the vendor (exporter/itnio/transport.py): verified TLS, a private CA,
 insecure_skip_verify, proxies, and redirects that are not followed."""
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from exporter.config import (
     Credentials,
     validate_config,
 )
+from exporter.itnio.endpoints import QUERY_DETAIL
+from exporter.itnio.errors import ApiError, ErrorKind
 from exporter.metrics.telemetry import Telemetry
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET, Simulator
-from exporter.vendor.endpoints import QUERY_DETAIL
-from exporter.vendor.errors import ApiError, ErrorKind
 from tests.conftest import ServerFactory, exporter_config
 
 CREDS = Credentials(DEMO_API_KEY, DEMO_API_SECRET, "test")

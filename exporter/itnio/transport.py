@@ -17,7 +17,7 @@ import structlog
 
 from ..config import ApiConfig, redact_url
 
-log = structlog.get_logger("exporter.vendor.transport")
+log = structlog.get_logger("exporter.itnio.transport")
 
 
 def client_ssl_context(api: ApiConfig) -> ssl.SSLContext:
@@ -44,7 +44,7 @@ def _context(cafile: str | None, insecure: bool) -> ssl.SSLContext:
 
 
 def client_transport_options(api: ApiConfig) -> dict[str, Any]:
-    """Keyword arguments for :class:`~exporter.vendor.client.ItnioClient`; warns about an unverified vendor."""
+    """Keyword arguments for :class:`~exporter.itnio.client.ItnioClient`; warns about an unverified vendor."""
     if api.tls.insecure_skip_verify:
         log.warning(
             "tls_verification_disabled",

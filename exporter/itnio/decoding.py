@@ -1,4 +1,4 @@
-"""Decoding the vendor's answers into :mod:`~exporter.vendor.model` values: one set of rules for every endpoint.
+"""Decoding the vendor's answers into :mod:`~exporter.itnio.model` values: one set of rules for every endpoint.
 
 The vendor's pages contradict themselves, so decoding is tolerant where the vendor has
 been seen to vary, and strict where a value could only be guessed. The rules (the

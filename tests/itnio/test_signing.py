@@ -1,6 +1,6 @@
-"""Request signing (exporter/vendor/signing.py): the vendor's test vector and the headers it goes in."""
+"""Request signing (exporter/itnio/signing.py): the vendor's test vector and the headers it goes in."""
 
-from exporter.vendor.signing import sign, signed_headers
+from exporter.itnio.signing import sign, signed_headers
 
 
 def test_vendor_test_vector():

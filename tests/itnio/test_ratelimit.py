@@ -1,4 +1,4 @@
-"""The request-rate token bucket (exporter/vendor/ratelimit.py), alone and in the client."""
+"""The request-rate token bucket (exporter/itnio/ratelimit.py), alone and in the client."""
 
 import asyncio
 import time
@@ -8,11 +8,11 @@ import pytest
 from exporter.config import (
     Credentials,
 )
+from exporter.itnio.client import ItnioClient
+from exporter.itnio.errors import NotSent
+from exporter.itnio.ratelimit import TokenBucket
 from exporter.metrics.telemetry import Telemetry
 from exporter.simulator import DEMO_API_KEY, DEMO_API_SECRET
-from exporter.vendor.client import ItnioClient
-from exporter.vendor.errors import NotSent
-from exporter.vendor.ratelimit import TokenBucket
 from tests.helpers import FakeClock
 
 
