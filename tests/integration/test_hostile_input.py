@@ -367,7 +367,7 @@ HOSTILE_RAW = [
      + b"0" * 40 + b"}}", None),
     ("negative-counts", b'{"code": 0, "data": {"status": 1, "recallInterval": -100, "recallNum": -5, "recallType": 0}}',
      None),
-    ("full-width-digits", b'{"code": 0, "data": {"status": 1, "recallInterval": "\uff15", "recallNum": "\uff15",'
+    ("full-width-digits", rb'{"code": 0, "data": {"status": 1, "recallInterval": "\uff15", "recallNum": "\uff15",'
      b' "recallType": 0}}', None),
     ("trailing-garbage", b'{"code": 0, "data": {' + VALID_DATA + b"}} trailing", "decode"),
     ("duplicate-node", b'{"code": 0, "data": {' + VALID_DATA
