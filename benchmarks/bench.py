@@ -735,7 +735,7 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY,
                         help="api.max_concurrency of the polling runs (default %(default)s)")
-    parser.add_argument("--only", choices=["config"], help="run one section only")
+    parser.add_argument("--only", choices=["config", "accounts"], help="run one section only")
     args = parser.parse_args()
     config_flows = CONFIG_FLOWS // 10 if args.quick else CONFIG_FLOWS
     if args.only == "config":
@@ -744,6 +744,14 @@ def main() -> int:
         if args.json:
             Path(args.json).write_text(json.dumps({"config": section}, indent=2))
         print("\n".join(report_config(section)).lstrip("\n"))
+        return 0
+    if args.only == "accounts":
+        account_flows = 25 if args.quick else ACCOUNT_FLOWS
+        with SimulatorsProcess(ACCOUNTS, account_flows) as sims:
+            section = run_worker("accounts", json.dumps(sims), str(account_flows), "1" if args.quick else "3")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"accounts": section}, indent=2))
+        print("\n".join(report_accounts(section, summarise_accounts(section))).lstrip("\n"))
         return 0
     os.environ["BENCH_CONCURRENCY"] = str(args.concurrency)  # for the workers
     globals()["CONCURRENCY"] = args.concurrency
