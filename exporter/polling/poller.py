@@ -347,8 +347,10 @@ def _next_state(old: FlowState, result: Result, now: float, stale_after: float) 
     if isinstance(result, FlowDetail):
         if old.failing_since_cycles:
             log.info("flow_recovered", key_id=old.key_id, failed_polls=old.failing_since_cycles)
+        # The answer is kept once, as last_answer: a detail kept across failures would hold a second one.
         return replace(
-            old, detail=result, up=True, last_success=now, stale=False, last_error=None, failing_since_cycles=0
+            old, detail=replace(result, answer=None), up=True, last_success=now, stale=False, last_error=None,
+            failing_since_cycles=0,
         )
     errors = dict(old.errors)
     errors[result.kind.value] = errors.get(result.kind.value, 0) + 1

@@ -1,6 +1,7 @@
 """The poll loop (exporter/polling/poller.py): node removal, last good data until stale, slow flows, a loop that never dies."""
 
 import asyncio
+import os
 
 from exporter.config import (
     Credentials,
@@ -172,3 +173,41 @@ async def test_a_failing_flow_keeps_a_bounded_summary_not_the_error_and_its_body
         await client.close()
     per_flow = kept / len(snapshot.flows)
     assert per_flow < MAX_ANSWER_BYTES + 16 * 1024, f"{per_flow:.0f} bytes kept per failing flow"
+
+
+async def test_a_flow_failing_after_good_answers_keeps_no_more_than_it_did(sim):
+    """5 flows answer 900 KiB of good JSON, then 900 KiB that is not JSON: the last good data
+    a failing flow keeps holds no answer of its own, so failing costs no more than answering
+    well (each flow keeps one answer, its last: 64 KiB of it). Counted: what the exporter's
+    code allocated and still holds, not the simulator's (in this process)."""
+    import gc
+    import tracemalloc
+
+    import exporter
+
+    package = os.path.dirname(exporter.__file__)
+    exporter_code = (tracemalloc.Filter(True, f"{package}/*"), tracemalloc.Filter(False, f"{package}/simulator/*"))
+
+    def held() -> int:
+        return sum(stat.size for stat in tracemalloc.take_snapshot().filter_traces(exporter_code).statistics("filename"))
+
+    clock = FakeClock()
+    poller, _, client = await poller_for(sim, clock, poll={"interval": "10s", "terminal_interval": "10s"})
+    sim.detail_size = 900 * 1024
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        kept = {}
+        for kind in ("good", "junk"):
+            sim.serve_hostile("junk" if kind == "junk" else None, sim.detail_size)
+            clock.now += 10
+            snapshot = await poller.run_cycle()
+            kept[kind] = held()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+        await client.close()
+    assert all(not state.up and state.detail is not None for state in snapshot.flows)  # last good data kept
+    per_flow = (kept["junk"] - kept["good"]) / len(snapshot.flows)
+    assert per_flow < 16 * 1024, f"{per_flow:.0f} bytes more kept per flow failing than answering well"
