@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from exporter.itnio.model import TERMINAL_STATUSES
 from exporter.simulator.flows import static_flows
 from exporter.simulator.server import DEMO_API_KEY, DEMO_API_SECRET, Simulator
-from exporter.vendor.model import TERMINAL_STATUSES
 from tests.conftest import free_port, scrape, value
 from tests.helpers import wait_for_http
 
