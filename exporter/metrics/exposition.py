@@ -336,6 +336,77 @@ class RenderedSnapshot:
         )
 
 
+    @classmethod
+    def join(cls, parts: Sequence[AccountRender], cooperative: bool = False) -> RenderedSnapshot:
+        """The accounts' rendered families joined into one exposition: each family's HELP and TYPE
+        once, then every account's series of it, in the accounts' order. The same bytes as
+        :meth:`of` the accounts' snapshots (tests/metrics/test_exposition.py checks it)."""
+        headers: dict[str, tuple[bytes, bytes]] = {}
+        bodies: dict[str, tuple[list[bytes], list[bytes]]] = {}
+        for part in parts:
+            for name, text_head, text_body, om_head, om_body in part.families:
+                if name not in headers:
+                    headers[name] = (text_head, om_head)
+                    bodies[name] = ([], [])
+                bodies[name][0].append(text_body)
+                bodies[name][1].append(om_body)
+        if cooperative:
+            _yield_gil()
+        text = b"".join(headers[name][0] + b"".join(bodies[name][0]) for name in headers)
+        openmetrics = b"".join(headers[name][1] + b"".join(bodies[name][1]) for name in headers)
+        return cls(
+            text=text,
+            openmetrics=openmetrics,
+            text_gzip=GzipPrefix(text),
+            openmetrics_gzip=GzipPrefix(openmetrics),
+            series=sum(part.series for part in parts),
+        )
+
+
+def _split_header(rendered: bytes) -> tuple[bytes, bytes]:
+    """(the HELP and TYPE lines, the samples) of one rendered family."""
+    end = rendered.index(b"\n", rendered.index(b"\n") + 1) + 1
+    return rendered[:end], rendered[end:]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRender:
+    """One account's snapshot rendered, family by family, for :meth:`RenderedSnapshot.join`:
+    an account whose snapshot did not change is not rendered again when another one publishes."""
+
+    snapshot: Snapshot
+    families: tuple[tuple[str, bytes, bytes, bytes, bytes], ...]  # name, text head and body, OpenMetrics head and body
+    series: int
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, cooperative: bool = False) -> AccountRender:
+        pause = _yield_gil if cooperative else None
+        families = snapshot_families([snapshot], pause)
+        out = []
+        for metric in families:
+            both = render_both([metric], pause)
+            if both is None:
+                both = _render([metric], openmetrics=False), _render([metric], openmetrics=True)
+            text_head, text_body = _split_header(both[0])
+            om_head, om_body = _split_header(both[1])
+            out.append((metric.name, text_head, text_body, om_head, om_body))
+        return cls(snapshot, tuple(out), sum(len(f.samples) for f in families))
+
+
+def render_accounts(
+    snapshots: Sequence[Snapshot], rendered: dict[str, AccountRender], cooperative: bool = False
+) -> tuple[dict[str, AccountRender], RenderedSnapshot]:
+    """Render the snapshots not rendered yet (``rendered``: by account, from the last time), and
+    join all: the accounts' renders now, and the exposition."""
+    parts = {}
+    for snapshot in snapshots:
+        part = rendered.get(snapshot.account)
+        if part is None or part.snapshot is not snapshot:
+            part = AccountRender.of(snapshot, cooperative)
+        parts[snapshot.account] = part
+    return parts, RenderedSnapshot.join(list(parts.values()), cooperative)
+
+
 def series_count(snapshots: Sequence[Snapshot]) -> int:
     """A cheap upper estimate of the series the snapshots render to."""
     total = 0
@@ -363,6 +434,7 @@ class Exposition:
         self._balances: dict[str, BalanceState] = {}
         self.shown: tuple[Snapshot, ...] = ()
         self.rendered = RenderedSnapshot.of(())
+        self._parts: dict[str, AccountRender] = {}  # the accounts' renders behind ``rendered``
         self._answers: dict[tuple[bool, bool], tuple[float, bytes]] = {}  # (openmetrics, gzip)
         self._large_publishes = 0
         self._changes = 0  # changes to the set of snapshots so far
@@ -424,7 +496,8 @@ class Exposition:
                     self._render_task = None
 
     async def _render(self) -> None:
-        """Render the current snapshots (in a worker thread when large) and show them."""
+        """Render the snapshots that changed, join them with the others (in a worker thread when
+        large) and show them."""
         changes, snapshots = self._changes, tuple(self._snapshots.values())
         if series_count(snapshots) > OFFLOAD_SERIES:
             # The render allocates a few objects per series, all acyclic and soon freed by
@@ -434,16 +507,16 @@ class Exposition:
             _RENDERS_WITHOUT_GC.append(token)
             gc.disable()
             try:
-                rendered = await asyncio.get_running_loop().run_in_executor(
-                    None, RenderedSnapshot.of, snapshots, True
+                parts, rendered = await asyncio.get_running_loop().run_in_executor(
+                    None, render_accounts, snapshots, self._parts, True
                 )
             finally:
                 _RENDERS_WITHOUT_GC.remove(token)
                 if not _RENDERS_WITHOUT_GC:
                     gc.enable()
         else:
-            rendered = RenderedSnapshot.of(snapshots)
-        self.shown, self.rendered = snapshots, rendered
+            parts, rendered = render_accounts(snapshots, self._parts)
+        self.shown, self.rendered, self._parts = snapshots, rendered, parts
         self._rendered_changes = changes
         self._answers = {}
         if rendered.series > OFFLOAD_SERIES:

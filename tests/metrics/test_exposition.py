@@ -10,6 +10,7 @@ and reused briefly.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import subprocess
 import time
 from dataclasses import replace
@@ -269,24 +270,74 @@ async def test_a_snapshot_whose_render_finishes_late_never_replaces_a_newer_one(
     older = Snapshot(flows=(FlowState(1, "removed"), FlowState(2, "kept")))
     newer = Snapshot(flows=(FlowState(2, "kept"),))
     started, release = threading.Event(), threading.Event()
-    render = RenderedSnapshot.of
+    render = exposition_module.AccountRender.of
 
     def holds_older(snapshots) -> bool:
         return any(snapshot is older for snapshot in snapshots)
 
-    def slow_for_older(snapshots, cooperative: bool = False) -> RenderedSnapshot:
-        if holds_older(snapshots):
+    def slow_for_older(snapshot: Snapshot, cooperative: bool = False):
+        if snapshot is older:
             started.set()
             release.wait(10)
-        return render(snapshots, cooperative)
+        return render(snapshot, cooperative)
 
     monkeypatch.setattr(exposition_module, "series_count", lambda s: 10**6 if holds_older(s) else 0)
-    monkeypatch.setattr(exposition_module.RenderedSnapshot, "of", slow_for_older)
+    monkeypatch.setattr(exposition_module.AccountRender, "of", slow_for_older)
     exposition = Exposition(Telemetry().registry)
     late = asyncio.create_task(exposition.publish(older))
     await asyncio.to_thread(started.wait, 10)
-    await exposition.publish(newer)
+    meanwhile = asyncio.create_task(exposition.publish(newer))  # waits for the render under way, then its own
+    await asyncio.sleep(0.05)
+    assert not meanwhile.done()
     release.set()
-    await late
+    await asyncio.gather(late, meanwhile)
     assert exposition.snapshots[0] is newer
     assert b'key_id="1"' not in exposition.body(openmetrics=False, gzip=False)
+
+
+def _accounts_snapshots() -> list[Snapshot]:
+    detail = FlowDetail(1, 5, 3, 0, (NodeDetail(10, None, 7, 2), NodeDetail(11, 3, None, 4)))
+    hostile = 'say "hi"\n\\ \u2028'
+    return [
+        Snapshot(account="eu-main", flows=(FlowState(12, hostile, detail=detail, up=True, last_success=1.0, polls=2),
+                                           FlowState(13, "down", polls=1, errors=(("timeout", 1),))),
+                 cycles=3, cycle_started=5.0, cycle_duration=0.25),
+        Snapshot(account="us-resell", flows=(FlowState(12, "same key", detail=detail, up=True, last_success=2.0),)),
+        Snapshot(account="apac", flows=(), cycles=1, cycle_started=7.0),
+    ]
+
+
+def test_accounts_rendered_apart_and_joined_are_the_bytes_of_one_render():
+    from exporter.metrics.exposition import AccountRender
+
+    snapshots = _accounts_snapshots()
+    whole = RenderedSnapshot.of(snapshots)
+    joined = RenderedSnapshot.join([AccountRender.of(snapshot) for snapshot in snapshots])
+    assert joined.text == whole.text and joined.openmetrics == whole.openmetrics
+    assert joined.series == whole.series
+    assert gzip.decompress(joined.text_gzip.finish(b"")) == whole.text
+    promtool_ok(joined.text)
+
+
+async def test_an_account_publishing_renders_only_its_own_flows_again(monkeypatch):
+    from exporter.metrics import exposition as exposition_module
+
+    rendered: list[str] = []
+    render = exposition_module.AccountRender.of
+
+    def counting(snapshot: Snapshot, cooperative: bool = False):
+        rendered.append(snapshot.account)
+        return render(snapshot, cooperative)
+
+    monkeypatch.setattr(exposition_module.AccountRender, "of", counting)
+    exposition = Exposition(Telemetry().registry)
+    eu, us, apac = _accounts_snapshots()
+    for snapshot in (eu, us, apac):
+        await exposition.publish(snapshot)
+    rendered.clear()
+    newer = replace(us, cycles=us.cycles + 1)
+    await exposition.publish(newer)
+    assert rendered == ["us-resell"]  # the other two accounts' bytes are reused
+    assert exposition.rendered.text == RenderedSnapshot.of([eu, newer, apac]).text
+    await exposition.remove("eu-main")
+    assert rendered == ["us-resell"] and b'account="eu-main"' not in exposition.rendered.text
