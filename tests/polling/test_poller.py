@@ -172,7 +172,9 @@ async def test_a_failing_flow_keeps_a_bounded_summary_not_the_error_and_its_body
         gc.enable()
         await client.close()
     per_flow = kept / len(snapshot.flows)
-    assert per_flow < MAX_ANSWER_BYTES + 16 * 1024, f"{per_flow:.0f} bytes kept per failing flow"
+    # Besides the answer: the summary, the flow's state, and its series rendered in both formats,
+    # twice (the account's own render, kept for the next join, and the joined /metrics bytes).
+    assert per_flow < MAX_ANSWER_BYTES + 20 * 1024, f"{per_flow:.0f} bytes kept per failing flow"
 
 
 async def test_a_flow_failing_after_good_answers_keeps_no_more_than_it_did(sim):
