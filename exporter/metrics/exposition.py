@@ -1,10 +1,11 @@
 """Turning the accounts' Snapshots into the bytes of /metrics, once per change.
 
 The flow and node series change only when a poll cycle ends, so they are rendered
-once per snapshot, in both formats and pre-compressed, and every scrape reuses the
-bytes. Only the small request-level registry (:mod:`exporter.metrics.telemetry`) and the
-account balance (a few series of the balance poller's immutable state, which goes stale on
-its own clock) are rendered per scrape and appended. A scrape therefore costs about the bytes it sends.
+once per snapshot (each account's on its own, then joined), in both formats and
+pre-compressed, and every scrape reuses the bytes. Only the small request-level registry
+(:mod:`exporter.metrics.telemetry`) and the accounts' balances (a few series of each balance
+poller's immutable state, which goes stale on its own clock) are rendered per scrape and
+appended. A scrape therefore costs about the bytes it sends.
 Each family is built from its :mod:`exporter.metrics.catalogue` entry by one of the
 small builders below, which :func:`snapshot_families` composes.
 
@@ -422,17 +423,18 @@ def series_count(snapshots: Sequence[Snapshot]) -> int:
 class Exposition:
     """Holds every account's latest snapshot and balance, and assembles /metrics answers from them.
 
-    Each account publishes its own snapshots (:meth:`publish`); the flow series of all accounts
-    are rendered together, once per change. Publications that arrive while a render runs are
-    rendered together by the next one, so N accounts ending their cycles at once cost about two
-    renders, not N. :meth:`publish` returns once a render holding its snapshot is shown.
+    Each account publishes its own snapshots (:meth:`publish`). A snapshot is rendered once,
+    on its own (:class:`AccountRender`), and the accounts' renders are joined into the /metrics
+    bytes (:func:`render_accounts`). Publications that arrive while a render runs are taken
+    together by the next one, so N accounts ending their cycles at once cost about two joins,
+    not N. :meth:`publish` returns once a render holding its snapshot is shown.
     """
 
     def __init__(self, live_registry: CollectorRegistry):
         self.live_registry = live_registry
         self._snapshots: dict[str, Snapshot] = {}
         self._balances: dict[str, BalanceState] = {}
-        self.shown: tuple[Snapshot, ...] = ()
+        self._shown: tuple[Snapshot, ...] = ()
         self.rendered = RenderedSnapshot.of(())
         self._parts: dict[str, AccountRender] = {}  # the accounts' renders behind ``rendered``
         self._answers: dict[tuple[bool, bool], tuple[float, bytes]] = {}  # (openmetrics, gzip)
@@ -445,14 +447,7 @@ class Exposition:
     @property
     def snapshots(self) -> tuple[Snapshot, ...]:
         """The snapshots /metrics shows, one per account, in the order the accounts were added."""
-        return self.shown
-
-    def snapshot(self, account: str) -> Snapshot | None:
-        """The shown snapshot of ``account`` (None: not watched)."""
-        for snapshot in self.shown:
-            if snapshot.account == account:
-                return snapshot
-        return None
+        return self._shown
 
     @property
     def balances(self) -> dict[str, BalanceState]:
@@ -462,7 +457,7 @@ class Exposition:
     @property
     def ready(self) -> bool:
         """Every account has completed a poll cycle (and there is at least one)."""
-        return bool(self.shown) and all(snapshot.ready for snapshot in self.shown)
+        return bool(self._shown) and all(snapshot.ready for snapshot in self._shown)
 
     # -- what the accounts give it -------------------------------------------------------------
     def publish_balance(self, state: BalanceState) -> None:
@@ -516,7 +511,7 @@ class Exposition:
                     gc.enable()
         else:
             parts, rendered = render_accounts(snapshots, self._parts)
-        self.shown, self.rendered, self._parts = snapshots, rendered, parts
+        self._shown, self.rendered, self._parts = snapshots, rendered, parts
         self._rendered_changes = changes
         self._answers = {}
         if rendered.series > OFFLOAD_SERIES:
