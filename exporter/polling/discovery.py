@@ -151,14 +151,14 @@ class Discovery:
             self._telemetry.discovery_on()
         self._cap(self._listed)  # flows: or max_flows may have changed
         await self._publish()
-        if run and config.discovery.enabled and not keep:
-            self._task = asyncio.create_task(self.run(), name=f"discovery {config.name}")
+        if run and not keep:
+            self.start()
 
     def start(self) -> None:
         """Start the refresh task of the config last applied, if discovery is on and it is not running
-        (at start, once the HTTP server is listening)."""
+        (at start, once the HTTP server is listening, and after a reload that stopped it)."""
         if self._config is not None and self._config.discovery.enabled and self._task is None:
-            self._task = asyncio.create_task(self.run(), name="discovery")
+            self._task = asyncio.create_task(self.run(), name=f"discovery {self._config.name}")
 
     async def stop(self) -> None:
         await cancel(self._task)
