@@ -61,7 +61,7 @@ class Exporter:
         self.config = config
         if isinstance(credentials, Credentials):  # the single-account form
             credentials = {account.name: credentials for account in config.accounts_resolved}
-        self.credentials = credentials
+        self._start_credentials = credentials  # the runtimes own them once started (rotation updates theirs)
         self.config_path = config_path
         self.host, self.port = parse_listen_address(listen_address)
         self.telemetry_path = telemetry_path
@@ -94,10 +94,9 @@ class Exporter:
     def ready(self) -> bool:
         return self.exposition.ready
 
-    def _runtime(self, account: AccountConfig) -> AccountRuntime:
+    def _runtime(self, account: AccountConfig, credentials: Credentials) -> AccountRuntime:
         return AccountRuntime(
-            account, self.credentials[account.name],
-            telemetry=self.telemetry, exposition=self.exposition, shard=self.shard,
+            account, credentials, telemetry=self.telemetry, exposition=self.exposition, shard=self.shard
         )
 
     def _set_config_info(self) -> None:
@@ -111,7 +110,7 @@ class Exporter:
         The port is bound before any task calls the API: an exporter that cannot listen sends nothing."""
         self._set_config_info()
         for account in self.config.accounts_resolved:
-            runtime = self.accounts[account.name] = self._runtime(account)
+            runtime = self.accounts[account.name] = self._runtime(account, self._start_credentials[account.name])
             await runtime.prepare()  # publishes the first snapshot
         middlewares, ssl_context, self.auth = serving_options(
             self.web_config, health_unauthenticated=self.health_unauthenticated, on_failure=self.telemetry.auth_failed
@@ -198,19 +197,20 @@ class Exporter:
             return problems
 
     def current(self) -> tuple[Config, dict[str, Credentials]]:
-        return self.config, self.credentials
+        """The running config, and each account's credentials as it signs with them now (after any rotation)."""
+        return self.config, {name: runtime.credentials for name, runtime in self.accounts.items()}
 
     async def apply_accounts(self, config: Config, credentials: dict[str, Credentials]) -> None:
         """Stop the removed accounts, apply the changed ones, start the added ones (by name)."""
         removed, added, changed = diff_accounts(self.accounts, config, credentials)
-        self.config, self.credentials = config, credentials
+        self.config = config
         self._set_config_info()
         for name in removed:
             await self.accounts.pop(name).stop(forget=True)
         for account in changed:
             await self.accounts[account.name].apply(account, credentials[account.name])
         for account in added:
-            runtime = self.accounts[account.name] = self._runtime(account)
+            runtime = self.accounts[account.name] = self._runtime(account, credentials[account.name])
             await runtime.prepare()
             if self._running:
                 await runtime.start()
