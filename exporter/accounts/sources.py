@@ -28,7 +28,7 @@ class Wiring:
     """What an account gives its sources."""
 
     config: AccountConfig
-    client: Callable[[], ItnioClient | None]  # the account's current client
+    client: Callable[[], ItnioClient]  # the account's current client
     telemetry: AccountTelemetry
     publish: Callable[[Snapshot], Awaitable[None]]
     publish_balance: Callable[[BalanceState], None]
@@ -37,21 +37,14 @@ class Wiring:
 
 
 def flow_poller(wiring: Wiring) -> Poller:
-    client = wiring.client()
-    assert client is not None
-
-    def clock_offset() -> float:  # of the account's current client
-        current = wiring.client()
-        return current.clock_offset if current is not None else 0.0
-
     return Poller(
         wiring.config,
-        client,
+        wiring.client(),
         wiring.publish,
         before_cycle=wiring.before_cycle,
         on_backoff=wiring.telemetry.backoff_set,
         shard=wiring.shard,
-        clock_offset=clock_offset,
+        clock_offset=lambda: wiring.client().clock_offset,  # of the account's current client
     )
 
 
